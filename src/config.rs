@@ -1,0 +1,635 @@
+//! Configuration: environment variables only. `envconfig` reads them (with defaults) into
+//! `RawConfig`; `Config::from_env` then checks everything and reports every problem at
+//! once, before any socket is bound.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use envconfig::Envconfig;
+
+use crate::metrics::{Kind, Label, MetricConfig, MetricDef, METRICS};
+
+/// The variables as strings, with their defaults. Every field is a `String` so that one
+/// bad value does not hide the next: parsing happens in `Config::from_env`.
+#[derive(Envconfig, Debug)]
+pub struct RawConfig {
+    #[envconfig(from = "HLE_SYSLOG_UDP_ADDR", default = "127.0.0.1:5140")]
+    pub syslog_udp_addr: String,
+    #[envconfig(from = "HLE_SYSLOG_TCP_ADDR", default = "127.0.0.1:5140")]
+    pub syslog_tcp_addr: String,
+    #[envconfig(from = "HLE_MAX_LINE_BYTES", default = "65536")]
+    pub max_line_bytes: String,
+    #[envconfig(from = "HLE_TCP_MAX_CONNECTIONS", default = "256")]
+    pub tcp_max_connections: String,
+    #[envconfig(from = "HLE_TCP_IDLE_TIMEOUT", default = "10m")]
+    pub tcp_idle_timeout: String,
+    #[envconfig(from = "HLE_WEB_LISTEN_ADDR", default = "0.0.0.0:9129")]
+    pub web_listen_addr: String,
+    #[envconfig(from = "HLE_WEB_TELEMETRY_PATH", default = "/metrics")]
+    pub web_telemetry_path: String,
+    #[envconfig(from = "HLE_ENABLED_METRICS", default = "all")]
+    pub enabled_metrics: String,
+    #[envconfig(from = "HLE_LOG_LEVEL", default = "info")]
+    pub log_level: String,
+    #[envconfig(from = "HLE_LOG_FORMAT", default = "text")]
+    pub log_format: String,
+}
+
+/// A documented variable: name, default, meaning. `--help` and the README list these.
+pub struct Variable {
+    pub name: String,
+    pub default: String,
+    pub help: String,
+}
+
+/// The fixed variables, in `--help` order. A unit test keeps the defaults equal to
+/// `RawConfig`'s.
+const FIXED: &[(&str, &str, &str)] = &[
+    (
+        "HLE_SYSLOG_UDP_ADDR",
+        "127.0.0.1:5140",
+        "UDP syslog listen address; empty disables",
+    ),
+    (
+        "HLE_SYSLOG_TCP_ADDR",
+        "127.0.0.1:5140",
+        "TCP syslog listen address (newline or octet-counted framing); empty disables",
+    ),
+    (
+        "HLE_MAX_LINE_BYTES",
+        "65536",
+        "longest accepted line; longer frames are discarded and counted",
+    ),
+    (
+        "HLE_TCP_MAX_CONNECTIONS",
+        "256",
+        "open TCP connections allowed; more are closed at once and counted",
+    ),
+    (
+        "HLE_TCP_IDLE_TIMEOUT",
+        "10m",
+        "close a TCP connection silent for this long (ms, s, m, h); 0 never",
+    ),
+    (
+        "HLE_WEB_LISTEN_ADDR",
+        "0.0.0.0:9129",
+        "HTTP listen address for metrics and probes",
+    ),
+    (
+        "HLE_WEB_TELEMETRY_PATH",
+        "/metrics",
+        "path of the Prometheus exposition",
+    ),
+    (
+        "HLE_ENABLED_METRICS",
+        "all",
+        "comma-separated metric names (without haproxy_log_), or all; empty: none",
+    ),
+    (
+        "HLE_LOG_LEVEL",
+        "info",
+        "log level or tracing filter (error, warn, info, debug, trace)",
+    ),
+    ("HLE_LOG_FORMAT", "text", "log output format: text or json"),
+];
+
+/// Every variable, the per-metric ones included.
+pub fn variables() -> Vec<Variable> {
+    let mut vars: Vec<Variable> = FIXED
+        .iter()
+        .map(|(name, default, help)| Variable {
+            name: name.to_string(),
+            default: default.to_string(),
+            help: help.to_string(),
+        })
+        .collect();
+    for def in &METRICS {
+        vars.push(Variable {
+            name: format!("{}_LABELS", def.env_prefix()),
+            default: def
+                .default_labels
+                .iter()
+                .map(|l| l.name())
+                .collect::<Vec<_>>()
+                .join(","),
+            help: format!("labels of {}", def.full_name()),
+        });
+        if def.kind == Kind::Histogram {
+            vars.push(Variable {
+                name: format!("{}_BUCKETS", def.env_prefix()),
+                default: format_buckets(def.default_buckets),
+                help: format!("bucket upper bounds of {}", def.full_name()),
+            });
+        }
+    }
+    vars
+}
+
+fn format_buckets(buckets: &[f64]) -> String {
+    buckets
+        .iter()
+        .map(f64::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// How the exporter writes its own logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub syslog_udp_addr: Option<SocketAddr>,
+    pub syslog_tcp_addr: Option<SocketAddr>,
+    pub max_line_bytes: usize,
+    pub tcp_max_connections: usize,
+    pub tcp_idle_timeout: Option<Duration>,
+    pub web_listen_addr: SocketAddr,
+    pub web_telemetry_path: String,
+    pub metrics: Vec<MetricConfig>,
+    pub log_level: String,
+    pub log_format: LogFormat,
+}
+
+/// Every problem found in the environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub problems: Vec<String>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "invalid configuration ({} problems):",
+            self.problems.len()
+        )?;
+        for problem in &self.problems {
+            writeln!(f, "  - {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The smallest `len` HAProxy accepts on a log target is 80.
+const MIN_LINE_BYTES: usize = 80;
+const MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
+
+impl Config {
+    /// Reads the configuration from the process environment.
+    pub fn from_process_env() -> Result<Config, ConfigError> {
+        let mut problems = Vec::new();
+        let mut env = HashMap::new();
+        for (key, value) in std::env::vars_os() {
+            match (key.into_string(), value.into_string()) {
+                (Ok(key), Ok(value)) => {
+                    env.insert(key, value);
+                }
+                (Ok(key), Err(_)) if key.starts_with("HLE_") => {
+                    problems.push(format!("{key}: value is not valid UTF-8"));
+                }
+                _ => {}
+            }
+        }
+        match Config::from_env(&env) {
+            Ok(config) if problems.is_empty() => Ok(config),
+            Ok(_) => Err(ConfigError { problems }),
+            Err(err) => {
+                problems.extend(err.problems);
+                Err(ConfigError { problems })
+            }
+        }
+    }
+
+    /// Builds the configuration from a map of variables (tests pass their own).
+    pub fn from_env(env: &HashMap<String, String>) -> Result<Config, ConfigError> {
+        let raw = RawConfig::init_from_hashmap(env).map_err(|err| ConfigError {
+            problems: vec![err.to_string()],
+        })?;
+        let mut p = Problems::default();
+
+        let syslog_udp_addr = p.optional_addr("HLE_SYSLOG_UDP_ADDR", &raw.syslog_udp_addr);
+        let syslog_tcp_addr = p.optional_addr("HLE_SYSLOG_TCP_ADDR", &raw.syslog_tcp_addr);
+        let web_listen_addr = p.addr("HLE_WEB_LISTEN_ADDR", &raw.web_listen_addr);
+        if raw.syslog_udp_addr.trim().is_empty() && raw.syslog_tcp_addr.trim().is_empty() {
+            p.add("HLE_SYSLOG_UDP_ADDR and HLE_SYSLOG_TCP_ADDR are both empty: nothing would receive logs");
+        }
+        if let (Some(tcp), Some(web)) = (syslog_tcp_addr, web_listen_addr) {
+            if tcp == web {
+                p.add(format!(
+                    "HLE_SYSLOG_TCP_ADDR and HLE_WEB_LISTEN_ADDR are both {tcp}"
+                ));
+            }
+        }
+
+        let max_line_bytes = p.number(
+            "HLE_MAX_LINE_BYTES",
+            &raw.max_line_bytes,
+            MIN_LINE_BYTES,
+            MAX_LINE_BYTES,
+        );
+        let tcp_max_connections = p.number(
+            "HLE_TCP_MAX_CONNECTIONS",
+            &raw.tcp_max_connections,
+            1,
+            1_000_000,
+        );
+        let tcp_idle_timeout = match parse_duration(&raw.tcp_idle_timeout) {
+            Ok(d) => (!d.is_zero()).then_some(d),
+            Err(why) => {
+                p.add(format!(
+                    "HLE_TCP_IDLE_TIMEOUT={:?}: {why}",
+                    raw.tcp_idle_timeout
+                ));
+                None
+            }
+        };
+
+        let path = raw.web_telemetry_path.trim().to_string();
+        if !path.starts_with('/')
+            || path == "/"
+            || path.starts_with("/-/")
+            || path.contains(char::is_whitespace)
+        {
+            p.add(format!(
+                "HLE_WEB_TELEMETRY_PATH={path:?}: must start with '/' and be neither '/' nor under '/-/'"
+            ));
+        }
+
+        if let Err(err) = tracing_subscriber::EnvFilter::try_new(&raw.log_level) {
+            p.add(format!("HLE_LOG_LEVEL={:?}: {err}", raw.log_level));
+        }
+        let log_format = match raw.log_format.trim() {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => {
+                p.add(format!("HLE_LOG_FORMAT={other:?}: must be text or json"));
+                LogFormat::Text
+            }
+        };
+
+        let metrics = metric_configs(&raw.enabled_metrics, env, &mut p);
+        unknown_variables(env, &mut p);
+
+        if !p.0.is_empty() {
+            return Err(ConfigError { problems: p.0 });
+        }
+        Ok(Config {
+            syslog_udp_addr,
+            syslog_tcp_addr,
+            max_line_bytes: max_line_bytes.unwrap_or_default(),
+            tcp_max_connections: tcp_max_connections.unwrap_or_default(),
+            tcp_idle_timeout,
+            web_listen_addr: web_listen_addr.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0))),
+            web_telemetry_path: path,
+            metrics,
+            log_level: raw.log_level,
+            log_format,
+        })
+    }
+}
+
+/// Enabled metrics with their labels and buckets.
+fn metric_configs(
+    enabled: &str,
+    env: &HashMap<String, String>,
+    p: &mut Problems,
+) -> Vec<MetricConfig> {
+    let all_names = || METRICS.iter().map(|m| m.name).collect::<Vec<_>>().join(",");
+    let mut defs: Vec<&'static MetricDef> = Vec::new();
+    if enabled.trim() == "all" {
+        defs.extend(METRICS.iter());
+    } else {
+        for name in list(enabled) {
+            match MetricDef::by_name(name) {
+                Some(def) if !defs.contains(&def) => defs.push(def),
+                Some(_) => {}
+                None => p.add(format!(
+                    "HLE_ENABLED_METRICS: unknown metric {name:?}; valid: all or {}",
+                    all_names()
+                )),
+            }
+        }
+    }
+    let mut configs = Vec::new();
+    for def in &METRICS {
+        let labels_var = format!("{}_LABELS", def.env_prefix());
+        let labels = match env.get(&labels_var) {
+            Some(value) => parse_labels(&labels_var, value, p),
+            None => def.default_labels.to_vec(),
+        };
+        let buckets_var = format!("{}_BUCKETS", def.env_prefix());
+        let buckets = match (env.get(&buckets_var), def.kind) {
+            (Some(value), Kind::Histogram) => parse_buckets(&buckets_var, value, p),
+            (Some(_), Kind::Counter) => {
+                p.add(format!(
+                    "{buckets_var}: {} is a counter and has no buckets",
+                    def.full_name()
+                ));
+                Vec::new()
+            }
+            (None, _) => def.default_buckets.to_vec(),
+        };
+        if defs.contains(&def) {
+            configs.push(MetricConfig {
+                def,
+                labels,
+                buckets,
+            });
+        }
+    }
+    configs
+}
+
+fn parse_labels(var: &str, value: &str, p: &mut Problems) -> Vec<Label> {
+    let mut labels = Vec::new();
+    for name in list(value) {
+        match Label::from_name(name) {
+            Some(label) if labels.contains(&label) => {
+                p.add(format!("{var}: label {name:?} is listed twice"));
+            }
+            Some(label) => labels.push(label),
+            None => p.add(format!(
+                "{var}: unknown label {name:?}; valid: {}",
+                Label::all_names()
+            )),
+        }
+    }
+    labels
+}
+
+fn parse_buckets(var: &str, value: &str, p: &mut Problems) -> Vec<f64> {
+    let mut buckets = Vec::new();
+    for item in list(value) {
+        match item.parse::<f64>() {
+            Ok(b) if b.is_finite() => buckets.push(b),
+            _ => {
+                p.add(format!("{var}: {item:?} is not a finite number"));
+                return Vec::new();
+            }
+        }
+    }
+    if buckets.is_empty() {
+        p.add(format!("{var}: at least one bucket is needed"));
+    } else if buckets.windows(2).any(|w| w[0] >= w[1]) {
+        p.add(format!("{var}: buckets must be strictly ascending"));
+    }
+    buckets
+}
+
+/// A `HLE_` variable nobody reads is most likely a typo that would silently do nothing.
+fn unknown_variables(env: &HashMap<String, String>, p: &mut Problems) {
+    let mut known: HashSet<String> = variables().into_iter().map(|v| v.name).collect();
+    // A counter's `_BUCKETS` gets its own, more helpful, message in `metric_configs`.
+    known.extend(
+        METRICS
+            .iter()
+            .map(|m| format!("{}_BUCKETS", m.env_prefix())),
+    );
+    let mut unknown: Vec<&String> = env
+        .keys()
+        .filter(|k| k.starts_with("HLE_") && !known.contains(*k))
+        .collect();
+    unknown.sort();
+    for name in unknown {
+        p.add(format!(
+            "{name}: unknown variable (see --help for the list)"
+        ));
+    }
+}
+
+/// Items of a comma-separated list, trimmed, empty ones skipped.
+fn list(value: &str) -> impl Iterator<Item = &str> {
+    value.split(',').map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// `500ms`, `30s`, `10m`, `1h`, or a bare number of seconds.
+pub fn parse_duration(value: &str) -> Result<Duration, String> {
+    let value = value.trim();
+    let digits = value
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(value.len());
+    let (number, unit) = value.split_at(digits);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| "expected a number with an optional unit (ms, s, m, h)".to_string())?;
+    let millis = match unit {
+        "ms" => Some(number),
+        "" | "s" => number.checked_mul(1000),
+        "m" => number.checked_mul(60_000),
+        "h" => number.checked_mul(3_600_000),
+        other => return Err(format!("unknown unit {other:?}; use ms, s, m or h")),
+    };
+    millis
+        .map(Duration::from_millis)
+        .ok_or_else(|| "too large".to_string())
+}
+
+#[derive(Default)]
+struct Problems(Vec<String>);
+
+impl Problems {
+    fn add(&mut self, problem: impl Into<String>) {
+        self.0.push(problem.into());
+    }
+
+    fn addr(&mut self, var: &str, value: &str) -> Option<SocketAddr> {
+        match value.trim().parse() {
+            Ok(addr) => Some(addr),
+            Err(_) => {
+                self.add(format!(
+                    "{var}={value:?}: expected IP:PORT, e.g. 127.0.0.1:5140 or [::]:5140"
+                ));
+                None
+            }
+        }
+    }
+
+    fn optional_addr(&mut self, var: &str, value: &str) -> Option<SocketAddr> {
+        if value.trim().is_empty() {
+            None
+        } else {
+            self.addr(var, value)
+        }
+    }
+
+    fn number(&mut self, var: &str, value: &str, min: usize, max: usize) -> Option<usize> {
+        match value.trim().parse::<usize>() {
+            Ok(n) if (min..=max).contains(&n) => Some(n),
+            _ => {
+                self.add(format!(
+                    "{var}={value:?}: expected a whole number from {min} to {max}"
+                ));
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults() {
+        let config = Config::from_env(&HashMap::new()).unwrap();
+        assert_eq!(
+            config.syslog_udp_addr,
+            Some("127.0.0.1:5140".parse().unwrap())
+        );
+        assert_eq!(
+            config.syslog_tcp_addr,
+            Some("127.0.0.1:5140".parse().unwrap())
+        );
+        assert_eq!(config.web_listen_addr, "0.0.0.0:9129".parse().unwrap());
+        assert_eq!(config.web_telemetry_path, "/metrics");
+        assert_eq!(config.max_line_bytes, 65536);
+        assert_eq!(config.tcp_idle_timeout, Some(Duration::from_secs(600)));
+        assert_eq!(config.metrics.len(), METRICS.len());
+        let requests = &config.metrics[0];
+        assert_eq!(requests.def.name, "requests_total");
+        assert_eq!(
+            requests.labels,
+            vec![Label::StatusCode, Label::BackendName, Label::ServerName]
+        );
+        let histogram = config
+            .metrics
+            .iter()
+            .find(|m| m.def.kind == Kind::Histogram)
+            .unwrap();
+        assert!(histogram.labels.is_empty());
+    }
+
+    #[test]
+    fn documented_defaults_match_the_parsed_ones() {
+        let raw = RawConfig::init_from_hashmap(&HashMap::new()).unwrap();
+        let parsed = [
+            &raw.syslog_udp_addr,
+            &raw.syslog_tcp_addr,
+            &raw.max_line_bytes,
+            &raw.tcp_max_connections,
+            &raw.tcp_idle_timeout,
+            &raw.web_listen_addr,
+            &raw.web_telemetry_path,
+            &raw.enabled_metrics,
+            &raw.log_level,
+            &raw.log_format,
+        ];
+        assert_eq!(parsed.len(), FIXED.len());
+        for ((name, default, _), value) in FIXED.iter().zip(parsed) {
+            assert_eq!(default, value, "{name}");
+        }
+    }
+
+    #[test]
+    fn empty_address_disables_a_listener() {
+        let config = Config::from_env(&env(&[("HLE_SYSLOG_TCP_ADDR", "")])).unwrap();
+        assert_eq!(config.syslog_tcp_addr, None);
+        assert!(config.syslog_udp_addr.is_some());
+    }
+
+    #[test]
+    fn labels_buckets_and_enabled_metrics() {
+        let config = Config::from_env(&env(&[
+            ("HLE_REQUESTS_TOTAL_LABELS", "status_code, frontend_name"),
+            ("HLE_RESPONSE_PROCESSING_SECONDS_BUCKETS", "0.1,1,10"),
+            ("HLE_RESPONSE_PROCESSING_SECONDS_LABELS", ""),
+            (
+                "HLE_ENABLED_METRICS",
+                "haproxy_log_requests_total,response_processing_seconds",
+            ),
+        ]))
+        .unwrap();
+        assert_eq!(config.metrics.len(), 2);
+        assert_eq!(
+            config.metrics[0].labels,
+            vec![Label::StatusCode, Label::FrontendName]
+        );
+        assert_eq!(config.metrics[1].buckets, vec![0.1, 1.0, 10.0]);
+        assert!(config.metrics[1].labels.is_empty());
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let err = Config::from_env(&env(&[
+            ("HLE_SYSLOG_UDP_ADDR", "nonsense"),
+            ("HLE_WEB_LISTEN_ADDR", "127.0.0.1"),
+            ("HLE_MAX_LINE_BYTES", "10"),
+            ("HLE_TCP_IDLE_TIMEOUT", "5 weeks"),
+            ("HLE_WEB_TELEMETRY_PATH", "metrics"),
+            ("HLE_LOG_FORMAT", "xml"),
+            (
+                "HLE_REQUESTS_TOTAL_LABELS",
+                "status,backend_name,backend_name",
+            ),
+            ("HLE_SESSION_DURATION_SECONDS_BUCKETS", "1,0.5"),
+            ("HLE_REQUESTS_TOTAL_BUCKETS", "1"),
+            ("HLE_ENABLED_METRICS", "requests_total,latency"),
+            ("HLE_REQUEST_TOTAL_LABELS", "status_code"),
+        ]))
+        .unwrap_err();
+        let text = err.to_string();
+        let expected = [
+            "HLE_SYSLOG_UDP_ADDR=\"nonsense\"",
+            "HLE_WEB_LISTEN_ADDR=\"127.0.0.1\"",
+            "HLE_MAX_LINE_BYTES=\"10\"",
+            "HLE_TCP_IDLE_TIMEOUT",
+            "HLE_WEB_TELEMETRY_PATH",
+            "HLE_LOG_FORMAT=\"xml\"",
+            "unknown label \"status\"; valid: status_code,status_class,frontend_name",
+            "label \"backend_name\" is listed twice",
+            "HLE_SESSION_DURATION_SECONDS_BUCKETS: buckets must be strictly ascending",
+            "HLE_REQUESTS_TOTAL_BUCKETS: haproxy_log_requests_total is a counter",
+            "unknown metric \"latency\"; valid: all or requests_total,bytes_read_total",
+            "HLE_REQUEST_TOTAL_LABELS: unknown variable",
+        ];
+        for want in expected {
+            assert!(text.contains(want), "missing {want:?} in:\n{text}");
+        }
+        assert_eq!(err.problems.len(), expected.len(), "{text}");
+    }
+
+    #[test]
+    fn no_listener_at_all_is_a_problem() {
+        let err = Config::from_env(&env(&[
+            ("HLE_SYSLOG_UDP_ADDR", ""),
+            ("HLE_SYSLOG_TCP_ADDR", " "),
+        ]))
+        .unwrap_err();
+        assert_eq!(err.problems.len(), 1, "{err}");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("5d").is_err());
+        assert!(parse_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn help_lists_per_metric_variables() {
+        let names: Vec<String> = variables().into_iter().map(|v| v.name).collect();
+        assert!(names.contains(&"HLE_REQUESTS_TOTAL_LABELS".to_string()));
+        assert!(names.contains(&"HLE_RESPONSE_PROCESSING_SECONDS_BUCKETS".to_string()));
+        assert!(!names.contains(&"HLE_REQUESTS_TOTAL_BUCKETS".to_string()));
+    }
+}

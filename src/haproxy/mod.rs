@@ -1,0 +1,7 @@
+//! Pipeline stage 4: HAProxy log entries (`option httplog`, `option tcplog`).
+
+mod parser;
+mod record;
+
+pub use parser::{parse, request_path, Entry, ParseError, IGNORE_REASONS, REJECT_REASONS};
+pub use record::{EntryKind, LogRecord, Timer};

@@ -1,0 +1,427 @@
+//! Pipeline stage 4: the HAProxy entry parser.
+//!
+//! Hand-written and zero-copy, in the manner of httparse: one pass over the bytes, fields
+//! borrowed from the input, no regex and no allocation (except to decode a `#XX` escape in
+//! a request path). It recognises `option httplog` (including the pre-1.7 timer layout,
+//! which has the same shape) and `option tcplog` without configuration:
+//!
+//! ```text
+//! httplog: %ci:%cp [%tr] %ft %b/%s %TR/%Tw/%Tc/%Tr/%Ta %ST %B %CC %CS %tsc %ac/%fc/%bc/%sc/%rc %sq/%bq %hr %hs %{+Q}r
+//! tcplog:  %ci:%cp [%t] %ft %b/%s %Tw/%Tc/%Tt %B %ts %ac/%fc/%bc/%sc/%rc %sq/%bq
+//! ```
+
+use std::borrow::Cow;
+
+use super::record::{EntryKind, LogRecord, Timer};
+use crate::syslog::memchr;
+
+/// Why a line that looked like a traffic log could not be counted. `Copy`, and its reason
+/// is the `reason` label of `haproxy_log_exporter_lines_rejected_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{}", self.reason())]
+pub struct ParseError(&'static str);
+
+impl ParseError {
+    /// A short snake_case reason, used as a label value.
+    pub fn reason(&self) -> &'static str {
+        self.0
+    }
+}
+
+/// What a message turned out to be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry<'a> {
+    /// A traffic log entry, to be counted.
+    Traffic(LogRecord<'a>),
+    /// An HAProxy notice (proxy started, server down, SPOE event ...), to be ignored. The
+    /// string is the `reason` label of `haproxy_log_exporter_lines_ignored_total`.
+    Notice(&'static str),
+}
+
+/// Every reason a line can be rejected for, so the self-metric can show them all at zero.
+pub const REJECT_REASONS: &[&str] = &[
+    EMPTY.0,
+    UNRECOGNIZED.0,
+    BAD_CLIENT.0,
+    BAD_ACCEPT_DATE.0,
+    BAD_FRONTEND.0,
+    BAD_BACKEND_SERVER.0,
+    BAD_TIMERS.0,
+    BAD_STATUS.0,
+    BAD_BYTES.0,
+    BAD_TERMINATION_STATE.0,
+    BAD_CONNECTIONS.0,
+    BAD_QUEUES.0,
+    BAD_CAPTURE.0,
+    BAD_REQUEST_LINE.0,
+    TRAILING_DATA.0,
+];
+
+/// Every reason a line can be ignored for.
+pub const IGNORE_REASONS: &[&str] = &[PROXY_EVENT, SERVER_EVENT, SPOE_EVENT, OTHER_NOTICE];
+
+const EMPTY: ParseError = ParseError("empty_line");
+const UNRECOGNIZED: ParseError = ParseError("unrecognized_format");
+const BAD_CLIENT: ParseError = ParseError("bad_client_address");
+const BAD_ACCEPT_DATE: ParseError = ParseError("bad_accept_date");
+const BAD_FRONTEND: ParseError = ParseError("bad_frontend_name");
+const BAD_BACKEND_SERVER: ParseError = ParseError("bad_backend_server");
+const BAD_TIMERS: ParseError = ParseError("bad_timers");
+const BAD_STATUS: ParseError = ParseError("bad_status_code");
+const BAD_BYTES: ParseError = ParseError("bad_bytes_read");
+const BAD_TERMINATION_STATE: ParseError = ParseError("bad_termination_state");
+const BAD_CONNECTIONS: ParseError = ParseError("bad_connection_counts");
+const BAD_QUEUES: ParseError = ParseError("bad_queue_lengths");
+const BAD_CAPTURE: ParseError = ParseError("bad_capture");
+const BAD_REQUEST_LINE: ParseError = ParseError("bad_request_line");
+const TRAILING_DATA: ParseError = ParseError("trailing_data");
+
+const PROXY_EVENT: &str = "proxy_event";
+const SERVER_EVENT: &str = "server_event";
+const SPOE_EVENT: &str = "spoe_event";
+const OTHER_NOTICE: &str = "other_notice";
+
+/// Parses the message part of a syslog line.
+pub fn parse(message: &[u8]) -> Result<Entry<'_>, ParseError> {
+    if message.iter().all(|b| b.is_ascii_whitespace()) {
+        return Err(EMPTY);
+    }
+    if !looks_like_traffic(message) {
+        return classify_notice(message).map(Entry::Notice);
+    }
+    parse_traffic(message).map(Entry::Traffic)
+}
+
+/// A traffic entry starts with `ADDRESS:PORT [` and a digit (the accept date). Checked
+/// before anything else so a notice is never reported as a malformed entry.
+fn looks_like_traffic(message: &[u8]) -> bool {
+    let Some(space) = memchr(b' ', message) else {
+        return false;
+    };
+    memchr(b':', &message[..space]).is_some()
+        && message.get(space + 1) == Some(&b'[')
+        && message.get(space + 2).is_some_and(u8::is_ascii_digit)
+}
+
+/// HAProxy's notices are English sentences ("Proxy fe started.", "Server be/s1 is DOWN,
+/// ...", "SPOE: [agent] ..."). Anything else is a line in a format we do not know, which the
+/// operator must hear about, so it is rejected rather than ignored.
+fn classify_notice(message: &[u8]) -> Result<&'static str, ParseError> {
+    const PREFIXES: &[(&[u8], &str)] = &[
+        (b"Proxy ", PROXY_EVENT),
+        (b"Stopping ", PROXY_EVENT),
+        (b"Pausing ", PROXY_EVENT),
+        (b"Resuming ", PROXY_EVENT),
+        (b"Server ", SERVER_EVENT),
+        (b"backend ", SERVER_EVENT),
+        (b"Backend ", SERVER_EVENT),
+        (b"Health check ", SERVER_EVENT),
+        (b"Agent check ", SERVER_EVENT),
+        (b"SPOE", SPOE_EVENT),
+    ];
+    if let Some((_, reason)) = PREFIXES.iter().find(|(p, _)| message.starts_with(p)) {
+        return Ok(reason);
+    }
+    // Other sentences from HAProxy start with a capital letter and a lower-case word.
+    match message {
+        [first, second, ..] if first.is_ascii_uppercase() && second.is_ascii_lowercase() => {
+            Ok(OTHER_NOTICE)
+        }
+        _ => Err(UNRECOGNIZED),
+    }
+}
+
+/// A cursor over space-separated fields.
+struct Fields<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Fields<'a> {
+    /// The next field up to a space (or the end), consuming that space.
+    fn next(&mut self, err: ParseError) -> Result<&'a [u8], ParseError> {
+        if self.rest.is_empty() {
+            return Err(err);
+        }
+        let end = memchr(b' ', self.rest).unwrap_or(self.rest.len());
+        let field = &self.rest[..end];
+        self.rest = self.rest.get(end + 1..).unwrap_or_default();
+        if field.is_empty() {
+            return Err(err);
+        }
+        Ok(field)
+    }
+
+    /// Like `next`, but `None` at the end of the line (a line cut by HAProxy's `len`).
+    fn next_opt(&mut self, err: ParseError) -> Result<Option<&'a [u8]>, ParseError> {
+        if self.rest.is_empty() {
+            Ok(None)
+        } else {
+            self.next(err).map(Some)
+        }
+    }
+}
+
+fn parse_traffic(message: &[u8]) -> Result<LogRecord<'_>, ParseError> {
+    let mut f = Fields { rest: message };
+
+    let client = f.next(BAD_CLIENT)?;
+    let colon = client.iter().rposition(|&b| b == b':').ok_or(BAD_CLIENT)?;
+    let client_ip = ascii(&client[..colon], BAD_CLIENT)?;
+    let client_port = ascii(&client[colon + 1..], BAD_CLIENT)?;
+    if client_ip.is_empty() || client_port.is_empty() {
+        return Err(BAD_CLIENT);
+    }
+
+    let date = f.next(BAD_ACCEPT_DATE)?;
+    if date.len() < 3 || !date.ends_with(b"]") {
+        return Err(BAD_ACCEPT_DATE);
+    }
+
+    let frontend = f.next(BAD_FRONTEND)?;
+    let frontend_name = ascii(
+        frontend.strip_suffix(b"~").unwrap_or(frontend),
+        BAD_FRONTEND,
+    )?;
+
+    let backend_server = f.next(BAD_BACKEND_SERVER)?;
+    let slash = memchr(b'/', backend_server).ok_or(BAD_BACKEND_SERVER)?;
+    let backend_name = ascii(&backend_server[..slash], BAD_BACKEND_SERVER)?;
+    let server_name = ascii(&backend_server[slash + 1..], BAD_BACKEND_SERVER)?;
+
+    let mut timers = [None; 5];
+    let mut count = 0;
+    for part in f.next(BAD_TIMERS)?.split(|&b| b == b'/') {
+        let slot = timers.get_mut(count).ok_or(BAD_TIMERS)?;
+        *slot = timer(part).ok_or(BAD_TIMERS)?;
+        count += 1;
+    }
+    let kind = match count {
+        5 => EntryKind::Http,
+        3 => EntryKind::Tcp,
+        _ => return Err(BAD_TIMERS),
+    };
+
+    let mut record = LogRecord {
+        kind,
+        client_ip,
+        client_port,
+        frontend_name,
+        backend_name,
+        server_name,
+        request_wait: None,
+        queued: None,
+        connect: None,
+        response: None,
+        session: None,
+        status_code: "",
+        bytes_read: 0,
+        termination_state: "",
+        server_queue: 0,
+        backend_queue: 0,
+        http_request_method: "",
+        http_request_path: Cow::Borrowed(""),
+        truncated: false,
+    };
+
+    match kind {
+        EntryKind::Http => {
+            [
+                record.request_wait,
+                record.queued,
+                record.connect,
+                record.response,
+                record.session,
+            ] = timers;
+            let status = f.next(BAD_STATUS)?;
+            let status_ok =
+                status == b"-1" || (status.len() == 3 && status.iter().all(u8::is_ascii_digit));
+            record.status_code = ascii(status, BAD_STATUS)?;
+            if !status_ok {
+                return Err(BAD_STATUS);
+            }
+            record.bytes_read = number(plus(f.next(BAD_BYTES)?)).ok_or(BAD_BYTES)?;
+            f.next(BAD_TERMINATION_STATE)?; // %CC: captured request cookie
+            f.next(BAD_TERMINATION_STATE)?; // %CS: captured response cookie
+            record.termination_state = termination_state(f.next(BAD_TERMINATION_STATE)?, 4)?;
+        }
+        EntryKind::Tcp => {
+            [record.queued, record.connect, record.session] = [timers[0], timers[1], timers[2]];
+            record.bytes_read = number(plus(f.next(BAD_BYTES)?)).ok_or(BAD_BYTES)?;
+            record.termination_state = termination_state(f.next(BAD_TERMINATION_STATE)?, 2)?;
+        }
+    }
+
+    // %ac/%fc/%bc/%sc/%rc: five counts; %rc gets a `+` when the session was redispatched.
+    let connections = f.next(BAD_CONNECTIONS)?;
+    let valid_counts = connections
+        .split(|&b| b == b'/')
+        .map(|c| number(plus(c)).is_some())
+        .fold((0, true), |(n, ok), valid| (n + 1, ok && valid));
+    if valid_counts != (5, true) {
+        return Err(BAD_CONNECTIONS);
+    }
+
+    let queues = f.next(BAD_QUEUES)?;
+    let slash = memchr(b'/', queues).ok_or(BAD_QUEUES)?;
+    record.server_queue = number(&queues[..slash]).ok_or(BAD_QUEUES)?;
+    record.backend_queue = number(&queues[slash + 1..]).ok_or(BAD_QUEUES)?;
+
+    match kind {
+        EntryKind::Tcp => {
+            if !f.rest.is_empty() {
+                return Err(TRAILING_DATA);
+            }
+        }
+        EntryKind::Http => parse_request_tail(f.rest, &mut record)?,
+    }
+    Ok(record)
+}
+
+/// After `%sq/%bq` in httplog: up to two `{capture}` blocks, then `"request line"`. A line
+/// may end anywhere here when HAProxy cut it at `len`; what is there is used.
+fn parse_request_tail<'a>(
+    mut rest: &'a [u8],
+    record: &mut LogRecord<'a>,
+) -> Result<(), ParseError> {
+    for _ in 0..2 {
+        if rest.first() != Some(&b'{') {
+            break;
+        }
+        // HAProxy escapes `{`, `|`, `}` and `"` inside captures, so the first `}` closes it.
+        match memchr(b'}', rest) {
+            Some(close) => {
+                rest = &rest[close + 1..];
+                rest = rest.strip_prefix(b" ").unwrap_or(rest);
+            }
+            None => {
+                record.truncated = true;
+                return Ok(());
+            }
+        }
+    }
+    if rest.is_empty() {
+        record.truncated = true;
+        return Ok(());
+    }
+    let Some(request) = rest.strip_prefix(b"\"") else {
+        return Err(if rest.first() == Some(&b'{') {
+            BAD_CAPTURE
+        } else {
+            BAD_REQUEST_LINE
+        });
+    };
+    let request = match memchr(b'"', request) {
+        Some(close) if close + 1 == request.len() => &request[..close],
+        Some(_) => return Err(TRAILING_DATA),
+        None => {
+            record.truncated = true;
+            request
+        }
+    };
+    if request == b"<BADREQ>" {
+        return Ok(());
+    }
+    let mut parts = Fields { rest: request };
+    let Some(method) = parts.next_opt(BAD_REQUEST_LINE)? else {
+        return Ok(());
+    };
+    if record.truncated && parts.rest.is_empty() && !request.ends_with(b" ") {
+        // Cut inside the method itself: the method is unknown, so is the path.
+        return Ok(());
+    }
+    if !method.iter().all(|b| b.is_ascii_graphic()) {
+        return Err(BAD_REQUEST_LINE);
+    }
+    record.http_request_method = ascii(method, BAD_REQUEST_LINE)?;
+    if let Some(uri) = parts.next_opt(BAD_REQUEST_LINE)? {
+        record.http_request_path = request_path(uri);
+    }
+    Ok(())
+}
+
+/// The path of a request URI: without scheme and authority (HTTP/2 logs absolute URIs),
+/// query string or fragment, with HAProxy's `#XX` escapes decoded.
+pub fn request_path(uri: &[u8]) -> Cow<'_, str> {
+    let mut path = uri;
+    if let Some(scheme_end) = find(path, b"://") {
+        if path[..scheme_end]
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(b))
+        {
+            let authority = &path[scheme_end + 3..];
+            path = match memchr(b'/', authority) {
+                Some(slash) => &authority[slash..],
+                None => b"/",
+            };
+        }
+    }
+    let end = path.iter().position(|&b| b == b'?').unwrap_or(path.len());
+    let path = &path[..end];
+    if memchr(b'#', path).is_none() {
+        return String::from_utf8_lossy(path);
+    }
+    let mut decoded = Vec::with_capacity(path.len());
+    let mut i = 0;
+    while i < path.len() {
+        if path[i] == b'#' {
+            if let Some(byte) = path.get(i + 1..i + 3).and_then(hex_byte) {
+                decoded.push(byte);
+                i += 3;
+                continue;
+            }
+        }
+        decoded.push(path[i]);
+        i += 1;
+    }
+    Cow::Owned(String::from_utf8_lossy(&decoded).into_owned())
+}
+
+fn hex_byte(pair: &[u8]) -> Option<u8> {
+    let hi = (pair[0] as char).to_digit(16)?;
+    let lo = (pair[1] as char).to_digit(16)?;
+    u8::try_from(hi * 16 + lo).ok()
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// `%tsc` (4 characters) or `%ts` (2): the label keeps the first two, the termination
+/// cause and the session state; the cookie flags would only multiply series.
+fn termination_state(field: &[u8], len: usize) -> Result<&str, ParseError> {
+    if field.len() != len || !field.iter().all(u8::is_ascii_graphic) {
+        return Err(BAD_TERMINATION_STATE);
+    }
+    ascii(&field[..2], BAD_TERMINATION_STATE)
+}
+
+/// Drops the `+` that logasap (and redispatch, on `%rc`) put before a value.
+fn plus(field: &[u8]) -> &[u8] {
+    field.strip_prefix(b"+").unwrap_or(field)
+}
+
+/// A timer: `-1` is `None`; logasap writes `Ta` as `+301`.
+fn timer(field: &[u8]) -> Option<Timer> {
+    if field == b"-1" {
+        return Some(None);
+    }
+    number(plus(field)).map(Some)
+}
+
+fn number(field: &[u8]) -> Option<u64> {
+    if field.is_empty() || field.len() > 19 {
+        return None;
+    }
+    field.iter().try_fold(0u64, |acc, &b| {
+        b.is_ascii_digit().then(|| acc * 10 + u64::from(b - b'0'))
+    })
+}
+
+/// Label values must be text; HAProxy writes these fields in printable ASCII.
+fn ascii(field: &[u8], err: ParseError) -> Result<&str, ParseError> {
+    if field.iter().all(u8::is_ascii_graphic) {
+        std::str::from_utf8(field).map_err(|_| err)
+    } else {
+        Err(err)
+    }
+}

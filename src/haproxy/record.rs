@@ -1,0 +1,76 @@
+//! Pipeline stage 4 output: one HAProxy traffic log entry, borrowed from the frame.
+
+use std::borrow::Cow;
+
+/// Which of HAProxy's built-in layouts an entry was written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    /// `option httplog`: five timers (`TR/Tw/Tc/Tr/Ta`, or `Tq/Tw/Tc/Tr/Tt` before 1.7).
+    Http,
+    /// `option tcplog`: three timers (`Tw/Tc/Tt`), no status and no request.
+    Tcp,
+}
+
+/// A timer in milliseconds; `None` where HAProxy logged `-1` (the phase never completed).
+pub type Timer = Option<u64>;
+
+/// One traffic log entry. Every string borrows from the received line, except a request
+/// path with `#XX` escapes, which is decoded into an owned string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogRecord<'a> {
+    pub kind: EntryKind,
+    /// `%ci`: an IPv4 or IPv6 address (or `unix`), without brackets.
+    pub client_ip: &'a str,
+    /// `%cp`
+    pub client_port: &'a str,
+    /// `%ft` without the `~` HAProxy appends for TLS listeners, so it equals `%f`.
+    pub frontend_name: &'a str,
+    /// `%b`
+    pub backend_name: &'a str,
+    /// `%s`, `<NOSRV>` when no server was reached.
+    pub server_name: &'a str,
+    /// `TR` (`Tq` before 1.7): time to receive the full request. HTTP only.
+    pub request_wait: Timer,
+    /// `Tw`: time spent in queues.
+    pub queued: Timer,
+    /// `Tc`: time to establish the TCP connection to the server.
+    pub connect: Timer,
+    /// `Tr`: server response time (headers). HTTP only.
+    pub response: Timer,
+    /// `Ta` (httplog) or `Tt` (tcplog and the pre-1.7 layout): the whole session.
+    pub session: Timer,
+    /// `%ST` as written (`200`, `-1`); empty for tcplog.
+    pub status_code: &'a str,
+    /// `%B` without logasap's `+`.
+    pub bytes_read: u64,
+    /// The first two characters of `%tsc`/`%ts`: termination cause and session state.
+    pub termination_state: &'a str,
+    /// `%sq`
+    pub server_queue: u64,
+    /// `%bq`
+    pub backend_queue: u64,
+    /// Method from the request line; empty for `<BADREQ>` and tcplog.
+    pub http_request_method: &'a str,
+    /// Path from the request line: no scheme, authority or query string.
+    pub http_request_path: Cow<'a, str>,
+    /// The line ended inside the request line (HAProxy's `len` or a ring's `maxlen`).
+    pub truncated: bool,
+}
+
+impl LogRecord<'_> {
+    /// HAProxy's own class for a status: `1xx`..`5xx`, or `other` (which includes `-1`),
+    /// as in the `code` label of its built-in Prometheus exporter. Empty for tcplog.
+    pub fn status_class(&self) -> &'static str {
+        match self.kind {
+            EntryKind::Tcp => "",
+            EntryKind::Http => match self.status_code.as_bytes() {
+                [b'1', _, _] => "1xx",
+                [b'2', _, _] => "2xx",
+                [b'3', _, _] => "3xx",
+                [b'4', _, _] => "4xx",
+                [b'5', _, _] => "5xx",
+                _ => "other",
+            },
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! TCP syslog source: HAProxy's `ring` keeps one long-lived connection per server line.
+//! A listener task accepts (up to a cap) and a task per connection reads frames.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
+use tokio_util::codec::{Decoder, FramedParts, FramedRead};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::codec::{Frame, SyslogCodec};
+use crate::metrics::{Transport, INCOMPLETE_FRAME};
+use crate::pipeline::Pipeline;
+
+/// Per-connection settings.
+#[derive(Debug, Clone, Copy)]
+pub struct TcpSettings {
+    pub max_connections: usize,
+    pub max_line_bytes: usize,
+    /// Close a connection that sent nothing for this long; `None` never does.
+    pub idle_timeout: Option<Duration>,
+}
+
+/// Read buffer per connection; HAProxy's ring writes in bursts of many lines.
+const READ_CAPACITY: usize = 64 * 1024;
+
+/// Accepts connections until `shutdown`; connection tasks join `tracker`.
+pub async fn serve(
+    listener: TcpListener,
+    pipeline: Arc<Pipeline>,
+    settings: TcpSettings,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
+    let permits = Arc::new(tokio::sync::Semaphore::new(settings.max_connections));
+    let mut backoff = Duration::from_millis(10);
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => {
+                backoff = Duration::from_millis(10);
+                accepted
+            }
+            Err(err) => {
+                // Usually out of file descriptors: wait for some to be released.
+                tracing::warn!(error = %err, "tcp accept failed");
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            pipeline.selfmon().tcp_connections_refused.inc();
+            tracing::warn!(%peer, max = settings.max_connections, "tcp connection refused: too many open");
+            continue;
+        };
+        let pipeline = pipeline.clone();
+        let shutdown = shutdown.clone();
+        tracker.spawn(async move {
+            pipeline.selfmon().tcp_connections.inc();
+            handle(stream, peer, &pipeline, settings, shutdown).await;
+            pipeline.selfmon().tcp_connections.dec();
+            drop(permit);
+        });
+    }
+}
+
+/// Reads frames until the peer closes, the connection idles out, or `shutdown`.
+async fn handle(
+    stream: TcpStream,
+    peer: SocketAddr,
+    pipeline: &Pipeline,
+    settings: TcpSettings,
+    shutdown: CancellationToken,
+) {
+    tracing::debug!(%peer, "tcp connection opened");
+    let codec = SyslogCodec::new(settings.max_line_bytes);
+    let mut frames = FramedRead::with_capacity(stream, codec, READ_CAPACITY);
+    // One timer for the whole connection, moved forward lazily: arming a timer per frame
+    // would cost more than parsing the frame.
+    let idle = settings
+        .idle_timeout
+        .unwrap_or(Duration::from_secs(365 * 24 * 3600));
+    let mut last_frame = Instant::now();
+    let deadline = tokio::time::sleep_until(last_frame + idle);
+    tokio::pin!(deadline);
+    let reason = loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break "shutdown",
+            next = frames.next() => match next {
+                Some(Ok(frame)) => {
+                    last_frame = Instant::now();
+                    handle_frame(pipeline, frame);
+                }
+                Some(Err(err)) => {
+                    tracing::debug!(%peer, error = %err, "tcp read failed");
+                    break "error";
+                }
+                None => break "closed by peer",
+            },
+            _ = &mut deadline => {
+                if last_frame.elapsed() >= idle {
+                    break "idle timeout";
+                }
+                deadline.as_mut().reset(last_frame + idle);
+            }
+        }
+    };
+    // Complete frames already read but not yet yielded are counted before the socket is
+    // closed. (At the peer's end of stream `FramedRead` has already flushed the codec.)
+    let FramedParts {
+        mut codec,
+        mut read_buf,
+        ..
+    } = frames.into_parts();
+    while let Ok(Some(frame)) = codec.decode(&mut read_buf) {
+        handle_frame(pipeline, frame);
+    }
+    tracing::debug!(%peer, reason, "tcp connection closed");
+}
+
+fn handle_frame(pipeline: &Pipeline, frame: Frame) {
+    match frame {
+        Frame::Line(line) => pipeline.process(Transport::Tcp, &line),
+        Frame::Oversize(len) => pipeline.selfmon().oversize(Transport::Tcp, len),
+        Frame::Incomplete(len) => {
+            pipeline.selfmon().received(Transport::Tcp);
+            pipeline.selfmon().rejected(
+                Transport::Tcp,
+                INCOMPLETE_FRAME,
+                format!("<{len} bytes>").as_bytes(),
+            );
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! haproxy-log-exporter: HAProxy's log stream in, Prometheus metrics out.
+//!
+//! One pipeline, one direction:
+//!
+//! ```text
+//! ingest::{udp,tcp} → ingest::codec → syslog → haproxy (parser → LogRecord)
+//!     → metrics (Aggregator, SelfMetrics) → http (/metrics)
+//! ```
+//!
+//! `Server::bind` binds every socket (after the configuration was validated), and
+//! `Server::run` serves until the shutdown future resolves. Tests start the daemon the
+//! same way as `main`, on port 0.
+
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod error;
+pub mod haproxy;
+pub mod http;
+pub mod ingest;
+pub mod metrics;
+pub mod pipeline;
+pub mod shutdown;
+pub mod syslog;
+pub mod telemetry;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus::Registry;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use config::{Config, ConfigError};
+pub use error::Error;
+
+use ingest::tcp::TcpSettings;
+use pipeline::Pipeline;
+
+/// How long shutdown waits for connections to finish before giving up on them.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// The exporter with every socket bound, ready to run.
+pub struct Server {
+    config: Config,
+    udp: Option<UdpSocket>,
+    tcp: Option<TcpListener>,
+    web: TcpListener,
+    pipeline: Arc<Pipeline>,
+    registry: Registry,
+}
+
+impl Server {
+    /// Registers the metrics and binds the listeners.
+    pub async fn bind(config: Config) -> Result<Server, Error> {
+        let registry = Registry::new();
+        #[cfg(target_os = "linux")]
+        registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
+        let pipeline = Arc::new(Pipeline::new(&config.metrics, &registry)?);
+
+        let udp = match config.syslog_udp_addr {
+            Some(addr) => Some(
+                UdpSocket::bind(addr)
+                    .await
+                    .map_err(bind_error("syslog UDP", addr))?,
+            ),
+            None => None,
+        };
+        let tcp = match config.syslog_tcp_addr {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(bind_error("syslog TCP", addr))?,
+            ),
+            None => None,
+        };
+        let addr = config.web_listen_addr;
+        let web = TcpListener::bind(addr)
+            .await
+            .map_err(bind_error("HTTP", addr))?;
+        Ok(Server {
+            config,
+            udp,
+            tcp,
+            web,
+            pipeline,
+            registry,
+        })
+    }
+
+    /// The bound UDP syslog address, if enabled.
+    pub fn udp_addr(&self) -> Option<SocketAddr> {
+        self.udp.as_ref().and_then(|s| s.local_addr().ok())
+    }
+
+    /// The bound TCP syslog address, if enabled.
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.tcp.as_ref().and_then(|s| s.local_addr().ok())
+    }
+
+    /// The bound HTTP address.
+    pub fn web_addr(&self) -> Option<SocketAddr> {
+        self.web.local_addr().ok()
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, counts every complete
+    /// frame already read, and returns.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
+        let token = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let config = &self.config;
+        tracing::info!(
+            udp = ?self.udp_addr(),
+            tcp = ?self.tcp_addr(),
+            web = ?self.web_addr(),
+            metrics = config.metrics.len(),
+            "listening"
+        );
+
+        if let Some(socket) = self.udp {
+            tracker.spawn(ingest::udp::serve(
+                socket,
+                self.pipeline.clone(),
+                config.max_line_bytes,
+                token.clone(),
+            ));
+        }
+        if let Some(listener) = self.tcp {
+            let settings = TcpSettings {
+                max_connections: config.tcp_max_connections,
+                max_line_bytes: config.max_line_bytes,
+                idle_timeout: config.tcp_idle_timeout,
+            };
+            tracker.spawn(ingest::tcp::serve(
+                listener,
+                self.pipeline.clone(),
+                settings,
+                token.clone(),
+                tracker.clone(),
+            ));
+        }
+        let state = Arc::new(http::State {
+            registry: self.registry,
+            telemetry_path: config.web_telemetry_path.clone(),
+            ready: false.into(),
+        });
+        tracker.spawn(http::serve(
+            self.web,
+            state.clone(),
+            token.clone(),
+            tracker.clone(),
+        ));
+        state.ready.store(true, Ordering::Relaxed);
+
+        shutdown.await;
+        state.ready.store(false, Ordering::Relaxed);
+        token.cancel();
+        tracker.close();
+        if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some connections did not close in time");
+        }
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+fn bind_error(what: &'static str, addr: SocketAddr) -> impl FnOnce(std::io::Error) -> Error {
+    move |source| Error::Bind { what, addr, source }
+}

@@ -1,0 +1,12 @@
+//! Pipeline stage 5 (sinks): the traffic metrics and the exporter's self-metrics.
+
+mod labels;
+mod registry;
+mod selfmon;
+
+pub use labels::Label;
+pub use registry::{
+    Aggregator, Kind, MetricConfig, MetricDef, Source, TimerField, METRICS, NAMESPACE,
+    QUEUE_BUCKETS, SECONDS_BUCKETS,
+};
+pub use selfmon::{SelfMetrics, Transport, INCOMPLETE_FRAME, OVERSIZE_FRAME};

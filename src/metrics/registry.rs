@@ -1,0 +1,337 @@
+//! Pipeline stage 5: the traffic metrics. Their names, help texts, default labels and
+//! buckets, and the aggregator that updates them from each `LogRecord`.
+
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+
+use super::labels::Label;
+use crate::haproxy::{EntryKind, LogRecord, Timer};
+
+/// Every metric's name starts with this.
+pub const NAMESPACE: &str = "haproxy_log";
+
+/// Default buckets for the timer histograms, in seconds. HAProxy measures in milliseconds,
+/// so the first bucket is 1 ms; the last ones catch slow uploads and long sessions.
+pub const SECONDS_BUCKETS: &[f64] = &[
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// Default buckets for the queue length histograms.
+pub const QUEUE_BUCKETS: &[f64] = &[0.0, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0];
+
+/// Labels of the two request counters when the operator chooses none.
+const REQUEST_LABELS: &[Label] = &[Label::StatusCode, Label::BackendName, Label::ServerName];
+/// Labels of the abort counters when the operator chooses none.
+const ABORT_LABELS: &[Label] = &[Label::BackendName, Label::ServerName];
+
+/// A metric's type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Histogram,
+}
+
+/// Which HAProxy timer a metric reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimerField {
+    RequestWait,
+    Queued,
+    Connect,
+    Response,
+    Session,
+}
+
+impl TimerField {
+    fn get(self, record: &LogRecord<'_>) -> Timer {
+        match self {
+            TimerField::RequestWait => record.request_wait,
+            TimerField::Queued => record.queued,
+            TimerField::Connect => record.connect,
+            TimerField::Response => record.response,
+            TimerField::Session => record.session,
+        }
+    }
+
+    /// tcplog has no request and no response phase: a missing timer there is no abort.
+    fn applies_to(self, kind: EntryKind) -> bool {
+        kind == EntryKind::Http || !matches!(self, TimerField::RequestWait | TimerField::Response)
+    }
+}
+
+/// What a metric measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// One per counted line.
+    Requests,
+    /// `%B`.
+    BytesRead,
+    /// A timer's value in seconds; not observed when HAProxy logged `-1`.
+    Timer(TimerField),
+    /// One per line where this timer is `-1`.
+    Abort(TimerField),
+    /// `%sq`.
+    ServerQueue,
+    /// `%bq`.
+    BackendQueue,
+}
+
+/// The definition of one traffic metric.
+#[derive(Debug)]
+pub struct MetricDef {
+    /// The name without the namespace, as used in `HLE_ENABLED_METRICS` and, upper-cased,
+    /// in `HLE_<METRIC>_LABELS` and `HLE_<METRIC>_BUCKETS`.
+    pub name: &'static str,
+    pub kind: Kind,
+    pub help: &'static str,
+    pub default_labels: &'static [Label],
+    pub default_buckets: &'static [f64],
+    pub source: Source,
+}
+
+/// Names are unique, so a metric is its name.
+impl PartialEq for MetricDef {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
+impl MetricDef {
+    /// The full name in the exposition.
+    pub fn full_name(&self) -> String {
+        format!("{NAMESPACE}_{}", self.name)
+    }
+
+    /// The metric with this name (with or without the namespace).
+    pub fn by_name(name: &str) -> Option<&'static MetricDef> {
+        let short = name
+            .strip_prefix(NAMESPACE)
+            .and_then(|n| n.strip_prefix('_'))
+            .unwrap_or(name);
+        METRICS.iter().find(|m| m.name == short)
+    }
+
+    /// The environment variable prefix for this metric, e.g. `HLE_REQUESTS_TOTAL`.
+    pub fn env_prefix(&self) -> String {
+        format!("HLE_{}", self.name.to_ascii_uppercase())
+    }
+}
+
+const fn counter(
+    name: &'static str,
+    help: &'static str,
+    default_labels: &'static [Label],
+    source: Source,
+) -> MetricDef {
+    MetricDef {
+        name,
+        kind: Kind::Counter,
+        help,
+        default_labels,
+        default_buckets: &[],
+        source,
+    }
+}
+
+const fn histogram(
+    name: &'static str,
+    help: &'static str,
+    default_buckets: &'static [f64],
+    source: Source,
+) -> MetricDef {
+    MetricDef {
+        name,
+        kind: Kind::Histogram,
+        help,
+        default_labels: &[],
+        default_buckets,
+        source,
+    }
+}
+
+/// Every traffic metric the exporter can produce.
+pub static METRICS: [MetricDef; 13] = [
+    counter(
+        "requests_total",
+        "Traffic log lines counted: HTTP requests (option httplog) and TCP sessions (option tcplog).",
+        REQUEST_LABELS,
+        Source::Requests,
+    ),
+    counter(
+        "bytes_read_total",
+        "Bytes sent to the client (HAProxy %B, bytes_read).",
+        REQUEST_LABELS,
+        Source::BytesRead,
+    ),
+    histogram(
+        "request_wait_seconds",
+        "Time to receive the full HTTP request from the client (HAProxy timer TR, Tq before 1.7), in seconds.",
+        SECONDS_BUCKETS,
+        Source::Timer(TimerField::RequestWait),
+    ),
+    histogram(
+        "request_queued_seconds",
+        "Time spent waiting in queues for a connection slot (HAProxy timer Tw), in seconds.",
+        SECONDS_BUCKETS,
+        Source::Timer(TimerField::Queued),
+    ),
+    histogram(
+        "server_tcp_connection_establish_seconds",
+        "Time to establish the TCP connection to the server (HAProxy timer Tc), in seconds.",
+        SECONDS_BUCKETS,
+        Source::Timer(TimerField::Connect),
+    ),
+    histogram(
+        "response_processing_seconds",
+        "Time for the server to send the full response headers (HAProxy timer Tr), in seconds.",
+        SECONDS_BUCKETS,
+        Source::Timer(TimerField::Response),
+    ),
+    histogram(
+        "session_duration_seconds",
+        "Total active time of the request or session (HAProxy timer Ta in httplog, Tt in tcplog and before 1.7), in seconds.",
+        SECONDS_BUCKETS,
+        Source::Timer(TimerField::Session),
+    ),
+    counter(
+        "request_abort_total",
+        "Requests aborted before the full request was received (HAProxy timer TR/Tq is -1).",
+        ABORT_LABELS,
+        Source::Abort(TimerField::RequestWait),
+    ),
+    counter(
+        "request_pre_queue_abort_total",
+        "Requests or sessions aborted before leaving the queue (HAProxy timer Tw is -1).",
+        ABORT_LABELS,
+        Source::Abort(TimerField::Queued),
+    ),
+    counter(
+        "request_pre_server_connection_abort_total",
+        "Requests or sessions aborted before a connection to a server was established (HAProxy timer Tc is -1).",
+        ABORT_LABELS,
+        Source::Abort(TimerField::Connect),
+    ),
+    counter(
+        "request_response_abort_total",
+        "Requests aborted before the server's full response headers were received (HAProxy timer Tr is -1).",
+        ABORT_LABELS,
+        Source::Abort(TimerField::Response),
+    ),
+    histogram(
+        "backend_queue_length",
+        "Requests or sessions already in the backend's queue when this one was queued (HAProxy %bq).",
+        QUEUE_BUCKETS,
+        Source::BackendQueue,
+    ),
+    histogram(
+        "server_queue_length",
+        "Requests or sessions already in the server's queue when this one was queued (HAProxy %sq).",
+        QUEUE_BUCKETS,
+        Source::ServerQueue,
+    ),
+];
+
+/// The operator's choices for one metric.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricConfig {
+    pub def: &'static MetricDef,
+    pub labels: Vec<Label>,
+    /// Empty for counters.
+    pub buckets: Vec<f64>,
+}
+
+/// A registered metric vector.
+enum Vector {
+    Counter(IntCounterVec),
+    Histogram(HistogramVec),
+}
+
+/// What one line adds to one metric: counters count, histograms observe.
+enum Observation {
+    Count(u64),
+    Value(f64),
+}
+
+struct Family {
+    source: Source,
+    labels: Vec<Label>,
+    vector: Vector,
+}
+
+/// Updates every enabled metric from each record. Shared by all sources; the metric
+/// vectors are atomics behind read-mostly locks, so concurrent sources do not wait on
+/// each other or on a scrape for more than a map lookup.
+pub struct Aggregator {
+    families: Vec<Family>,
+}
+
+impl Aggregator {
+    /// Creates and registers the enabled metrics.
+    pub fn new(metrics: &[MetricConfig], registry: &Registry) -> Result<Self, prometheus::Error> {
+        let mut families = Vec::with_capacity(metrics.len());
+        for metric in metrics {
+            let names: Vec<&str> = metric.labels.iter().map(|l| l.name()).collect();
+            let name = metric.def.full_name();
+            let vector = match metric.def.kind {
+                Kind::Counter => {
+                    let vec = IntCounterVec::new(Opts::new(name, metric.def.help), &names)?;
+                    registry.register(Box::new(vec.clone()))?;
+                    Vector::Counter(vec)
+                }
+                Kind::Histogram => {
+                    let opts =
+                        HistogramOpts::new(name, metric.def.help).buckets(metric.buckets.clone());
+                    let vec = HistogramVec::new(opts, &names)?;
+                    registry.register(Box::new(vec.clone()))?;
+                    Vector::Histogram(vec)
+                }
+            };
+            families.push(Family {
+                source: metric.def.source,
+                labels: metric.labels.clone(),
+                vector,
+            });
+        }
+        Ok(Aggregator { families })
+    }
+
+    /// Counts one traffic line in every enabled metric.
+    pub fn observe(&self, record: &LogRecord<'_>) {
+        for family in &self.families {
+            let observation = match family.source {
+                Source::Requests => Observation::Count(1),
+                Source::BytesRead => Observation::Count(record.bytes_read),
+                Source::Timer(timer) => match timer.get(record) {
+                    Some(ms) => Observation::Value(ms as f64 / 1000.0),
+                    None => continue,
+                },
+                Source::Abort(timer) => {
+                    if timer.get(record).is_some() || !timer.applies_to(record.kind) {
+                        continue;
+                    }
+                    Observation::Count(1)
+                }
+                Source::ServerQueue => Observation::Value(record.server_queue as f64),
+                Source::BackendQueue => Observation::Value(record.backend_queue as f64),
+            };
+            let mut values = [""; Label::ALL.len()];
+            for (slot, label) in values.iter_mut().zip(&family.labels) {
+                *slot = label.value(record);
+            }
+            let values = &values[..family.labels.len()];
+            // The label count always matches (the vectors were built from the same list),
+            // so these lookups cannot fail; they are not unwrapped all the same.
+            match (&family.vector, observation) {
+                (Vector::Counter(vec), Observation::Count(n)) => {
+                    if let Ok(counter) = vec.get_metric_with_label_values(values) {
+                        counter.inc_by(n);
+                    }
+                }
+                (Vector::Histogram(vec), Observation::Value(v)) => {
+                    if let Ok(histogram) = vec.get_metric_with_label_values(values) {
+                        histogram.observe(v);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,45 @@
+//! The pipeline between framing and the sinks: syslog header → HAProxy entry →
+//! `LogRecord` → metrics. Every frame ends in exactly one of counted, rejected or ignored.
+
+use prometheus::Registry;
+
+use crate::haproxy::{self, Entry};
+use crate::metrics::{Aggregator, MetricConfig, SelfMetrics, Transport};
+use crate::syslog;
+
+/// Shared by every source. Processing a line is synchronous and takes microseconds, so a
+/// source never waits for it to be scheduled (HAProxy's ring overwrites when its reader
+/// is slow, and a full UDP socket buffer drops).
+pub struct Pipeline {
+    aggregator: Aggregator,
+    selfmon: SelfMetrics,
+}
+
+impl Pipeline {
+    /// Registers the enabled traffic metrics and the self-metrics in `registry`.
+    pub fn new(metrics: &[MetricConfig], registry: &Registry) -> Result<Self, prometheus::Error> {
+        Ok(Pipeline {
+            aggregator: Aggregator::new(metrics, registry)?,
+            selfmon: SelfMetrics::new(registry)?,
+        })
+    }
+
+    /// Processes one frame: a line without its terminator.
+    pub fn process(&self, transport: Transport, frame: &[u8]) {
+        self.selfmon.received(transport);
+        let message = syslog::split(frame).message;
+        match haproxy::parse(message) {
+            Ok(Entry::Traffic(record)) => {
+                self.aggregator.observe(&record);
+                self.selfmon.counted();
+            }
+            Ok(Entry::Notice(reason)) => self.selfmon.ignored(reason),
+            Err(err) => self.selfmon.rejected(transport, err.reason(), frame),
+        }
+    }
+
+    /// The self-metrics, for the sources' own events (oversize frames, connections).
+    pub fn selfmon(&self) -> &SelfMetrics {
+        &self.selfmon
+    }
+}

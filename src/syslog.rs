@@ -1,0 +1,287 @@
+//! Pipeline stage 3: the syslog header.
+//!
+//! Strips whatever header HAProxy (or a syslog daemon writing HAProxy's lines to a file) put
+//! in front of the log entry and borrows the entry itself, without allocating.
+//!
+//! HAProxy 2.6 sends these shapes (the `format` keyword of a `log` line or a `ring`):
+//!
+//! | format     | shape                                                             |
+//! |------------|-------------------------------------------------------------------|
+//! | (default)  | `<134>Nov 25 02:09:39 haproxy[1440]: MSG` ("local": no hostname)  |
+//! | `rfc3164`  | `<134>Nov 25 02:09:45 localhost haproxy[1721]: MSG`               |
+//! | `rfc5424`  | `<134>1 2026-11-25T02:09:56.857871+00:00 - haproxy 2246 - - MSG`  |
+//! | `priority` | `<134>MSG`                                                        |
+//! | `short`    | `<6>MSG`                                                          |
+//! | `timed`    | `<6>2026-11-25T02:11:16.586437+00:00 MSG`                         |
+//! | `iso`      | `2026-11-25T02:11:10.724450+00:00 MSG`                            |
+//! | `raw`      | `MSG`                                                             |
+//!
+//! and syslog daemons write `Dec  9 12:00:03 host haproxy[123]: MSG` to files. Each shape
+//! is recognised by a hand-written fast path; a `<PRI>` line with a timestamp the fast path
+//! does not know falls back to `syslog_loose`, the general (and much slower) parser.
+
+/// A syslog line split into its header fields and the HAProxy message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Syslog<'a> {
+    /// The `<PRI>` value, if the line had one.
+    pub priority: Option<u8>,
+    /// The message after the header: an HAProxy log entry or notice.
+    pub message: &'a [u8],
+}
+
+/// Splits one frame (without its trailing newline) into header and message.
+///
+/// Never fails: a line with no recognisable header is taken as a bare message, which is
+/// how HAProxy's `raw` format looks.
+pub fn split(line: &[u8]) -> Syslog<'_> {
+    let (priority, rest) = match parse_pri(line) {
+        Some((pri, rest)) => (Some(pri), rest),
+        None => (None, line),
+    };
+    let message = if priority.is_some() && rest.starts_with(b"1 ") {
+        rfc5424_message(&rest[2..]).unwrap_or_else(|| loose_message(line, rest))
+    } else if let Some(after) = skip_bsd_timestamp(rest) {
+        // RFC 3164: the tag (`haproxy[123]:`) is mandatory, the hostname optional.
+        strip_host_and_tag(after, false).unwrap_or(after)
+    } else if let Some(after) = skip_iso_timestamp(rest) {
+        // HAProxy's `iso`/`timed` formats have no tag, but daemons writing files do.
+        strip_host_and_tag(after, true).unwrap_or(after)
+    } else {
+        rest
+    };
+    Syslog { priority, message }
+}
+
+/// `<N>` with N in 0..=191 (RFC 5424 PRIVAL).
+fn parse_pri(line: &[u8]) -> Option<(u8, &[u8])> {
+    if line.first() != Some(&b'<') {
+        return None;
+    }
+    let close = line.iter().take(5).position(|&b| b == b'>')?;
+    let digits = &line[1..close];
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let value = digits
+        .iter()
+        .fold(0u16, |acc, d| acc * 10 + u16::from(d - b'0'));
+    let value = u8::try_from(value).ok().filter(|v| *v <= 191)?;
+    Some((value, &line[close + 1..]))
+}
+
+/// After `<PRI>1 `: TIMESTAMP HOSTNAME APP-NAME PROCID MSGID STRUCTURED-DATA [SP MSG].
+fn rfc5424_message(rest: &[u8]) -> Option<&[u8]> {
+    let mut rest = rest;
+    for _ in 0..5 {
+        let space = memchr(b' ', rest)?;
+        if space == 0 {
+            return None;
+        }
+        rest = &rest[space + 1..];
+    }
+    let after_sd = skip_structured_data(rest)?;
+    Some(match after_sd.first() {
+        Some(b' ') => &after_sd[1..],
+        _ => after_sd,
+    })
+}
+
+/// STRUCTURED-DATA is `-` or one or more `[id param="value"...]` elements, where a value
+/// may contain `\]`, `\"` and `\\`.
+fn skip_structured_data(rest: &[u8]) -> Option<&[u8]> {
+    if let Some(after) = rest.strip_prefix(b"-") {
+        return Some(after);
+    }
+    let mut i = 0;
+    while rest.get(i) == Some(&b'[') {
+        let mut in_value = false;
+        i += 1;
+        loop {
+            match *rest.get(i)? {
+                b'\\' if in_value => i += 1,
+                b'"' => in_value = !in_value,
+                b']' if !in_value => break,
+                _ => {}
+            }
+            i += 1;
+        }
+        i += 1;
+    }
+    (i > 0).then(|| &rest[i..])
+}
+
+/// `Mmm dd hh:mm:ss ` (the day space-padded) → what follows.
+fn skip_bsd_timestamp(rest: &[u8]) -> Option<&[u8]> {
+    const MONTHS: [&[u8; 3]; 12] = [
+        b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
+        b"Dec",
+    ];
+    let head = rest.get(..16)?;
+    let month_ok = MONTHS.iter().any(|m| head[..3] == m[..]);
+    let day_ok = head[3] == b' '
+        && (head[4] == b' ' || head[4].is_ascii_digit())
+        && head[5].is_ascii_digit()
+        && head[6] == b' ';
+    let time_ok = is_clock(&head[7..15]) && head[15] == b' ';
+    (month_ok && day_ok && time_ok).then(|| &rest[16..])
+}
+
+/// `hh:mm:ss`
+fn is_clock(t: &[u8]) -> bool {
+    t.len() == 8
+        && t[2] == b':'
+        && t[5] == b':'
+        && [0, 1, 3, 4, 6, 7].iter().all(|&i| t[i].is_ascii_digit())
+}
+
+/// `YYYY-MM-DDThh:mm:ss[.frac](Z|±hh:mm) ` → what follows.
+fn skip_iso_timestamp(rest: &[u8]) -> Option<&[u8]> {
+    let head = rest.get(..19)?;
+    let date_ok = head[..4].iter().all(u8::is_ascii_digit)
+        && head[4] == b'-'
+        && head[7] == b'-'
+        && head[10] == b'T'
+        && is_clock(&head[11..19]);
+    if !date_ok {
+        return None;
+    }
+    let space = memchr(b' ', rest)?;
+    Some(&rest[space + 1..])
+}
+
+/// Strips `[HOST SP] TAG SP` where TAG is `name[pid]:` or (unless `pid_required`) `name:`.
+fn strip_host_and_tag(rest: &[u8], pid_required: bool) -> Option<&[u8]> {
+    let first_end = memchr(b' ', rest)?;
+    if is_tag(&rest[..first_end], pid_required) {
+        return Some(&rest[first_end + 1..]);
+    }
+    let after_host = &rest[first_end + 1..];
+    let second_end = memchr(b' ', after_host).unwrap_or(after_host.len());
+    if is_tag(&after_host[..second_end], pid_required) {
+        return Some(after_host.get(second_end + 1..).unwrap_or_default());
+    }
+    None
+}
+
+/// `haproxy[123]:` or `haproxy:` (a syslog TAG is at most 32 alphanumerics, RFC 3164 says;
+/// real tags also use `-`, `_`, `.` and `/`).
+fn is_tag(token: &[u8], pid_required: bool) -> bool {
+    let Some(body) = token.strip_suffix(b":") else {
+        return false;
+    };
+    let (name, pid) = match body.strip_suffix(b"]") {
+        Some(inner) => match memchr(b'[', inner) {
+            Some(open) => (&inner[..open], Some(&inner[open + 1..])),
+            None => return false,
+        },
+        None => (body, None),
+    };
+    let name_ok = !name.is_empty()
+        && name.len() <= 48
+        && name
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'/'));
+    let pid_ok = match pid {
+        Some(pid) => !pid.is_empty() && pid.iter().all(u8::is_ascii_digit),
+        None => !pid_required,
+    };
+    name_ok && pid_ok
+}
+
+/// The general parser, for a `<PRI>` line whose timestamp the fast path does not know.
+/// `rest` is what follows the PRI, returned unchanged when the line is not UTF-8 or the
+/// parser finds no message.
+fn loose_message<'a>(line: &'a [u8], rest: &'a [u8]) -> &'a [u8] {
+    let Ok(text) = std::str::from_utf8(line) else {
+        return rest;
+    };
+    let parsed = syslog_loose::parse_message(text, syslog_loose::Variant::Either);
+    if parsed.msg.is_empty() {
+        return rest;
+    }
+    // `msg` borrows from `text`; find where it starts to hand back bytes of `line`.
+    let offset = parsed.msg.as_ptr() as usize - text.as_ptr() as usize;
+    line.get(offset..offset + parsed.msg.len()).unwrap_or(rest)
+}
+
+/// Position of the first `needle` byte.
+#[inline]
+pub(crate) fn memchr(needle: u8, haystack: &[u8]) -> Option<usize> {
+    haystack.iter().position(|&b| b == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ENTRY: &str = "127.0.0.1:47056 [25/Nov/2026:02:09:39.343] fe_http be_app/app1 0/0/0/0/0 200 73 - - ---- 3/1/0/0/0 0/0 \"GET / HTTP/1.1\"";
+
+    #[test]
+    fn every_header_haproxy_sends() {
+        let cases: &[(&str, Option<u8>)] = &[
+            ("<134>Nov 25 02:09:39 haproxy[1440]: ", Some(134)),
+            ("<134>Nov 25 02:09:45 localhost haproxy[1721]: ", Some(134)),
+            ("<134>Jan  5 03:04:06 localhost haproxy[10640]: ", Some(134)),
+            ("<134>1 2026-11-25T02:09:56.857871+00:00 - haproxy 2246 - - ", Some(134)),
+            ("<134>1 2026-11-25T02:10:02.710821+00:00 vm haproxy 2425 - - ", Some(134)),
+            (
+                "<134>1 2026-11-25T02:17:00.631616+00:00 - haproxy 10396 - [haproxy@12345 status=\"200\" x=\"a\\]b\\\"\"] ",
+                Some(134),
+            ),
+            (
+                "<134>1 2026-11-25T02:17:00+05:30 - haproxy 1 - [a@1 k=\"v\"][b@2] ",
+                Some(134),
+            ),
+            ("<134>", Some(134)),
+            ("<6>", Some(6)),
+            ("<6>2026-11-25T02:11:16.586437+00:00 ", Some(6)),
+            ("2026-11-25T02:11:10.724450+00:00 ", None),
+            ("", None),
+            ("Dec  9 12:00:03 host haproxy[123]: ", None),
+            ("Dec 19 12:00:03 haproxy[123]: ", None),
+            ("Dec 19 12:00:03 host haproxy: ", None),
+            ("2026-11-25T02:11:10.724450+00:00 host haproxy[9]: ", None),
+        ];
+        for (header, priority) in cases {
+            let line = format!("{header}{ENTRY}");
+            let got = split(line.as_bytes());
+            assert_eq!(got.priority, *priority, "{header:?}");
+            assert_eq!(
+                std::str::from_utf8(got.message).unwrap(),
+                ENTRY,
+                "{header:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn messages_that_look_like_tags_are_kept_after_iso_timestamps() {
+        // HAProxy's `iso` format has no tag, so a notice starting with `SPOE:` stays whole.
+        let got = split(b"2026-11-25T02:11:10.724450+00:00 SPOE: [agent] <EVENT:on-frontend>");
+        assert_eq!(got.message, b"SPOE: [agent] <EVENT:on-frontend>");
+    }
+
+    #[test]
+    fn priority_out_of_range_is_part_of_the_message() {
+        assert_eq!(split(b"<192>x").priority, None);
+        assert_eq!(split(b"<192>x").message, b"<192>x");
+        assert_eq!(split(b"<>x").message, b"<>x");
+        assert_eq!(split(b"<1234>x").message, b"<1234>x");
+    }
+
+    #[test]
+    fn unknown_timestamps_fall_back_to_the_general_parser() {
+        // A year in the BSD timestamp is not one of HAProxy's shapes; syslog_loose knows it.
+        let line = format!("<134>Nov 25 2026 02:09:39 myhost haproxy[1]: {ENTRY}");
+        let got = split(line.as_bytes());
+        assert!(got.message.ends_with(b"\"GET / HTTP/1.1\""));
+    }
+
+    #[test]
+    fn truncated_headers_do_not_panic() {
+        let full = "<134>1 2026-11-25T02:17:00.631616+00:00 - haproxy 10396 - [haproxy@12345 status=\"200\"] msg";
+        for end in 0..=full.len() {
+            let _ = split(&full.as_bytes()[..end]);
+        }
+    }
+}
