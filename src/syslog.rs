@@ -277,6 +277,30 @@ mod tests {
         assert!(got.message.ends_with(b"\"GET / HTTP/1.1\""));
     }
 
+    /// The fast path agrees with the general parser on the standard formats.
+    #[test]
+    fn fast_path_matches_syslog_loose() {
+        let captures: [&[u8]; 5] = [
+            include_bytes!("../tests/fixtures/haproxy/a_rfc3164.log"),
+            include_bytes!("../tests/fixtures/haproxy/a_rfc3164_host.log"),
+            include_bytes!("../tests/fixtures/haproxy/b_rfc5424.log"),
+            include_bytes!("../tests/fixtures/haproxy/b_rfc5424_host.log"),
+            include_bytes!("../tests/fixtures/haproxy/b_rfc5424_sd.log"),
+        ];
+        for capture in captures {
+            for line in std::str::from_utf8(capture).unwrap().lines() {
+                let loose = syslog_loose::parse_message(line, syslog_loose::Variant::Either);
+                let fast = split(line.as_bytes());
+                assert_eq!(fast.message, loose.msg.as_bytes(), "{line}");
+                assert_eq!(
+                    fast.priority.map(|p| p & 7),
+                    loose.severity.map(|s| s as u8),
+                    "{line}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn truncated_headers_do_not_panic() {
         let full = "<134>1 2026-11-25T02:17:00.631616+00:00 - haproxy 10396 - [haproxy@12345 status=\"200\"] msg";

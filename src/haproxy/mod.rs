@@ -5,3 +5,6 @@ mod record;
 
 pub use parser::{parse, request_path, Entry, ParseError, IGNORE_REASONS, REJECT_REASONS};
 pub use record::{EntryKind, LogRecord, Timer};
+
+#[cfg(test)]
+mod tests;

@@ -29,6 +29,8 @@ impl ParseError {
 }
 
 /// What a message turned out to be.
+// Boxing the record would allocate for every line; an `Entry` only lives on the stack.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Entry<'a> {
     /// A traffic log entry, to be counted.
