@@ -223,7 +223,7 @@ impl Config {
             p.add("HLE_SYSLOG_UDP_ADDR and HLE_SYSLOG_TCP_ADDR are both empty: nothing would receive logs");
         }
         if let (Some(tcp), Some(web)) = (syslog_tcp_addr, web_listen_addr) {
-            if tcp == web {
+            if tcp == web && tcp.port() != 0 {
                 p.add(format!(
                     "HLE_SYSLOG_TCP_ADDR and HLE_WEB_LISTEN_ADDR are both {tcp}"
                 ));

@@ -104,6 +104,12 @@ impl Server {
         self.tcp.as_ref().and_then(|s| s.local_addr().ok())
     }
 
+    /// The registry `/metrics` exposes (a shared handle), so tests can read it after
+    /// `run` has returned.
+    pub fn registry(&self) -> Registry {
+        self.registry.clone()
+    }
+
     /// The bound HTTP address.
     pub fn web_addr(&self) -> Option<SocketAddr> {
         self.web.local_addr().ok()

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::AsyncRead;
+use tokio::net::TcpListener;
 use tokio::time::Instant;
 use tokio_util::codec::{Decoder, FramedParts, FramedRead};
 use tokio_util::sync::CancellationToken;
@@ -78,7 +79,7 @@ pub async fn serve(
 
 /// Reads frames until the peer closes, the connection idles out, or `shutdown`.
 async fn handle(
-    stream: TcpStream,
+    stream: impl AsyncRead + Unpin,
     peer: SocketAddr,
     pipeline: &Pipeline,
     settings: TcpSettings,
@@ -143,5 +144,89 @@ fn handle_frame(pipeline: &Pipeline, frame: Frame) {
                 format!("<{len} bytes>").as_bytes(),
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    /// Hands over all its bytes in the first read and cancels `shutdown` in that same
+    /// read, so shutdown arrives while complete frames wait in the read buffer.
+    struct ReadThenShutdown {
+        data: Option<&'static [u8]>,
+        shutdown: CancellationToken,
+    }
+
+    impl AsyncRead for ReadThenShutdown {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            match self.data.take() {
+                Some(data) => {
+                    buf.put_slice(data);
+                    self.shutdown.cancel();
+                    Poll::Ready(Ok(()))
+                }
+                None => Poll::Pending,
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn shutdown_counts_every_complete_frame_already_read() {
+        let data = include_bytes!("../../tests/fixtures/haproxy/f_ring_octet.tcp");
+        let registry = prometheus::Registry::new();
+        let pipeline = Pipeline::new(&[], &registry).unwrap();
+        let shutdown = CancellationToken::new();
+        let stream = ReadThenShutdown {
+            data: Some(data),
+            shutdown: shutdown.clone(),
+        };
+        let settings = TcpSettings {
+            max_connections: 1,
+            max_line_bytes: 65536,
+            idle_timeout: None,
+        };
+        let peer = SocketAddr::from(([127, 0, 0, 1], 1));
+        handle(stream, peer, &pipeline, settings, shutdown).await;
+        let counted = registry
+            .gather()
+            .into_iter()
+            .find(|f| f.name() == "haproxy_log_exporter_lines_counted_total")
+            .map(|f| f.get_metric()[0].get_counter().get_value());
+        assert_eq!(counted, Some(15.0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn silent_connections_close_after_the_idle_timeout() {
+        let registry = prometheus::Registry::new();
+        let pipeline = Pipeline::new(&[], &registry).unwrap();
+        let settings = TcpSettings {
+            max_connections: 1,
+            max_line_bytes: 65536,
+            idle_timeout: Some(Duration::from_secs(300)),
+        };
+        // The client sends one line, then nothing: the connection stays open 300 s after
+        // that line, not after the connection opened.
+        let (mut client, server) = tokio::io::duplex(1024);
+        let peer = SocketAddr::from(([127, 0, 0, 1], 1));
+        let start = Instant::now();
+        let task = tokio::spawn(async move {
+            handle(server, peer, &pipeline, settings, CancellationToken::new()).await;
+            start.elapsed()
+        });
+        tokio::time::sleep(Duration::from_secs(100)).await;
+        tokio::io::AsyncWriteExt::write_all(&mut client, b"<134>x\n")
+            .await
+            .unwrap();
+        let open_for = task.await.unwrap();
+        assert!(open_for >= Duration::from_secs(400), "{open_for:?}");
+        assert!(open_for < Duration::from_secs(401), "{open_for:?}");
+        drop(client);
     }
 }

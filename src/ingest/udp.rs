@@ -33,13 +33,18 @@ pub async fn serve(
             },
         }
     }
+    // Whatever the kernel already queued for us is counted too. Asked of the kernel
+    // directly: tokio's `try_recv_from` answers from its cached readiness, which may not
+    // have been learned yet.
     let mut drained = 0;
-    while drained < DRAIN_LIMIT {
-        match socket.try_recv_from(&mut buf) {
-            Ok((len, _peer)) => datagram(&pipeline, &buf[..len], max_line_bytes),
-            Err(_) => break,
+    if let Ok(socket) = socket.into_std() {
+        while drained < DRAIN_LIMIT {
+            match socket.recv_from(&mut buf) {
+                Ok((len, _peer)) => datagram(&pipeline, &buf[..len], max_line_bytes),
+                Err(_) => break,
+            }
+            drained += 1;
         }
-        drained += 1;
     }
     tracing::debug!(drained, "udp source stopped");
 }

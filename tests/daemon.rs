@@ -1,0 +1,380 @@
+//! The daemon on ephemeral loopback ports, fed real HAProxy lines over UDP and TCP (both
+//! framings), scraped and compared exactly.
+
+mod support;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use haproxy_log_exporter::{Config, Server};
+use prometheus::{Encoder, TextEncoder};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpStream, UdpSocket};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use support::{
+    http_get_async, parse_exposition, promtool_check_metrics, wait_until_async, Samples,
+};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+const H_EDGE: &[u8] = include_bytes!("fixtures/haproxy/h_edge.log");
+const RING_LEGACY: &[u8] = include_bytes!("fixtures/haproxy/f_ring_legacy.tcp");
+const RING_OCTET: &[u8] = include_bytes!("fixtures/haproxy/f_ring_octet.tcp");
+
+/// A running daemon and how to reach and stop it.
+struct Daemon {
+    udp: SocketAddr,
+    tcp: SocketAddr,
+    web: String,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), haproxy_log_exporter::Error>>,
+}
+
+impl Daemon {
+    async fn start(vars: &[(&str, &str)]) -> Daemon {
+        let mut env: HashMap<String, String> = [
+            ("HLE_SYSLOG_UDP_ADDR", "127.0.0.1:0"),
+            ("HLE_SYSLOG_TCP_ADDR", "127.0.0.1:0"),
+            ("HLE_WEB_LISTEN_ADDR", "127.0.0.1:0"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        env.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let config = Config::from_env(&env).expect("valid test configuration");
+        let server = Server::bind(config).await.expect("bind on port 0");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let daemon = Daemon {
+            udp: server.udp_addr().unwrap(),
+            tcp: server.tcp_addr().unwrap(),
+            web: server.web_addr().unwrap().to_string(),
+            stop: Some(stop),
+            task: tokio::spawn(server.run(async {
+                let _ = stopped.await;
+            })),
+        };
+        let ready = wait_until_async(WAIT, || async {
+            let r = http_get_async(&daemon.web, "/-/ready", WAIT).await.ok()?;
+            (r.status == 200).then_some(())
+        })
+        .await;
+        ready.expect("daemon ready");
+        daemon
+    }
+
+    async fn scrape(&self) -> Samples {
+        let response = http_get_async(&self.web, "/metrics", WAIT)
+            .await
+            .expect("scrape");
+        assert_eq!(response.status, 200);
+        parse_exposition(&response.text()).expect("valid exposition")
+    }
+
+    /// Polls until `received` lines in all arrived, then returns that scrape.
+    async fn scrape_after(&self, received: f64) -> Samples {
+        let scraped = wait_until_async(WAIT, || async {
+            let samples = self.scrape().await;
+            let got = samples.sum("haproxy_log_exporter_lines_received_total", &[]);
+            (got >= received).then_some(samples)
+        })
+        .await;
+        scraped.unwrap_or_else(|e| panic!("{received} lines not received: {e}"))
+    }
+
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+fn lines(data: &[u8]) -> Vec<&[u8]> {
+    data.split_inclusive(|&b| b == b'\n').collect()
+}
+
+async fn send_udp(to: SocketAddr, datagrams: &[&[u8]]) {
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    for datagram in datagrams {
+        socket.send_to(datagram, to).await.unwrap();
+    }
+}
+
+/// Sends `data` over one connection in pieces of awkward sizes, then closes it.
+async fn send_tcp(to: SocketAddr, data: &[u8], piece: usize) {
+    let mut stream = TcpStream::connect(to).await.unwrap();
+    for chunk in data.chunks(piece) {
+        stream.write_all(chunk).await.unwrap();
+        stream.flush().await.unwrap();
+    }
+    stream.shutdown().await.unwrap();
+}
+
+/// received = counted + rejected + ignored.
+fn assert_invariant(samples: &Samples) {
+    let received = samples.sum("haproxy_log_exporter_lines_received_total", &[]);
+    let counted = samples.sum("haproxy_log_exporter_lines_counted_total", &[]);
+    let rejected = samples.sum("haproxy_log_exporter_lines_rejected_total", &[]);
+    let ignored = samples.sum("haproxy_log_exporter_lines_ignored_total", &[]);
+    assert_eq!(
+        received,
+        counted + rejected + ignored,
+        "received = counted + rejected + ignored"
+    );
+}
+
+/// `name{labels} value` lines of one metric, sorted, as the golden files hold them.
+fn render(samples: &Samples, name: &str) -> String {
+    let mut lines: Vec<String> = samples.find(name, &[]).map(|s| s.to_string()).collect();
+    lines.sort();
+    lines.join("\n") + "\n"
+}
+
+#[tokio::test]
+async fn udp_and_both_tcp_framings_are_counted_exactly() {
+    let daemon = Daemon::start(&[
+        ("HLE_REQUESTS_TOTAL_LABELS", "frontend_name,status_code"),
+        ("HLE_BYTES_READ_TOTAL_LABELS", "frontend_name"),
+        ("HLE_SESSION_DURATION_SECONDS_LABELS", "frontend_name"),
+    ])
+    .await;
+    let datagrams = lines(H_EDGE);
+    send_udp(daemon.udp, &datagrams).await;
+    // Pieces of 7 and 13 bytes cut every frame, octet counts included, somewhere.
+    tokio::join!(
+        send_tcp(daemon.tcp, RING_LEGACY, 7),
+        send_tcp(daemon.tcp, RING_OCTET, 13)
+    );
+    let samples = daemon.scrape_after(23.0 + 15.0 + 15.0).await;
+
+    let received = |t| {
+        samples.get(
+            "haproxy_log_exporter_lines_received_total",
+            &[("transport", t)],
+        )
+    };
+    assert_eq!(received("udp"), Some(23.0));
+    assert_eq!(received("tcp"), Some(30.0));
+    assert_eq!(
+        samples.sum("haproxy_log_exporter_lines_counted_total", &[]),
+        53.0
+    );
+    assert_invariant(&samples);
+
+    let golden = include_str!("fixtures/daemon/requests_total.prom");
+    assert_eq!(render(&samples, "haproxy_log_requests_total"), golden);
+    let golden = include_str!("fixtures/daemon/bytes_read_total.prom");
+    assert_eq!(render(&samples, "haproxy_log_bytes_read_total"), golden);
+
+    // Histograms: every counted line with a session timer is observed once, in seconds.
+    let count = |fe| {
+        samples.get(
+            "haproxy_log_session_duration_seconds_count",
+            &[("frontend_name", fe)],
+        )
+    };
+    assert_eq!(count("fe_abort"), Some(5.0));
+    let sum = samples
+        .get(
+            "haproxy_log_session_duration_seconds_sum",
+            &[("frontend_name", "fe_abort")],
+        )
+        .unwrap();
+    assert!(
+        (sum - (0.401 + 0.502 + 0.514 + 0.101 + 0.500)).abs() < 1e-9,
+        "{sum}"
+    );
+    let le = |le| {
+        samples.get(
+            "haproxy_log_session_duration_seconds_bucket",
+            &[("frontend_name", "fe_abort"), ("le", le)],
+        )
+    };
+    assert_eq!(le("0.25"), Some(1.0));
+    assert_eq!(le("0.5"), Some(3.0));
+    assert_eq!(le("+Inf"), Some(5.0));
+    // Aborts: 4 `<BADREQ>` lines (TR, Tc and Tr all -1), 3 refused connections to the
+    // dead server (Tc and Tr -1: one in h_edge, one in each ring capture) and 3 `sH--`
+    // server timeouts (Tr -1).
+    assert_eq!(samples.sum("haproxy_log_request_abort_total", &[]), 4.0);
+    assert_eq!(
+        samples.sum("haproxy_log_request_pre_queue_abort_total", &[]),
+        4.0
+    );
+    assert_eq!(
+        samples.sum("haproxy_log_request_pre_server_connection_abort_total", &[]),
+        7.0
+    );
+    assert_eq!(
+        samples.sum("haproxy_log_request_response_abort_total", &[]),
+        10.0
+    );
+
+    let response = http_get_async(&daemon.web, "/metrics", WAIT).await.unwrap();
+    assert_eq!(
+        response.header("content-type"),
+        Some(TextEncoder::new().format_type())
+    );
+    let verdict = promtool_check_metrics(&response.text());
+    assert!(
+        matches!(
+            verdict,
+            support::PromtoolVerdict::Passed | support::PromtoolVerdict::Skipped(_)
+        ),
+        "{verdict:?}"
+    );
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn oversize_frames_are_discarded_and_the_connection_goes_on() {
+    let daemon = Daemon::start(&[("HLE_MAX_LINE_BYTES", "300")]).await;
+    let good = lines(H_EDGE)[1]; // 200 bytes with its header
+    assert!(good.len() < 300);
+    let long = format!("<134>{}\n", "x".repeat(400));
+    let long_octets = format!("400 {}", "y".repeat(400));
+    let good_octets = format!(
+        "{} {}",
+        good.len() - 1,
+        std::str::from_utf8(&good[..good.len() - 1]).unwrap()
+    );
+    let mut stream = Vec::new();
+    for part in [
+        good,
+        long.as_bytes(),
+        good,
+        long_octets.as_bytes(),
+        good_octets.as_bytes(),
+        good,
+    ] {
+        stream.extend_from_slice(part);
+    }
+    send_tcp(daemon.tcp, &stream, 64).await;
+    send_udp(daemon.udp, &[long.as_bytes(), good]).await;
+
+    let samples = daemon.scrape_after(8.0).await;
+    assert_eq!(
+        samples.get(
+            "haproxy_log_exporter_oversize_frames_total",
+            &[("transport", "tcp")]
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        samples.get(
+            "haproxy_log_exporter_oversize_frames_total",
+            &[("transport", "udp")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        samples.get(
+            "haproxy_log_exporter_lines_rejected_total",
+            &[("reason", "oversize_frame")]
+        ),
+        Some(3.0)
+    );
+    assert_eq!(
+        samples.sum("haproxy_log_exporter_lines_counted_total", &[]),
+        5.0
+    );
+    assert_invariant(&samples);
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn notices_are_ignored_and_garbage_is_rejected_by_reason() {
+    let daemon = Daemon::start(&[]).await;
+    let datagrams: [&[u8]; 6] = [
+        b"<133>Nov 25 02:09:39 haproxy[1]: Proxy fe_http started.\n",
+        b"<129>Nov 25 02:09:39 haproxy[1]: Server be_app/app1 is DOWN, reason: Layer4 timeout.\n",
+        b"<134>Nov 25 02:09:39 haproxy[1]: 127.0.0.1:1 [25/Nov/2026:02:09:39.343] fe be/s 0/0/x/0/0 200 1 - - ---- 1/1/1/1/0 0/0 \"GET / HTTP/1.1\"\n",
+        b"\x00\xff\xfe garbage\n",
+        b"\n",
+        lines(H_EDGE)[0],
+    ];
+    send_udp(daemon.udp, &datagrams).await;
+    let samples = daemon.scrape_after(6.0).await;
+    let ignored = |r| samples.get("haproxy_log_exporter_lines_ignored_total", &[("reason", r)]);
+    let rejected = |r| {
+        samples.get(
+            "haproxy_log_exporter_lines_rejected_total",
+            &[("reason", r)],
+        )
+    };
+    assert_eq!(ignored("proxy_event"), Some(1.0));
+    assert_eq!(ignored("server_event"), Some(1.0));
+    assert_eq!(rejected("bad_timers"), Some(1.0));
+    assert_eq!(rejected("unrecognized_format"), Some(1.0));
+    assert_eq!(rejected("empty_line"), Some(1.0));
+    assert_eq!(
+        samples.sum("haproxy_log_exporter_lines_counted_total", &[]),
+        1.0
+    );
+    assert_invariant(&samples);
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn http_endpoints() {
+    let daemon = Daemon::start(&[("HLE_WEB_TELEMETRY_PATH", "/custom")]).await;
+    let get = |path: &'static str| http_get_async(&daemon.web, path, WAIT);
+    assert_eq!(get("/-/healthy").await.unwrap().status, 200);
+    assert_eq!(get("/-/ready").await.unwrap().status, 200);
+    let index = get("/").await.unwrap();
+    assert_eq!(index.status, 200);
+    assert!(index.text().contains("href=\"/custom\""));
+    assert_eq!(get("/metrics").await.unwrap().status, 404);
+    let metrics = get("/custom").await.unwrap();
+    assert_eq!(metrics.status, 200);
+    assert!(metrics
+        .text()
+        .contains("haproxy_log_exporter_build_info{version="));
+
+    let mut stream = TcpStream::connect(&daemon.web).await.unwrap();
+    stream
+        .write_all(
+            b"POST /custom HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut raw = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut raw)
+        .await
+        .unwrap();
+    assert_eq!(support::parse_http_response(&raw).unwrap().status, 405);
+    daemon.stop().await;
+}
+
+/// Datagrams already queued for the socket when shutdown starts are still counted.
+#[tokio::test]
+async fn shutdown_counts_datagrams_already_queued() {
+    let env: HashMap<String, String> = [
+        ("HLE_SYSLOG_UDP_ADDR", "127.0.0.1:0"),
+        ("HLE_SYSLOG_TCP_ADDR", ""),
+        ("HLE_WEB_LISTEN_ADDR", "127.0.0.1:0"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let server = Server::bind(Config::from_env(&env).unwrap()).await.unwrap();
+    let registry = server.registry();
+    let datagrams = lines(H_EDGE);
+    send_udp(server.udp_addr().unwrap(), &datagrams).await;
+    // Shut down at once: the receive loop never runs, only the drain does.
+    server.run(async {}).await.unwrap();
+    let samples = exposition(&registry);
+    assert_eq!(
+        samples.sum("haproxy_log_exporter_lines_counted_total", &[]),
+        datagrams.len() as f64
+    );
+}
+
+fn exposition(registry: &prometheus::Registry) -> Samples {
+    let mut text = Vec::new();
+    TextEncoder::new()
+        .encode(&registry.gather(), &mut text)
+        .unwrap();
+    parse_exposition(&String::from_utf8(text).unwrap()).unwrap()
+}
