@@ -1,0 +1,86 @@
+//! The binary's command line and exit codes.
+
+use std::net::TcpListener;
+use std::process::{Command, Output};
+
+fn exporter(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_haproxy-log-exporter"));
+    command.args(args).env_clear();
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.output().expect("run the exporter")
+}
+
+#[test]
+fn bad_configuration_lists_every_problem_and_exits_64_before_binding() {
+    // A port we hold: if the exporter bound sockets before checking its configuration,
+    // it would fail on this one with a bind error (exit 1) instead.
+    let held = TcpListener::bind("127.0.0.1:0").unwrap();
+    let held = held.local_addr().unwrap().to_string();
+    let out = exporter(
+        &[],
+        &[
+            ("HLE_WEB_LISTEN_ADDR", &held),
+            ("HLE_SYSLOG_UDP_ADDR", "localhost"),
+            ("HLE_REQUESTS_TOTAL_LABELS", "status_code,path"),
+            ("HLE_ENABLED_METRICS", "requests_total,p95"),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    assert!(stderr.contains("3 problems"), "{stderr}");
+    assert!(
+        stderr.contains("HLE_SYSLOG_UDP_ADDR=\"localhost\""),
+        "{stderr}"
+    );
+    assert!(stderr.contains("unknown label \"path\"; valid: status_code,status_class,frontend_name,backend_name,server_name,http_request_path,http_request_method,client_ip,client_port,termination_state"), "{stderr}");
+    assert!(
+        stderr.contains("unknown metric \"p95\"; valid: all or requests_total,"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_port_in_use_is_a_runtime_error_not_a_configuration_error() {
+    let held = TcpListener::bind("127.0.0.1:0").unwrap();
+    let held = held.local_addr().unwrap().to_string();
+    let out = exporter(
+        &[],
+        &[
+            ("HLE_WEB_LISTEN_ADDR", &held),
+            ("HLE_SYSLOG_UDP_ADDR", "127.0.0.1:0"),
+            ("HLE_SYSLOG_TCP_ADDR", "127.0.0.1:0"),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot bind the HTTP listener"), "{stderr}");
+}
+
+#[test]
+fn help_lists_every_variable_with_its_default() {
+    let out = exporter(&["--help"], &[]);
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    for var in haproxy_log_exporter::config::variables() {
+        let line = help
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{} ", var.name)))
+            .unwrap_or_else(|| panic!("{} missing from --help", var.name));
+        assert!(line.ends_with(&format!("[{}]", var.default)), "{line}");
+    }
+    assert!(help.contains("HLE_SYSLOG_UDP_ADDR"));
+    assert!(help.contains("[127.0.0.1:5140]"));
+}
+
+#[test]
+fn version_and_unknown_arguments() {
+    let out = exporter(&["--version"], &[]);
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        format!("haproxy-log-exporter {}\n", env!("CARGO_PKG_VERSION"))
+    );
+    assert_eq!(exporter(&["--listen"], &[]).status.code(), Some(64));
+}
