@@ -1,0 +1,60 @@
+//! The README's tables say what the code does.
+
+use haproxy_log_exporter::config::variables;
+use haproxy_log_exporter::metrics::{Label, METRICS};
+use haproxy_log_exporter::pipeline::Pipeline;
+
+const README: &str = include_str!("../README.md");
+
+/// The table rows of the README whose first cell is `` `name` ``.
+fn row(name: &str) -> Option<&'static str> {
+    README
+        .lines()
+        .find(|l| l.starts_with(&format!("| `{name}` |")) || l.starts_with(&format!("| `{name}{{")))
+}
+
+#[test]
+fn every_fixed_variable_is_in_the_table_with_its_default() {
+    for var in variables()
+        .iter()
+        .filter(|v| !v.name.ends_with("_LABELS") && !v.name.ends_with("_BUCKETS"))
+    {
+        let row = row(&var.name).unwrap_or_else(|| panic!("{} is not in the README", var.name));
+        assert!(row.contains(&format!("| `{}` |", var.default)), "{row}");
+    }
+}
+
+#[test]
+fn every_metric_is_in_the_table_with_its_default_labels() {
+    for def in &METRICS {
+        let row = row(&def.full_name())
+            .unwrap_or_else(|| panic!("{} is not in the README", def.full_name()));
+        let labels: Vec<&str> = def.default_labels.iter().map(|l| l.name()).collect();
+        let want = if labels.is_empty() {
+            "none".to_string()
+        } else {
+            format!("`{}`", labels.join(","))
+        };
+        assert!(row.ends_with(&format!("| {want} |")), "{row}");
+    }
+    for label in Label::ALL {
+        assert!(
+            row(label.name()).is_some(),
+            "label {} is not in the README",
+            label.name()
+        );
+    }
+}
+
+#[test]
+fn every_self_metric_is_in_the_table() {
+    let registry = prometheus::Registry::new();
+    let _pipeline = Pipeline::new(&[], &registry).unwrap();
+    for family in registry.gather() {
+        assert!(
+            row(family.name()).is_some(),
+            "{} is not in the README",
+            family.name()
+        );
+    }
+}
