@@ -1,7 +1,9 @@
 //! The binary's command line and exit codes.
 
+use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 fn exporter(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_haproxy-log-exporter"));
@@ -83,4 +85,41 @@ fn version_and_unknown_arguments() {
         format!("haproxy-log-exporter {}\n", env!("CARGO_PKG_VERSION"))
     );
     assert_eq!(exporter(&["--listen"], &[]).status.code(), Some(64));
+}
+
+#[test]
+fn sigterm_stops_the_exporter_with_exit_code_0() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_haproxy-log-exporter"))
+        .env_clear()
+        .env("HLE_SYSLOG_UDP_ADDR", "127.0.0.1:0")
+        .env("HLE_SYSLOG_TCP_ADDR", "127.0.0.1:0")
+        .env("HLE_WEB_LISTEN_ADDR", "127.0.0.1:0")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    // The "listening" line comes once every socket is bound.
+    let listening = stderr
+        .by_ref()
+        .map_while(Result::ok)
+        .any(|l| l.contains("listening"));
+    assert!(listening, "no 'listening' line");
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    assert!(kill.unwrap().success());
+    let rest: Vec<String> = stderr.map_while(Result::ok).collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still running after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0), "{rest:?}");
+    assert!(rest.iter().any(|l| l.contains("SIGTERM")), "{rest:?}");
 }

@@ -24,6 +24,21 @@ const H_EDGE: &[u8] = include_bytes!("fixtures/haproxy/h_edge.log");
 const RING_LEGACY: &[u8] = include_bytes!("fixtures/haproxy/f_ring_legacy.tcp");
 const RING_OCTET: &[u8] = include_bytes!("fixtures/haproxy/f_ring_octet.tcp");
 
+/// Binds a server on loopback port 0 for every listener, with `vars` on top.
+async fn bind(vars: &[(&str, &str)]) -> Server {
+    let mut env: HashMap<String, String> = HashMap::new();
+    let port_zero = [
+        ("HLE_SYSLOG_UDP_ADDR", "127.0.0.1:0"),
+        ("HLE_SYSLOG_TCP_ADDR", "127.0.0.1:0"),
+        ("HLE_WEB_LISTEN_ADDR", "127.0.0.1:0"),
+    ];
+    for (key, value) in port_zero.iter().chain(vars) {
+        env.insert(key.to_string(), value.to_string());
+    }
+    let config = Config::from_env(&env).expect("valid test configuration");
+    Server::bind(config).await.expect("bind on port 0")
+}
+
 /// A running daemon and how to reach and stop it.
 struct Daemon {
     udp: SocketAddr,
@@ -35,17 +50,7 @@ struct Daemon {
 
 impl Daemon {
     async fn start(vars: &[(&str, &str)]) -> Daemon {
-        let mut env: HashMap<String, String> = [
-            ("HLE_SYSLOG_UDP_ADDR", "127.0.0.1:0"),
-            ("HLE_SYSLOG_TCP_ADDR", "127.0.0.1:0"),
-            ("HLE_WEB_LISTEN_ADDR", "127.0.0.1:0"),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-        env.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let config = Config::from_env(&env).expect("valid test configuration");
-        let server = Server::bind(config).await.expect("bind on port 0");
+        let server = bind(vars).await;
         let (stop, stopped) = oneshot::channel::<()>();
         let daemon = Daemon {
             udp: server.udp_addr().unwrap(),
@@ -317,6 +322,37 @@ async fn notices_are_ignored_and_garbage_is_rejected_by_reason() {
 }
 
 #[tokio::test]
+async fn connections_over_the_cap_are_closed_and_counted() {
+    let daemon = Daemon::start(&[("HLE_TCP_MAX_CONNECTIONS", "1")]).await;
+    let mut first = TcpStream::connect(daemon.tcp).await.unwrap();
+    first.write_all(lines(H_EDGE)[0]).await.unwrap();
+    daemon.scrape_after(1.0).await;
+
+    let mut second = TcpStream::connect(daemon.tcp).await.unwrap();
+    let mut buf = [0u8; 1];
+    let read = tokio::time::timeout(WAIT, tokio::io::AsyncReadExt::read(&mut second, &mut buf));
+    assert_eq!(read.await.expect("closed by the exporter").unwrap_or(0), 0);
+    let samples = daemon.scrape().await;
+    assert_eq!(
+        samples.get("haproxy_log_exporter_tcp_connections_refused_total", &[]),
+        Some(1.0)
+    );
+    assert_eq!(
+        samples.get("haproxy_log_exporter_tcp_connections", &[]),
+        Some(1.0)
+    );
+
+    // The first connection is still served.
+    first.write_all(lines(H_EDGE)[1]).await.unwrap();
+    let samples = daemon.scrape_after(2.0).await;
+    assert_eq!(
+        samples.sum("haproxy_log_exporter_lines_counted_total", &[]),
+        2.0
+    );
+    daemon.stop().await;
+}
+
+#[tokio::test]
 async fn http_endpoints() {
     let daemon = Daemon::start(&[("HLE_WEB_TELEMETRY_PATH", "/custom")]).await;
     let get = |path: &'static str| http_get_async(&daemon.web, path, WAIT);
@@ -350,15 +386,7 @@ async fn http_endpoints() {
 /// Datagrams already queued for the socket when shutdown starts are still counted.
 #[tokio::test]
 async fn shutdown_counts_datagrams_already_queued() {
-    let env: HashMap<String, String> = [
-        ("HLE_SYSLOG_UDP_ADDR", "127.0.0.1:0"),
-        ("HLE_SYSLOG_TCP_ADDR", ""),
-        ("HLE_WEB_LISTEN_ADDR", "127.0.0.1:0"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    let server = Server::bind(Config::from_env(&env).unwrap()).await.unwrap();
+    let server = bind(&[("HLE_SYSLOG_TCP_ADDR", "")]).await;
     let registry = server.registry();
     let datagrams = lines(H_EDGE);
     send_udp(server.udp_addr().unwrap(), &datagrams).await;
