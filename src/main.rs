@@ -48,8 +48,9 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
+        let shutdown = shutdown::signal_received();
         let server = Server::bind(config).await?;
-        server.run(shutdown::signal_received()).await
+        server.run(shutdown).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
