@@ -121,10 +121,12 @@ impl Server {
         let token = CancellationToken::new();
         let tracker = TaskTracker::new();
         let config = &self.config;
+        let show =
+            |addr: Option<SocketAddr>| addr.map_or("disabled".to_string(), |a| a.to_string());
         tracing::info!(
-            udp = ?self.udp_addr(),
-            tcp = ?self.tcp_addr(),
-            web = ?self.web_addr(),
+            udp = %show(self.udp_addr()),
+            tcp = %show(self.tcp_addr()),
+            web = %show(self.web_addr()),
             metrics = config.metrics.len(),
             "listening"
         );
