@@ -5,6 +5,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use envconfig::Envconfig;
@@ -19,6 +20,10 @@ pub struct RawConfig {
     pub syslog_udp_addr: String,
     #[envconfig(from = "HLE_SYSLOG_TCP_ADDR", default = "127.0.0.1:5140")]
     pub syslog_tcp_addr: String,
+    #[envconfig(from = "HLE_SYSLOG_UNIX_PATH", default = "")]
+    pub syslog_unix_path: String,
+    #[envconfig(from = "HLE_SYSLOG_UNIX_MODE", default = "0660")]
+    pub syslog_unix_mode: String,
     #[envconfig(from = "HLE_MAX_LINE_BYTES", default = "65536")]
     pub max_line_bytes: String,
     #[envconfig(from = "HLE_TCP_MAX_CONNECTIONS", default = "256")]
@@ -56,6 +61,16 @@ const FIXED: &[(&str, &str, &str)] = &[
         "HLE_SYSLOG_TCP_ADDR",
         "127.0.0.1:5140",
         "TCP syslog listen address (newline or octet-counted framing); empty disables",
+    ),
+    (
+        "HLE_SYSLOG_UNIX_PATH",
+        "",
+        "unix datagram socket path (a stale socket file is replaced); empty disables",
+    ),
+    (
+        "HLE_SYSLOG_UNIX_MODE",
+        "0660",
+        "permissions of the unix socket file, octal",
     ),
     (
         "HLE_MAX_LINE_BYTES",
@@ -147,6 +162,8 @@ pub enum LogFormat {
 pub struct Config {
     pub syslog_udp_addr: Option<SocketAddr>,
     pub syslog_tcp_addr: Option<SocketAddr>,
+    pub syslog_unix_path: Option<PathBuf>,
+    pub syslog_unix_mode: u32,
     pub max_line_bytes: usize,
     pub tcp_max_connections: usize,
     pub tcp_idle_timeout: Option<Duration>,
@@ -219,8 +236,23 @@ impl Config {
         let syslog_udp_addr = p.optional_addr("HLE_SYSLOG_UDP_ADDR", &raw.syslog_udp_addr);
         let syslog_tcp_addr = p.optional_addr("HLE_SYSLOG_TCP_ADDR", &raw.syslog_tcp_addr);
         let web_listen_addr = p.addr("HLE_WEB_LISTEN_ADDR", &raw.web_listen_addr);
-        if raw.syslog_udp_addr.trim().is_empty() && raw.syslog_tcp_addr.trim().is_empty() {
-            p.add("HLE_SYSLOG_UDP_ADDR and HLE_SYSLOG_TCP_ADDR are both empty: nothing would receive logs");
+        let unix_path = raw.syslog_unix_path.trim();
+        let syslog_unix_path = (!unix_path.is_empty()).then(|| PathBuf::from(unix_path));
+        let syslog_unix_mode = match u32::from_str_radix(raw.syslog_unix_mode.trim(), 8) {
+            Ok(mode) if mode <= 0o777 => mode,
+            _ => {
+                p.add(format!(
+                    "HLE_SYSLOG_UNIX_MODE={:?}: expected octal permissions such as 0660",
+                    raw.syslog_unix_mode
+                ));
+                0
+            }
+        };
+        if raw.syslog_udp_addr.trim().is_empty()
+            && raw.syslog_tcp_addr.trim().is_empty()
+            && syslog_unix_path.is_none()
+        {
+            p.add("HLE_SYSLOG_UDP_ADDR, HLE_SYSLOG_TCP_ADDR and HLE_SYSLOG_UNIX_PATH are all empty: nothing would receive logs");
         }
         if let (Some(tcp), Some(web)) = (syslog_tcp_addr, web_listen_addr) {
             if tcp == web && tcp.port() != 0 {
@@ -285,6 +317,8 @@ impl Config {
         Ok(Config {
             syslog_udp_addr,
             syslog_tcp_addr,
+            syslog_unix_path,
+            syslog_unix_mode,
             max_line_bytes: max_line_bytes.unwrap_or_default(),
             tcp_max_connections: tcp_max_connections.unwrap_or_default(),
             tcp_idle_timeout,
@@ -521,6 +555,8 @@ mod tests {
         let parsed = [
             &raw.syslog_udp_addr,
             &raw.syslog_tcp_addr,
+            &raw.syslog_unix_path,
+            &raw.syslog_unix_mode,
             &raw.max_line_bytes,
             &raw.tcp_max_connections,
             &raw.tcp_idle_timeout,
@@ -612,6 +648,16 @@ mod tests {
         ]))
         .unwrap_err();
         assert_eq!(err.problems.len(), 1, "{err}");
+        let unix_only = Config::from_env(&env(&[
+            ("HLE_SYSLOG_UDP_ADDR", ""),
+            ("HLE_SYSLOG_TCP_ADDR", ""),
+            ("HLE_SYSLOG_UNIX_PATH", "/run/haproxy-log/log.sock"),
+            ("HLE_SYSLOG_UNIX_MODE", "0666"),
+        ]))
+        .unwrap();
+        assert_eq!(unix_only.syslog_unix_mode, 0o666);
+        let err = Config::from_env(&env(&[("HLE_SYSLOG_UNIX_MODE", "rw-rw----")])).unwrap_err();
+        assert!(err.problems[0].starts_with("HLE_SYSLOG_UNIX_MODE"), "{err}");
     }
 
     #[test]

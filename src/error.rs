@@ -1,6 +1,7 @@
 //! Start-up and fatal errors.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 /// Why the exporter could not start or had to stop.
 #[derive(Debug, thiserror::Error)]
@@ -9,6 +10,12 @@ pub enum Error {
     Bind {
         what: &'static str,
         addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot bind the unix socket {}: {source}", path.display())]
+    BindUnix {
+        path: PathBuf,
         #[source]
         source: std::io::Error,
     },

@@ -3,7 +3,7 @@
 //! One pipeline, one direction:
 //!
 //! ```text
-//! ingest::{udp,tcp} → ingest::codec → syslog → haproxy (parser → LogRecord)
+//! ingest::{datagram,tcp} → ingest::codec → syslog → haproxy (parser → LogRecord)
 //!     → metrics (Aggregator, SelfMetrics) → http (/metrics)
 //! ```
 //!
@@ -26,18 +26,21 @@ pub mod telemetry;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus::Registry;
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::{TcpListener, UdpSocket, UnixDatagram};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use config::{Config, ConfigError};
 pub use error::Error;
 
+use ingest::datagram::DatagramSocket;
 use ingest::tcp::TcpSettings;
 use pipeline::Pipeline;
 
@@ -49,6 +52,7 @@ pub struct Server {
     config: Config,
     udp: Option<UdpSocket>,
     tcp: Option<TcpListener>,
+    unix: Option<UnixDatagram>,
     web: TcpListener,
     pipeline: Arc<Pipeline>,
     registry: Registry,
@@ -80,6 +84,10 @@ impl Server {
             ),
             None => None,
         };
+        let unix = match &config.syslog_unix_path {
+            Some(path) => Some(bind_unix(path, config.syslog_unix_mode)?),
+            None => None,
+        };
         let addr = config.web_listen_addr;
         let web = TcpListener::bind(addr)
             .await
@@ -88,6 +96,7 @@ impl Server {
             config,
             udp,
             tcp,
+            unix,
             web,
             pipeline,
             registry,
@@ -110,6 +119,11 @@ impl Server {
         self.registry.clone()
     }
 
+    /// The bound unix socket's path, if enabled.
+    pub fn unix_path(&self) -> Option<&Path> {
+        self.config.syslog_unix_path.as_deref()
+    }
+
     /// The bound HTTP address.
     pub fn web_addr(&self) -> Option<SocketAddr> {
         self.web.local_addr().ok()
@@ -126,13 +140,18 @@ impl Server {
         tracing::info!(
             udp = %show(self.udp_addr()),
             tcp = %show(self.tcp_addr()),
+            unix = ?self.unix_path(),
             web = %show(self.web_addr()),
             metrics = config.metrics.len(),
             "listening"
         );
 
-        if let Some(socket) = self.udp {
-            tracker.spawn(ingest::udp::serve(
+        let datagram_sockets = [
+            self.udp.map(DatagramSocket::Udp),
+            self.unix.map(DatagramSocket::Unix),
+        ];
+        for socket in datagram_sockets.into_iter().flatten() {
+            tracker.spawn(ingest::datagram::serve(
                 socket,
                 self.pipeline.clone(),
                 config.max_line_bytes,
@@ -176,9 +195,36 @@ impl Server {
         {
             tracing::warn!("some connections did not close in time");
         }
+        if let Some(path) = &config.syslog_unix_path {
+            // Ours, and nobody reads it any more: a sender gets an error instead of
+            // writing into the void.
+            let _ = std::fs::remove_file(path);
+        }
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// Binds the unix datagram socket, replacing a stale socket file (left by a previous run
+/// that was killed) but never any other kind of file, and sets its permissions.
+fn bind_unix(path: &Path, mode: u32) -> Result<UnixDatagram, Error> {
+    let fail = |source: std::io::Error| Error::BindUnix {
+        path: path.to_path_buf(),
+        source,
+    };
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => std::fs::remove_file(path).map_err(fail)?,
+        Ok(_) => {
+            return Err(fail(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "exists and is not a socket",
+            )))
+        }
+        Err(_) => {}
+    }
+    let socket = UnixDatagram::bind(path).map_err(fail)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(fail)?;
+    Ok(socket)
 }
 
 fn bind_error(what: &'static str, addr: SocketAddr) -> impl FnOnce(std::io::Error) -> Error {

@@ -353,6 +353,59 @@ async fn connections_over_the_cap_are_closed_and_counted() {
 }
 
 #[tokio::test]
+async fn unix_socket_replaces_a_stale_socket_and_counts_lines() {
+    let dir = support::TempDir::new("hle-unix").unwrap();
+    let path = dir.path().join("log.sock");
+    // A socket file left by a killed process: bound once, never removed.
+    drop(std::os::unix::net::UnixDatagram::bind(&path).unwrap());
+    let path_var = path.to_str().unwrap();
+    let daemon = Daemon::start(&[("HLE_SYSLOG_UNIX_PATH", path_var)]).await;
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o660);
+
+    // Async: a unix datagram queue holds only a few datagrams, and the exporter runs on
+    // this same thread.
+    let sender = tokio::net::UnixDatagram::unbound().unwrap();
+    for datagram in lines(H_EDGE) {
+        sender.send_to(datagram, &path).await.unwrap();
+    }
+    let samples = daemon.scrape_after(23.0).await;
+    let received = samples.get(
+        "haproxy_log_exporter_lines_received_total",
+        &[("transport", "unix")],
+    );
+    assert_eq!(received, Some(23.0));
+    assert_eq!(
+        samples.sum("haproxy_log_exporter_lines_counted_total", &[]),
+        23.0
+    );
+    daemon.stop().await;
+    assert!(!path.exists(), "the socket file is removed at exit");
+}
+
+#[tokio::test]
+async fn unix_socket_never_replaces_a_regular_file() {
+    let dir = support::TempDir::new("hle-unix").unwrap();
+    let path = dir.path().join("not-a-socket");
+    std::fs::write(&path, "keep me").unwrap();
+    let mut env = HashMap::new();
+    env.insert(
+        "HLE_SYSLOG_UNIX_PATH".to_string(),
+        path.to_str().unwrap().to_string(),
+    );
+    env.insert("HLE_WEB_LISTEN_ADDR".to_string(), "127.0.0.1:0".to_string());
+    env.insert("HLE_SYSLOG_UDP_ADDR".to_string(), String::new());
+    env.insert("HLE_SYSLOG_TCP_ADDR".to_string(), String::new());
+    let err = Server::bind(Config::from_env(&env).unwrap())
+        .await
+        .err()
+        .expect("bind fails");
+    assert!(err.to_string().contains("is not a socket"), "{err}");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "keep me");
+}
+
+#[tokio::test]
 async fn http_endpoints() {
     let daemon = Daemon::start(&[("HLE_WEB_TELEMETRY_PATH", "/custom")]).await;
     let get = |path: &'static str| http_get_async(&daemon.web, path, WAIT);

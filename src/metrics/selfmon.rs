@@ -13,15 +13,17 @@ use crate::haproxy::{IGNORE_REASONS, REJECT_REASONS};
 pub enum Transport {
     Udp,
     Tcp,
+    Unix,
 }
 
 impl Transport {
-    pub const ALL: [Transport; 2] = [Transport::Udp, Transport::Tcp];
+    pub const ALL: [Transport; 3] = [Transport::Udp, Transport::Tcp, Transport::Unix];
 
     pub fn name(self) -> &'static str {
         match self {
             Transport::Udp => "udp",
             Transport::Tcp => "tcp",
+            Transport::Unix => "unix",
         }
     }
 }
@@ -32,11 +34,11 @@ pub const INCOMPLETE_FRAME: &str = "incomplete_frame";
 
 /// The self-metrics, registered once and shared by every source.
 pub struct SelfMetrics {
-    received: [IntCounter; 2],
+    received: [IntCounter; Transport::ALL.len()],
     counted: IntCounter,
     rejected: IntCounterVec,
     ignored: IntCounterVec,
-    oversize: [IntCounter; 2],
+    oversize: [IntCounter; Transport::ALL.len()],
     pub tcp_connections: IntGauge,
     pub tcp_connections_refused: IntCounter,
     reject_log: RateLimit,
