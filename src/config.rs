@@ -142,6 +142,25 @@ pub fn variables() -> Vec<Variable> {
     vars
 }
 
+/// Every variable with the value in force: the environment's, or the default.
+pub fn effective(env: &HashMap<String, String>) -> Vec<(String, String)> {
+    variables()
+        .into_iter()
+        .map(|var| {
+            let value = env.get(&var.name).cloned().unwrap_or(var.default);
+            (var.name, value)
+        })
+        .collect()
+}
+
+/// The process environment as a map; names or values that are not UTF-8 are left out
+/// (`Config::from_process_env` reports those of `HLE_` variables).
+pub fn process_env() -> HashMap<String, String> {
+    std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect()
+}
+
 fn format_buckets(buckets: &[f64]) -> String {
     buckets
         .iter()

@@ -20,6 +20,7 @@ pub mod http;
 pub mod ingest;
 pub mod metrics;
 pub mod pipeline;
+pub mod replay;
 pub mod shutdown;
 pub mod syslog;
 pub mod telemetry;

@@ -1,39 +1,55 @@
 //! The `haproxy-log-exporter` binary: environment → `Config` → run. A bad configuration
 //! lists every problem and exits 64 (EX_USAGE) before any socket is bound.
+//!
+//! Subcommands: `replay [FILE...]` counts log files through the same pipeline and prints
+//! the exposition; `check-config` validates the environment and prints what is in force.
 
 use std::process::ExitCode;
 
-use haproxy_log_exporter::{config, shutdown, telemetry, Config, Server};
+use haproxy_log_exporter::{config, replay, shutdown, telemetry, Config, Server};
 
 /// EX_USAGE from sysexits.h: the configuration (or command line) is wrong.
 const EX_USAGE: u8 = 64;
+/// EX_NOINPUT: an input file could not be opened.
+const EX_NOINPUT: u8 = 66;
+/// EX_IOERR: reading or writing failed.
+const EX_IOERR: u8 = 74;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
-        None => {}
+        None => serve(),
+        Some("replay") => replay(&args[1..]),
+        Some("check-config") if args.len() == 1 => check_config(),
         Some("-h" | "--help" | "help") => {
             print!("{}", help());
-            return ExitCode::SUCCESS;
+            ExitCode::SUCCESS
         }
         Some("-V" | "--version" | "version") => {
             println!("haproxy-log-exporter {}", env!("CARGO_PKG_VERSION"));
-            return ExitCode::SUCCESS;
+            ExitCode::SUCCESS
         }
         Some(other) => {
             eprintln!(
                 "unknown argument {other:?}; configuration is by environment variables, see --help"
             );
-            return ExitCode::from(EX_USAGE);
+            ExitCode::from(EX_USAGE)
         }
     }
+}
 
-    let config = match Config::from_process_env() {
+/// The configuration, or the exit code after printing every problem.
+fn load_config() -> Result<Config, ExitCode> {
+    Config::from_process_env().map_err(|err| {
+        eprint!("haproxy-log-exporter: {err}");
+        ExitCode::from(EX_USAGE)
+    })
+}
+
+fn serve() -> ExitCode {
+    let config = match load_config() {
         Ok(config) => config,
-        Err(err) => {
-            eprint!("haproxy-log-exporter: {err}");
-            return ExitCode::from(EX_USAGE);
-        }
+        Err(code) => return code,
     };
     telemetry::init(&config.log_level, config.log_format);
 
@@ -61,13 +77,61 @@ fn main() -> ExitCode {
     }
 }
 
+fn replay(inputs: &[String]) -> ExitCode {
+    let config = match load_config() {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    telemetry::init(&config.log_level, config.log_format);
+    match replay::run(&config, inputs, &mut std::io::stdout().lock()) {
+        Ok(summary) => {
+            eprint!("{summary}");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("haproxy-log-exporter replay: {err}");
+            ExitCode::from(match err {
+                replay::ReplayError::Open { .. } => EX_NOINPUT,
+                _ => EX_IOERR,
+            })
+        }
+    }
+}
+
+fn check_config() -> ExitCode {
+    let config = match load_config() {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    println!("# configuration is valid; in force:");
+    for (name, value) in config::effective(&config::process_env()) {
+        println!("{name}={value}");
+    }
+    println!("# enabled metrics:");
+    for metric in &config.metrics {
+        let labels: Vec<&str> = metric.labels.iter().map(|l| l.name()).collect();
+        print!("{} labels=[{}]", metric.def.full_name(), labels.join(","));
+        if !metric.buckets.is_empty() {
+            let buckets: Vec<String> = metric.buckets.iter().map(f64::to_string).collect();
+            print!(" buckets=[{}]", buckets.join(","));
+        }
+        println!();
+    }
+    ExitCode::SUCCESS
+}
+
 fn help() -> String {
     let vars = config::variables();
     let width = vars.iter().map(|v| v.name.len()).max().unwrap_or(0);
     let mut out = format!(
         "haproxy-log-exporter {}\n\
-         Receives HAProxy logs over syslog (UDP, TCP) and exposes Prometheus metrics.\n\n\
-         Usage: haproxy-log-exporter [--help | --version]\n\n\
+         Receives HAProxy logs over syslog (UDP, TCP, unix socket) and exposes Prometheus metrics.\n\n\
+         Usage:\n  \
+           haproxy-log-exporter                  run the exporter\n  \
+           haproxy-log-exporter replay [FILE...] count log files (plain or .gz; none or -: standard input),\n  \
+         \x20                                       print the exposition, and a summary to standard error\n  \
+           haproxy-log-exporter check-config     validate the environment and print the configuration in force\n  \
+           haproxy-log-exporter --help | --version\n\n\
          Configuration is by environment variables (default in brackets):\n",
         env!("CARGO_PKG_VERSION")
     );
@@ -78,7 +142,8 @@ fn help() -> String {
         ));
     }
     out.push_str(&format!(
-        "\nLabels: {}\nExit codes: 0 after SIGTERM/SIGINT, 64 for a bad configuration, 1 otherwise.\n",
+        "\nLabels: {}\nExit codes: 0 after SIGTERM/SIGINT, 64 for a bad configuration, \
+         66 for a missing replay input, 74 for a read error, 1 otherwise.\n",
         haproxy_log_exporter::metrics::Label::all_names()
     ));
     out

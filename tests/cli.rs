@@ -123,3 +123,76 @@ fn sigterm_stops_the_exporter_with_exit_code_0() {
     assert_eq!(status.code(), Some(0), "{rest:?}");
     assert!(rest.iter().any(|l| l.contains("SIGTERM")), "{rest:?}");
 }
+
+#[test]
+fn replay_reads_files_gzip_and_standard_input() {
+    use std::io::Write;
+    let dir = std::env::temp_dir().join(format!("hle-cli-replay-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let edge = include_bytes!("fixtures/haproxy/h_edge.log");
+    let clf = include_bytes!("fixtures/haproxy/c_clf.log");
+    // gzip, written by the system's gzip so the test does not trust our own encoder.
+    let plain = dir.join("h_edge.log");
+    std::fs::write(&plain, edge).unwrap();
+    let gzip = Command::new("gzip").arg("-kf").arg(&plain).status();
+    assert!(gzip.unwrap().success());
+    let gz = dir.join("h_edge.log.gz");
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_haproxy-log-exporter"))
+        .env_clear()
+        .env("HLE_REQUESTS_TOTAL_LABELS", "status_class")
+        .args(["replay", gz.to_str().unwrap(), "-", plain.to_str().unwrap()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(clf).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(out.status.success(), "{stderr}");
+    // h_edge twice (23 lines each) and the 15 CLF lines, rejected for now.
+    assert!(
+        stderr.contains("replayed 61 lines: 46 counted, 15 rejected, 0 ignored"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("15  unrecognized_format"), "{stderr}");
+    assert!(
+        stdout.contains("haproxy_log_requests_total{status_class=\"2xx\"} 28\n"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("haproxy_log_exporter_lines_received_total{transport=\"replay\"} 61\n"));
+
+    let missing = exporter(&["replay", dir.join("nope.log").to_str().unwrap()], &[]);
+    assert_eq!(missing.status.code(), Some(66));
+    assert!(missing.stdout.is_empty());
+    let bad = exporter(&["replay"], &[("HLE_ENABLED_METRICS", "nope")]);
+    assert_eq!(bad.status.code(), Some(64));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn check_config_prints_what_is_in_force() {
+    let out = exporter(
+        &["check-config"],
+        &[("HLE_REQUESTS_TOTAL_LABELS", "client_ip")],
+    );
+    assert!(out.status.success());
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        stdout.contains("\nHLE_REQUESTS_TOTAL_LABELS=client_ip\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("\nHLE_WEB_LISTEN_ADDR=0.0.0.0:9129\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("\nhaproxy_log_requests_total labels=[client_ip]\n"),
+        "{stdout}"
+    );
+    let bad = exporter(&["check-config"], &[("HLE_MAX_LINE_BYTES", "x")]);
+    assert_eq!(bad.status.code(), Some(64));
+    assert!(bad.stdout.is_empty());
+}

@@ -405,6 +405,62 @@ async fn unix_socket_never_replaces_a_regular_file() {
     assert_eq!(std::fs::read_to_string(&path).unwrap(), "keep me");
 }
 
+/// `replay` and the live listeners count the same lines the same way.
+#[tokio::test]
+async fn replay_gives_the_same_numbers_as_the_listeners() {
+    let tcplog: &[u8] = include_bytes!("fixtures/haproxy/d_tcplog.log");
+    let vars = [
+        (
+            "HLE_REQUESTS_TOTAL_LABELS",
+            "frontend_name,status_code,http_request_path",
+        ),
+        (
+            "HLE_RESPONSE_PROCESSING_SECONDS_LABELS",
+            "server_name,http_request_method",
+        ),
+        ("HLE_BYTES_READ_TOTAL_LABELS", "client_ip,termination_state"),
+    ];
+    let daemon = Daemon::start(&vars).await;
+    send_udp(daemon.udp, &lines(H_EDGE)).await;
+    send_udp(daemon.udp, &lines(tcplog)).await;
+    send_tcp(daemon.tcp, RING_LEGACY, 100).await;
+    let live = daemon.scrape_after(23.0 + 5.0 + 15.0).await;
+    daemon.stop().await;
+
+    let dir = support::TempDir::new("hle-replay").unwrap();
+    let mut inputs = Vec::new();
+    for (name, data) in [("a.log", H_EDGE), ("b.log", tcplog), ("c.log", RING_LEGACY)] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, data).unwrap();
+        inputs.push(path.to_str().unwrap().to_string());
+    }
+    let mut env: HashMap<String, String> = HashMap::new();
+    for (key, value) in vars {
+        env.insert(key.to_string(), value.to_string());
+    }
+    let config = Config::from_env(&env).unwrap();
+    let mut out = Vec::new();
+    let summary = haproxy_log_exporter::replay::run(&config, &inputs, &mut out).unwrap();
+    assert_eq!((summary.received, summary.counted), (43, 43));
+    let replayed = parse_exposition(&String::from_utf8(out).unwrap()).unwrap();
+
+    let traffic = |samples: &Samples| -> Vec<String> {
+        let mut lines: Vec<String> = samples
+            .samples
+            .iter()
+            .filter(|s| {
+                s.name.starts_with("haproxy_log_") && !s.name.starts_with("haproxy_log_exporter_")
+            })
+            .map(|s| s.to_string())
+            .collect();
+        lines.sort();
+        lines
+    };
+    let live = traffic(&live);
+    assert!(live.len() > 100, "{}", live.len());
+    assert_eq!(traffic(&replayed), live);
+}
+
 #[tokio::test]
 async fn http_endpoints() {
     let daemon = Daemon::start(&[("HLE_WEB_TELEMETRY_PATH", "/custom")]).await;

@@ -14,16 +14,24 @@ pub enum Transport {
     Udp,
     Tcp,
     Unix,
+    /// Lines read from files or standard input by `haproxy-log-exporter replay`.
+    Replay,
 }
 
 impl Transport {
-    pub const ALL: [Transport; 3] = [Transport::Udp, Transport::Tcp, Transport::Unix];
+    pub const ALL: [Transport; 4] = [
+        Transport::Udp,
+        Transport::Tcp,
+        Transport::Unix,
+        Transport::Replay,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Transport::Udp => "udp",
             Transport::Tcp => "tcp",
             Transport::Unix => "unix",
+            Transport::Replay => "replay",
         }
     }
 }

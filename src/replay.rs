@@ -1,0 +1,171 @@
+//! Source: replay. Reads log files (plain or gzip, any header style) or standard input,
+//! sends every line through the same pipeline as the live listeners, and prints the
+//! resulting exposition. It is how an operator tests a configuration against yesterday's
+//! logs, and how parsing is benchmarked.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read, Write};
+
+use flate2::read::MultiGzDecoder;
+use prometheus::proto::MetricFamily;
+use prometheus::{Encoder, Registry, TextEncoder};
+
+use crate::config::Config;
+use crate::metrics::Transport;
+use crate::pipeline::Pipeline;
+
+/// Why a replay could not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error("cannot open {name}: {source}")]
+    Open { name: String, source: io::Error },
+    #[error("cannot read {name}: {source}")]
+    Read { name: String, source: io::Error },
+    #[error("cannot write the exposition: {0}")]
+    Write(io::Error),
+    #[error("cannot register metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+/// What a replay counted, from the self-metrics.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub received: u64,
+    pub counted: u64,
+    pub rejected: u64,
+    pub ignored: u64,
+    /// Rejection reasons with their counts, most frequent first; only those seen.
+    pub rejected_by_reason: Vec<(String, u64)>,
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "replayed {} lines: {} counted, {} rejected, {} ignored",
+            self.received, self.counted, self.rejected, self.ignored
+        )?;
+        for (reason, count) in self.rejected_by_reason.iter().take(5) {
+            writeln!(f, "  rejected {count:>10}  {reason}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Read buffer; large, as log files are read front to back.
+const READ_BUFFER: usize = 256 * 1024;
+
+/// Replays `inputs` (`-` or none: standard input; `*.gz` or gzip data: decompressed),
+/// writes the exposition to `out`, and returns the summary.
+pub fn run(
+    config: &Config,
+    inputs: &[String],
+    out: &mut impl Write,
+) -> Result<Summary, ReplayError> {
+    let registry = Registry::new();
+    let pipeline = Pipeline::new(&config.metrics, &registry)?;
+    let stdin = ["-".to_string()];
+    let inputs = if inputs.is_empty() {
+        &stdin[..]
+    } else {
+        inputs
+    };
+    for name in inputs {
+        let reader = open(name)?;
+        replay(&pipeline, reader, config.max_line_bytes).map_err(|source| ReplayError::Read {
+            name: name.clone(),
+            source,
+        })?;
+    }
+    let families = registry.gather();
+    let mut text = Vec::new();
+    TextEncoder::new()
+        .encode(&families, &mut text)
+        .map_err(|e| ReplayError::Write(io::Error::other(e)))?;
+    out.write_all(&text).map_err(ReplayError::Write)?;
+    out.flush().map_err(ReplayError::Write)?;
+    Ok(summary(&families))
+}
+
+/// Opens one input; gzip is recognised by its magic bytes, whatever the file is called.
+fn open(name: &str) -> Result<Box<dyn BufRead>, ReplayError> {
+    let raw: Box<dyn Read> = if name == "-" {
+        Box::new(io::stdin().lock())
+    } else {
+        let file = File::open(name).map_err(|source| ReplayError::Open {
+            name: name.to_string(),
+            source,
+        })?;
+        Box::new(file)
+    };
+    let mut reader = BufReader::with_capacity(READ_BUFFER, raw);
+    let is_gzip = reader
+        .fill_buf()
+        .map_err(|source| ReplayError::Read {
+            name: name.to_string(),
+            source,
+        })?
+        .starts_with(&[0x1f, 0x8b]);
+    Ok(if is_gzip {
+        Box::new(BufReader::with_capacity(
+            READ_BUFFER,
+            MultiGzDecoder::new(reader),
+        ))
+    } else {
+        Box::new(reader)
+    })
+}
+
+/// One line per `\n`, as a syslog daemon writes them to a file. A trailing `\r` is
+/// removed and empty lines are skipped, as on a TCP stream.
+fn replay(pipeline: &Pipeline, mut reader: impl BufRead, max_line_bytes: usize) -> io::Result<()> {
+    let mut line = Vec::with_capacity(4096);
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line)? == 0 {
+            return Ok(());
+        }
+        while line.last().is_some_and(|&b| b == b'\n' || b == b'\r') {
+            line.pop();
+        }
+        if line.is_empty() {
+            continue;
+        }
+        if line.len() > max_line_bytes {
+            pipeline.selfmon().oversize(Transport::Replay, line.len());
+        } else {
+            pipeline.process(Transport::Replay, &line);
+        }
+    }
+}
+
+fn summary(families: &[MetricFamily]) -> Summary {
+    let counters = |name: &str| -> Vec<(String, u64)> {
+        families
+            .iter()
+            .filter(|f| f.name() == name)
+            .flat_map(|f| f.get_metric())
+            .map(|m| {
+                let label = m.get_label().first().map(|l| l.value().to_string());
+                (
+                    label.unwrap_or_default(),
+                    m.get_counter().get_value() as u64,
+                )
+            })
+            .collect()
+    };
+    let total = |name: &str| counters(name).iter().map(|(_, n)| n).sum();
+    let mut rejected_by_reason: Vec<(String, u64)> =
+        counters("haproxy_log_exporter_lines_rejected_total")
+            .into_iter()
+            .filter(|(_, n)| *n > 0)
+            .collect();
+    rejected_by_reason.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    Summary {
+        received: total("haproxy_log_exporter_lines_received_total"),
+        counted: total("haproxy_log_exporter_lines_counted_total"),
+        rejected: total("haproxy_log_exporter_lines_rejected_total"),
+        ignored: total("haproxy_log_exporter_lines_ignored_total"),
+        rejected_by_reason,
+    }
+}
