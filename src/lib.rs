@@ -85,14 +85,15 @@ impl Server {
             ),
             None => None,
         };
-        let unix = match &config.syslog_unix_path {
-            Some(path) => Some(bind_unix(path, config.syslog_unix_mode)?),
-            None => None,
-        };
         let addr = config.web_listen_addr;
         let web = TcpListener::bind(addr)
             .await
             .map_err(bind_error("HTTP", addr))?;
+        // Last, so that a failed start leaves no socket file behind.
+        let unix = match &config.syslog_unix_path {
+            Some(path) => Some(bind_unix(path, config.syslog_unix_mode)?),
+            None => None,
+        };
         Ok(Server {
             config,
             udp,
@@ -141,7 +142,7 @@ impl Server {
         tracing::info!(
             udp = %show(self.udp_addr()),
             tcp = %show(self.tcp_addr()),
-            unix = ?self.unix_path(),
+            unix = %self.unix_path().map_or("disabled".into(), |p| p.display().to_string()),
             web = %show(self.web_addr()),
             metrics = config.metrics.len(),
             "listening"
@@ -206,26 +207,51 @@ impl Server {
     }
 }
 
-/// Binds the unix datagram socket, replacing a stale socket file (left by a previous run
-/// that was killed) but never any other kind of file, and sets its permissions.
+/// Binds the unix datagram socket, replacing a stale socket file (left by a process that
+/// was killed) but never a live one nor any other kind of file, and sets its permissions.
 fn bind_unix(path: &Path, mode: u32) -> Result<UnixDatagram, Error> {
     let fail = |source: std::io::Error| Error::BindUnix {
         path: path.to_path_buf(),
         source,
     };
+    let refuse = |why: &str| {
+        fail(std::io::Error::new(
+            std::io::ErrorKind::AddrInUse,
+            why.to_string(),
+        ))
+    };
     match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_socket() => std::fs::remove_file(path).map_err(fail)?,
-        Ok(_) => {
-            return Err(fail(std::io::Error::new(
-                std::io::ErrorKind::AlreadyExists,
-                "exists and is not a socket",
-            )))
+        Ok(meta) if meta.file_type().is_socket() => {
+            // A socket someone still reads accepts a connection; a stale one refuses it.
+            let probe = std::os::unix::net::UnixDatagram::unbound().map_err(fail)?;
+            if probe.connect(path).is_ok() {
+                return Err(refuse("another process is receiving on it"));
+            }
+            std::fs::remove_file(path).map_err(fail)?;
         }
+        Ok(_) => return Err(refuse("exists and is not a socket")),
         Err(_) => {}
     }
     let socket = UnixDatagram::bind(path).map_err(fail)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(fail)?;
+    warn_if_short_queue();
     Ok(socket)
+}
+
+/// The kernel queues at most `net.unix.max_dgram_qlen` datagrams for a unix socket, and
+/// HAProxy drops a log line rather than wait when the queue is full.
+fn warn_if_short_queue() {
+    const ENOUGH: u64 = 256;
+    let qlen = std::fs::read_to_string("/proc/sys/net/unix/max_dgram_qlen")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok());
+    if let Some(qlen) = qlen.filter(|q| *q < ENOUGH) {
+        tracing::warn!(
+            max_dgram_qlen = qlen,
+            "net.unix.max_dgram_qlen is small: HAProxy drops log lines when the unix socket \
+             queue is full; raise it (sysctl, per network namespace) or log over UDP"
+        );
+    }
 }
 
 fn bind_error(what: &'static str, addr: SocketAddr) -> impl FnOnce(std::io::Error) -> Error {

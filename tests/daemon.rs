@@ -26,6 +26,11 @@ const RING_OCTET: &[u8] = include_bytes!("fixtures/haproxy/f_ring_octet.tcp");
 
 /// Binds a server on loopback port 0 for every listener, with `vars` on top.
 async fn bind(vars: &[(&str, &str)]) -> Server {
+    try_bind(vars).await.expect("bind on port 0")
+}
+
+/// Like `bind`, but a failure to bind is returned.
+async fn try_bind(vars: &[(&str, &str)]) -> Result<Server, haproxy_log_exporter::Error> {
     let mut env: HashMap<String, String> = HashMap::new();
     let port_zero = [
         ("HLE_SYSLOG_UDP_ADDR", "127.0.0.1:0"),
@@ -36,7 +41,7 @@ async fn bind(vars: &[(&str, &str)]) -> Server {
         env.insert(key.to_string(), value.to_string());
     }
     let config = Config::from_env(&env).expect("valid test configuration");
-    Server::bind(config).await.expect("bind on port 0")
+    Server::bind(config).await
 }
 
 /// A running daemon and how to reach and stop it.
@@ -385,19 +390,31 @@ async fn unix_socket_replaces_a_stale_socket_and_counts_lines() {
 }
 
 #[tokio::test]
+async fn unix_socket_never_replaces_a_live_socket() {
+    let dir = support::TempDir::new("hle-unix").unwrap();
+    let path = dir.path().join("log.sock");
+    let path_var = path.to_str().unwrap();
+    let first = Daemon::start(&[("HLE_SYSLOG_UNIX_PATH", path_var)]).await;
+    let second = try_bind(&[("HLE_SYSLOG_UNIX_PATH", path_var)]).await;
+    let err = second.err().expect("the second bind fails").to_string();
+    assert!(err.contains("another process is receiving on it"), "{err}");
+    // The first exporter still receives.
+    let sender = tokio::net::UnixDatagram::unbound().unwrap();
+    sender.send_to(lines(H_EDGE)[0], &path).await.unwrap();
+    let samples = first.scrape_after(1.0).await;
+    assert_eq!(
+        samples.sum("haproxy_log_exporter_lines_counted_total", &[]),
+        1.0
+    );
+    first.stop().await;
+}
+
+#[tokio::test]
 async fn unix_socket_never_replaces_a_regular_file() {
     let dir = support::TempDir::new("hle-unix").unwrap();
     let path = dir.path().join("not-a-socket");
     std::fs::write(&path, "keep me").unwrap();
-    let mut env = HashMap::new();
-    env.insert(
-        "HLE_SYSLOG_UNIX_PATH".to_string(),
-        path.to_str().unwrap().to_string(),
-    );
-    env.insert("HLE_WEB_LISTEN_ADDR".to_string(), "127.0.0.1:0".to_string());
-    env.insert("HLE_SYSLOG_UDP_ADDR".to_string(), String::new());
-    env.insert("HLE_SYSLOG_TCP_ADDR".to_string(), String::new());
-    let err = Server::bind(Config::from_env(&env).unwrap())
+    let err = try_bind(&[("HLE_SYSLOG_UNIX_PATH", path.to_str().unwrap())])
         .await
         .err()
         .expect("bind fails");
