@@ -5,19 +5,28 @@
 //! clash with anything else on the machine) to run `haproxy_e2e_inner`, which:
 //!
 //! 1. brings `lo` up, starts the exporter (UDP 127.0.0.1:5140, TCP
-//!    127.0.0.1:5141, web 127.0.0.1:9129) and waits for `/-/ready`;
+//!    127.0.0.1:5141, a unix datagram socket in the test's temporary work
+//!    directory, web 127.0.0.1:9129), waits for `/-/ready` and checks that the
+//!    socket file exists with the default mode 0660;
 //! 2. starts HAProxy from `tests/e2e/haproxy.cfg.in`: one frontend logs over
-//!    UDP ("local" header), one through a ring to TCP with newline framing
-//!    (rfc3164 header), one through a ring to TCP with octet counting
+//!    UDP ("local" header), one to the exporter's unix socket ("local"
+//!    header, `log /path/to/sock`), one through a ring to TCP with newline
+//!    framing (rfc3164 header), one through a ring to TCP with octet counting
 //!    (rfc5424 header);
 //! 3. sends a fixed mix of requests (200, 404, 500, 503, `<BADREQ>`, an empty
-//!    connection, and requests from an IPv6 client) to each logging frontend;
+//!    connection, and requests from an IPv6 client) to each logging frontend,
+//!    a different mix per frontend;
 //! 4. compares the exporter's `haproxy_log_requests_total` per frontend and
 //!    status class with the delta of HAProxy's own
-//!    `haproxy_frontend_http_responses_total`, and checks the exporter's
+//!    `haproxy_frontend_http_responses_total`, checks that each transport's
+//!    `haproxy_log_exporter_lines_received_total` equals its frontends' line
+//!    count (and that HAProxy dropped no log line), and checks the other
 //!    self-metrics and `promtool check metrics`;
-//! 5. soft-stops HAProxy, whose "Proxy fe_udp stopped" notice must be ignored
-//!    (not counted, not rejected), and checks that the ring connections close.
+//! 5. soft-stops HAProxy, whose "Proxy fe_udp stopped" (UDP) and "Proxy
+//!    fe_unix stopped" (unix socket) notices must be ignored (not counted, not
+//!    rejected), and checks that the ring connections close;
+//! 6. stops the exporter with SIGTERM: it must exit 0 and remove its socket
+//!    file.
 //!
 //! Without `unshare` or `haproxy` the test prints a skip message, or fails when
 //! `CI=true`.
@@ -27,6 +36,7 @@ mod support;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -51,10 +61,15 @@ const INNER_RUN_LIMIT: Duration = Duration::from_secs(240);
 const EXPORTER_UDP: &str = "127.0.0.1:5140";
 const EXPORTER_TCP: &str = "127.0.0.1:5141";
 const EXPORTER_WEB: &str = "127.0.0.1:9129";
+/// The exporter's unix datagram socket, created inside the work directory.
+const EXPORTER_UNIX_NAME: &str = "exporter-log.sock";
+/// `sun_path` holds 108 bytes, the terminating NUL included.
+const UNIX_PATH_MAX: usize = 107;
 
 const PORT_UDP: u16 = 8080;
 const PORT_RING_LEGACY: u16 = 8081;
 const PORT_RING_OCTET: u16 = 8082;
+const PORT_UNIX: u16 = 8083;
 const PORT_APP: u16 = 8090;
 const PORT_DEAD: u16 = 8099;
 const PORT_STATS: u16 = 8405;
@@ -276,6 +291,7 @@ impl Plan {
 enum Transport {
     Udp,
     Tcp,
+    Unix,
 }
 
 struct Frontend {
@@ -300,6 +316,21 @@ fn frontends() -> Vec<Frontend> {
                 empty: 1,
                 ok_v6: 2,
                 missing_v6: 1,
+            },
+        },
+        Frontend {
+            name: "fe_unix",
+            port: PORT_UNIX,
+            transport: Transport::Unix,
+            plan: Plan {
+                ok: 6,
+                missing: 1,
+                err: 3,
+                down: 2,
+                badreq: 2,
+                empty: 1,
+                ok_v6: 0,
+                missing_v6: 0,
             },
         },
         Frontend {
@@ -335,11 +366,13 @@ fn frontends() -> Vec<Frontend> {
     ]
 }
 
-fn render_haproxy_cfg() -> String {
+fn render_haproxy_cfg(unix_log_path: &str) -> String {
     let cfg = HAPROXY_CFG_TEMPLATE
         .replace("@UDP_LOG_ADDR@", EXPORTER_UDP)
         .replace("@TCP_LOG_ADDR@", EXPORTER_TCP)
+        .replace("@UNIX_LOG_PATH@", unix_log_path)
         .replace("@PORT_UDP@", &PORT_UDP.to_string())
+        .replace("@PORT_UNIX@", &PORT_UNIX.to_string())
         .replace("@PORT_RING_LEGACY@", &PORT_RING_LEGACY.to_string())
         .replace("@PORT_RING_OCTET@", &PORT_RING_OCTET.to_string())
         .replace("@PORT_APP@", &PORT_APP.to_string())
@@ -414,6 +447,14 @@ fn haproxy_class_delta(before: &Samples, after: &Samples, fe: &str, class: &str)
         - before.sum("haproxy_frontend_http_responses_total", &f)
 }
 
+/// HAProxy's count of log lines it could not send (a full unix socket
+/// queue, for one).
+const H_DROPPED_LOGS: &str = "haproxy_process_dropped_logs_total";
+
+fn haproxy_dropped_logs_delta(before: &Samples, after: &Samples) -> f64 {
+    after.sum(H_DROPPED_LOGS, &[]) - before.sum(H_DROPPED_LOGS, &[])
+}
+
 fn haproxy_requests_delta(before: &Samples, after: &Samples, fe: &str) -> f64 {
     let f = [("proxy", fe)];
     after.sum("haproxy_frontend_http_requests_total", &f)
@@ -464,6 +505,25 @@ fn run_inside_private_netns() {
     let exporter_log = dir.join("exporter.log");
     let haproxy_log = dir.join("haproxy.log");
     let cfg_path = dir.join("haproxy.cfg");
+    let unix_path = dir.join(EXPORTER_UNIX_NAME);
+    // The same path goes into the exporter's environment and HAProxy's config,
+    // where it must be one word.
+    let unix_path_str = unix_path
+        .to_str()
+        .filter(|p| !p.contains(char::is_whitespace) && !p.contains(['"', '\\', '#']))
+        .unwrap_or_else(|| {
+            panic!(
+                "the unix socket path {} cannot go into HAProxy's config as is",
+                unix_path.display()
+            )
+        })
+        .to_string();
+    assert!(
+        unix_path_str.len() <= UNIX_PATH_MAX,
+        "the unix socket path {unix_path_str:?} is {} bytes, over the {UNIX_PATH_MAX} a \
+         socket address holds; use a shorter TMPDIR",
+        unix_path_str.len()
+    );
 
     // --- the exporter -------------------------------------------------------
     let exporter_log_file = std::fs::File::create(&exporter_log).expect("exporter log");
@@ -475,6 +535,7 @@ fn run_inside_private_netns() {
     }
     cmd.env("HLE_SYSLOG_UDP_ADDR", EXPORTER_UDP)
         .env("HLE_SYSLOG_TCP_ADDR", EXPORTER_TCP)
+        .env("HLE_SYSLOG_UNIX_PATH", &unix_path_str)
         .env("HLE_WEB_LISTEN_ADDR", EXPORTER_WEB)
         .env("HLE_LOG_LEVEL", "info")
         .env("RUST_BACKTRACE", "1")
@@ -503,9 +564,28 @@ fn run_inside_private_netns() {
         ),
     }
     step("exporter ready");
+    // HAProxy gets "Permission denied" or "No such file" on every line if the
+    // socket is not there as promised; say so before any traffic.
+    match std::fs::symlink_metadata(&unix_path) {
+        Ok(meta) => {
+            let mode = meta.permissions().mode() & 0o7777;
+            assert!(
+                meta.file_type().is_socket() && mode == 0o660,
+                "{unix_path_str}: want a socket with mode 0660 (the default \
+                 HLE_SYSLOG_UNIX_MODE), got {:?} with mode {mode:04o}",
+                meta.file_type()
+            );
+        }
+        Err(e) => panic!(
+            "the exporter is ready but its unix socket {unix_path_str} is missing: {e}\n\
+             exporter log:\n{}",
+            tail_file(&exporter_log, 40)
+        ),
+    }
+    step("exporter's unix socket is in place (mode 0660)");
 
     // --- HAProxy ------------------------------------------------------------
-    std::fs::write(&cfg_path, render_haproxy_cfg()).expect("write haproxy.cfg");
+    std::fs::write(&cfg_path, render_haproxy_cfg(&unix_path_str)).expect("write haproxy.cfg");
     let haproxy_bin = find_program("haproxy").expect("haproxy");
     let check = Command::new(&haproxy_bin)
         .arg("-c")
@@ -641,6 +721,16 @@ fn run_inside_private_netns() {
         }
     }
 
+    // A line HAProxy could not send (the unix socket's queue full, say) would
+    // show up below as a confusing mismatch: name it here.
+    let dropped = haproxy_dropped_logs_delta(&before, &after);
+    checks.check(after.has(H_DROPPED_LOGS), || {
+        format!("harness: HAProxy's scrape has no {H_DROPPED_LOGS}")
+    });
+    checks.check(dropped == 0.0, || {
+        format!("harness: HAProxy dropped {dropped} log lines ({H_DROPPED_LOGS})")
+    });
+
     // Expected values for the exporter, from HAProxy's deltas.
     let mut expected: BTreeMap<(&str, &str), f64> = BTreeMap::new();
     for fe in &fes {
@@ -659,14 +749,16 @@ fn run_inside_private_netns() {
     };
     let want_udp = fe_lines(Transport::Udp);
     let want_tcp = fe_lines(Transport::Tcp);
-    let want_counted = want_udp + want_tcp;
+    let want_unix = fe_lines(Transport::Unix);
+    let want_counted = want_udp + want_tcp + want_unix;
 
     // --- the exporter catches up (the rings connect and flush lazily) -------
     let caught_up = wait_until(Duration::from_secs(20), || {
         let s = scrape(EXPORTER_WEB).ok()?.1;
         let ok = s.sum(M_COUNTED, &[]) >= want_counted
             && s.sum(M_RECEIVED, &[("transport", "udp")]) >= want_udp
-            && s.sum(M_RECEIVED, &[("transport", "tcp")]) >= want_tcp;
+            && s.sum(M_RECEIVED, &[("transport", "tcp")]) >= want_tcp
+            && s.sum(M_RECEIVED, &[("transport", "unix")]) >= want_unix;
         ok.then_some(())
     });
     if let Err(t) = caught_up {
@@ -713,13 +805,15 @@ fn run_inside_private_netns() {
 
     let received_udp = exp.sum(M_RECEIVED, &[("transport", "udp")]);
     let received_tcp = exp.sum(M_RECEIVED, &[("transport", "tcp")]);
+    let received_unix = exp.sum(M_RECEIVED, &[("transport", "unix")]);
     let received = exp.sum(M_RECEIVED, &[]);
     let counted = exp.sum(M_COUNTED, &[]);
     let rejected = exp.sum(M_REJECTED, &[]);
     let ignored = exp.sum(M_IGNORED, &[]);
     println!(
-        "  exporter: received udp={received_udp} tcp={received_tcp} counted={counted} \
-         rejected={rejected} ignored={ignored}; expected udp={want_udp} tcp={want_tcp}"
+        "  exporter: received udp={received_udp} tcp={received_tcp} unix={received_unix} \
+         counted={counted} rejected={rejected} ignored={ignored}; \
+         expected udp={want_udp} tcp={want_tcp} unix={want_unix}"
     );
     checks.eq_f64(
         &format!("{M_RECEIVED}{{transport=\"udp\"}} (fe_udp's lines)"),
@@ -730,6 +824,16 @@ fn run_inside_private_netns() {
         &format!("{M_RECEIVED}{{transport=\"tcp\"}} (the two ring frontends' lines)"),
         received_tcp,
         want_tcp,
+    );
+    checks.eq_f64(
+        &format!("{M_RECEIVED}{{transport=\"unix\"}} (fe_unix's lines)"),
+        received_unix,
+        want_unix,
+    );
+    checks.eq_f64(
+        &format!("{M_RECEIVED} (all transports)"),
+        received,
+        want_counted,
     );
     checks.eq_f64(M_COUNTED, counted, want_counted);
     checks.eq_f64(
@@ -775,22 +879,26 @@ fn run_inside_private_netns() {
     }
     step("checked the scrape");
 
-    // --- soft stop: HAProxy's notice must be ignored, rings must close -------
+    // --- soft stop: HAProxy's notices must be ignored, rings must close ------
     haproxy.signal("USR1").expect("soft-stop HAProxy");
     let exited = haproxy.wait_timeout(Duration::from_secs(15));
     checks.check(exited.is_some(), || {
         "HAProxy did not exit after SIGUSR1 (soft stop)".to_string()
     });
-    step("HAProxy soft-stopped (it sends \"Proxy fe_udp stopped ...\" over UDP)");
+    step(
+        "HAProxy soft-stopped (it sends \"Proxy fe_udp stopped ...\" over UDP and \
+         \"Proxy fe_unix stopped ...\" to the unix socket)",
+    );
     let drained = wait_until(Duration::from_secs(15), || {
         let s = scrape(EXPORTER_WEB).ok()?.1;
         let ok = s.sum(M_RECEIVED, &[("transport", "udp")]) > received_udp
+            && s.sum(M_RECEIVED, &[("transport", "unix")]) > received_unix
             && s.sum(M_TCP_CONNECTIONS, &[]) == 0.0;
         ok.then_some(())
     });
     if let Err(t) = drained {
         println!(
-            "the exporter did not see HAProxy's stop notice and closed rings: {t}; comparing anyway"
+            "the exporter did not see HAProxy's stop notices and closed rings: {t}; comparing anyway"
         );
     }
     let (text2, exp2) = scrape(EXPORTER_WEB).unwrap_or_else(|e| panic!("exporter: {e}"));
@@ -806,6 +914,10 @@ fn run_inside_private_netns() {
     checks.check(
         exp2.sum(M_RECEIVED, &[("transport", "udp")]) > received_udp,
         || "the exporter did not receive HAProxy's \"Proxy fe_udp stopped\" notice".to_string(),
+    );
+    checks.check(
+        exp2.sum(M_RECEIVED, &[("transport", "unix")]) > received_unix,
+        || "the exporter did not receive HAProxy's \"Proxy fe_unix stopped\" notice".to_string(),
     );
     checks.eq_f64(
         "lines counted after HAProxy's stop notices",
@@ -841,8 +953,19 @@ fn run_inside_private_netns() {
         "the exporter exited during the test".to_string()
     });
     step("checked the soft stop");
-
     drop(haproxy);
+
+    // --- the exporter stops on SIGTERM and removes its socket file ----------
+    exporter.signal("TERM").expect("SIGTERM the exporter");
+    let exporter_exit = exporter.wait_timeout(Duration::from_secs(15));
+    checks.check(exporter_exit.is_some_and(|st| st.success()), || {
+        format!("the exporter's exit after SIGTERM: {exporter_exit:?}, want status 0")
+    });
+    let socket_left = std::fs::symlink_metadata(&unix_path).is_ok();
+    checks.check(!socket_left, || {
+        format!("the exporter left its unix socket {unix_path_str} behind at exit")
+    });
+    step("the exporter exited on SIGTERM and removed its unix socket");
     drop(exporter);
     if !checks.failures.is_empty() {
         panic!(
