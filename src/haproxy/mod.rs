@@ -1,5 +1,6 @@
 //! Pipeline stage 4: HAProxy log entries (`option httplog`, `option tcplog`).
 
+pub mod format;
 mod parser;
 mod record;
 

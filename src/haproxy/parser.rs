@@ -204,25 +204,12 @@ fn parse_traffic(message: &[u8]) -> Result<LogRecord<'_>, ParseError> {
     };
 
     let mut record = LogRecord {
-        kind,
         client_ip,
         client_port,
         frontend_name,
         backend_name,
         server_name,
-        request_wait: None,
-        queued: None,
-        connect: None,
-        response: None,
-        session: None,
-        status_code: "",
-        bytes_read: 0,
-        termination_state: "",
-        server_queue: 0,
-        backend_queue: 0,
-        http_request_method: "",
-        http_request_path: Cow::Borrowed(""),
-        truncated: false,
+        ..LogRecord::empty(kind)
     };
 
     match kind {

@@ -58,6 +58,31 @@ pub struct LogRecord<'a> {
 }
 
 impl LogRecord<'_> {
+    /// A record with every field empty, for a parser to fill in.
+    pub fn empty(kind: EntryKind) -> Self {
+        LogRecord {
+            kind,
+            client_ip: "",
+            client_port: "",
+            frontend_name: "",
+            backend_name: "",
+            server_name: "",
+            request_wait: None,
+            queued: None,
+            connect: None,
+            response: None,
+            session: None,
+            status_code: "",
+            bytes_read: 0,
+            termination_state: "",
+            server_queue: 0,
+            backend_queue: 0,
+            http_request_method: "",
+            http_request_path: Cow::Borrowed(""),
+            truncated: false,
+        }
+    }
+
     /// HAProxy's own class for a status: `1xx`..`5xx`, or `other` (which includes `-1`),
     /// as in the `code` label of its built-in Prometheus exporter. Empty for tcplog.
     pub fn status_class(&self) -> &'static str {
