@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use envconfig::Envconfig;
 
+use crate::haproxy::format::{Format, BUILT_IN};
+use crate::haproxy::{LineFormat, Parser};
 use crate::metrics::{Kind, Label, MetricConfig, MetricDef, METRICS};
 
 /// The variables as strings, with their defaults. Every field is a `String` so that one
@@ -24,6 +26,8 @@ pub struct RawConfig {
     pub syslog_unix_path: String,
     #[envconfig(from = "HLE_SYSLOG_UNIX_MODE", default = "0660")]
     pub syslog_unix_mode: String,
+    #[envconfig(from = "HLE_HAPROXY_LOG_FORMAT", default = "httplog")]
+    pub haproxy_log_format: String,
     #[envconfig(from = "HLE_MAX_LINE_BYTES", default = "65536")]
     pub max_line_bytes: String,
     #[envconfig(from = "HLE_TCP_MAX_CONNECTIONS", default = "256")]
@@ -71,6 +75,11 @@ const FIXED: &[(&str, &str, &str)] = &[
         "HLE_SYSLOG_UNIX_MODE",
         "0660",
         "permissions of the unix socket file, octal",
+    ),
+    (
+        "HLE_HAPROXY_LOG_FORMAT",
+        "httplog",
+        "HAProxy's log format: httplog, tcplog, httpslog, clf, httplog-clf, tcplog-clf, or a log-format string; several (one a line, or names with commas) are tried in order",
     ),
     (
         "HLE_MAX_LINE_BYTES",
@@ -183,6 +192,8 @@ pub struct Config {
     pub syslog_tcp_addr: Option<SocketAddr>,
     pub syslog_unix_path: Option<PathBuf>,
     pub syslog_unix_mode: u32,
+    /// How lines are read: the formats of `HLE_HAPROXY_LOG_FORMAT`, in order.
+    pub parser: Parser,
     pub max_line_bytes: usize,
     pub tcp_max_connections: usize,
     pub tcp_idle_timeout: Option<Duration>,
@@ -281,6 +292,7 @@ impl Config {
             }
         }
 
+        let parser = log_formats(&raw.haproxy_log_format, &mut p);
         let max_line_bytes = p.number(
             "HLE_MAX_LINE_BYTES",
             &raw.max_line_bytes,
@@ -338,6 +350,7 @@ impl Config {
             syslog_tcp_addr,
             syslog_unix_path,
             syslog_unix_mode,
+            parser,
             max_line_bytes: max_line_bytes.unwrap_or_default(),
             tcp_max_connections: tcp_max_connections.unwrap_or_default(),
             tcp_idle_timeout,
@@ -348,6 +361,39 @@ impl Config {
             log_format,
         })
     }
+}
+
+/// `HLE_HAPROXY_LOG_FORMAT`: names separated by commas (`httplog,clf`), or entries one a
+/// line (a log-format string may itself contain commas).
+fn log_formats(value: &str, p: &mut Problems) -> Parser {
+    let is_name = |s: &str| BUILT_IN.iter().any(|(name, _)| *name == s);
+    let entries: Vec<&str> = if list(value).all(is_name) {
+        list(value).collect()
+    } else {
+        value
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect()
+    };
+    let mut formats = Vec::new();
+    for entry in entries {
+        // The hand-written parser reads httplog and tcplog lines alike, cut ones too.
+        if entry == "httplog" || entry == "tcplog" {
+            if !formats.contains(&LineFormat::BuiltIn) {
+                formats.push(LineFormat::BuiltIn);
+            }
+            continue;
+        }
+        match Format::named_or_compiled(entry) {
+            Ok(format) => formats.push(LineFormat::Compiled(format)),
+            Err(err) => p.add(format!("HLE_HAPROXY_LOG_FORMAT: {err}")),
+        }
+    }
+    if formats.is_empty() && p.0.is_empty() {
+        p.add("HLE_HAPROXY_LOG_FORMAT is empty: name a format (httplog, clf, ...) or give a log-format string");
+    }
+    Parser::new(formats)
 }
 
 /// Enabled metrics with their labels and buckets.
@@ -576,6 +622,7 @@ mod tests {
             &raw.syslog_tcp_addr,
             &raw.syslog_unix_path,
             &raw.syslog_unix_mode,
+            &raw.haproxy_log_format,
             &raw.max_line_bytes,
             &raw.tcp_max_connections,
             &raw.tcp_idle_timeout,
@@ -677,6 +724,34 @@ mod tests {
         assert_eq!(unix_only.syslog_unix_mode, 0o666);
         let err = Config::from_env(&env(&[("HLE_SYSLOG_UNIX_MODE", "rw-rw----")])).unwrap_err();
         assert!(err.problems[0].starts_with("HLE_SYSLOG_UNIX_MODE"), "{err}");
+    }
+
+    #[test]
+    fn log_formats_by_name_string_or_list() {
+        let parse = |value: &str| Config::from_env(&env(&[("HLE_HAPROXY_LOG_FORMAT", value)]));
+        assert_eq!(parse("httplog").unwrap().parser, Parser::default());
+        assert_eq!(parse("httplog,tcplog").unwrap().parser, Parser::default());
+        let clf = Format::named_or_compiled("clf").unwrap();
+        assert_eq!(
+            parse("clf, httplog").unwrap().parser,
+            Parser::new(vec![LineFormat::Compiled(clf), LineFormat::BuiltIn])
+        );
+        let custom = "%ci:%cp %ST %[var(txn.route),lower]";
+        let parsed = parse(&format!("{custom}\nhttplog")).unwrap().parser;
+        assert_eq!(
+            parsed,
+            Parser::new(vec![
+                LineFormat::Compiled(Format::named_or_compiled(custom).unwrap()),
+                LineFormat::BuiltIn
+            ])
+        );
+        let err = parse("%ci %Xq").unwrap_err().to_string();
+        assert!(
+            err.contains("unknown log-format alias %Xq (column 6)"),
+            "{err}"
+        );
+        assert!(err.contains("\n    %ci %Xq\n         ^"), "{err}");
+        assert!(parse(" ").is_err());
     }
 
     #[test]

@@ -67,7 +67,11 @@ impl Server {
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
         ))?;
-        let pipeline = Arc::new(Pipeline::new(&config.metrics, &registry)?);
+        let pipeline = Arc::new(Pipeline::with_parser(
+            &config.metrics,
+            config.parser.clone(),
+            &registry,
+        )?);
 
         let udp = match config.syslog_udp_addr {
             Some(addr) => Some(

@@ -3,7 +3,7 @@
 
 use prometheus::Registry;
 
-use crate::haproxy::{self, Entry};
+use crate::haproxy::{Entry, Parser};
 use crate::metrics::{Aggregator, MetricConfig, SelfMetrics, Transport};
 use crate::syslog;
 
@@ -11,14 +11,26 @@ use crate::syslog;
 /// source never waits for it to be scheduled (HAProxy's ring overwrites when its reader
 /// is slow, and a full UDP socket buffer drops).
 pub struct Pipeline {
+    parser: Parser,
     aggregator: Aggregator,
     selfmon: SelfMetrics,
 }
 
 impl Pipeline {
-    /// Registers the enabled traffic metrics and the self-metrics in `registry`.
+    /// Registers the enabled traffic metrics and the self-metrics in `registry`; lines
+    /// are read in HAProxy's built-in formats.
     pub fn new(metrics: &[MetricConfig], registry: &Registry) -> Result<Self, prometheus::Error> {
+        Pipeline::with_parser(metrics, Parser::default(), registry)
+    }
+
+    /// Like `new`, with the configured log formats.
+    pub fn with_parser(
+        metrics: &[MetricConfig],
+        parser: Parser,
+        registry: &Registry,
+    ) -> Result<Self, prometheus::Error> {
         Ok(Pipeline {
+            parser,
             aggregator: Aggregator::new(metrics, registry)?,
             selfmon: SelfMetrics::new(registry)?,
         })
@@ -28,7 +40,7 @@ impl Pipeline {
     pub fn process(&self, transport: Transport, frame: &[u8]) {
         self.selfmon.received(transport);
         let message = syslog::split(frame).message;
-        match haproxy::parse(message) {
+        match self.parser.parse(message) {
             Ok(Entry::Traffic(record)) => {
                 self.aggregator.observe(&record);
                 self.selfmon.counted();

@@ -63,7 +63,7 @@ pub fn run(
     out: &mut impl Write,
 ) -> Result<Summary, ReplayError> {
     let registry = Registry::new();
-    let pipeline = Pipeline::new(&config.metrics, &registry)?;
+    let pipeline = Pipeline::with_parser(&config.metrics, config.parser.clone(), &registry)?;
     let stdin = ["-".to_string()];
     let inputs = if inputs.is_empty() {
         &stdin[..]

@@ -7,5 +7,64 @@ mod record;
 pub use parser::{parse, request_path, Entry, ParseError, IGNORE_REASONS, REJECT_REASONS};
 pub use record::{EntryKind, LogRecord, Timer};
 
+use format::Format;
+
+/// One way a line may be written.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LineFormat {
+    /// `option httplog` and `option tcplog` (and the pre-1.7 layout), by the hand-written
+    /// parser, which also counts lines HAProxy cut inside the request line.
+    BuiltIn,
+    /// The operator's log-format, or a built-in one compiled from its string.
+    Compiled(Format),
+}
+
+/// Reads a message in the first of the configured formats it matches.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Parser {
+    formats: Vec<LineFormat>,
+}
+
+impl Default for Parser {
+    fn default() -> Self {
+        Parser {
+            formats: vec![LineFormat::BuiltIn],
+        }
+    }
+}
+
+impl Parser {
+    /// Tries `formats` in order; at least one is needed (the built-in one if none).
+    pub fn new(formats: Vec<LineFormat>) -> Self {
+        if formats.is_empty() {
+            return Parser::default();
+        }
+        Parser { formats }
+    }
+
+    /// A traffic record from the first format that matches; an HAProxy notice if none
+    /// does and the line is one; otherwise the first format's reason for rejecting it.
+    pub fn parse<'a>(&self, message: &'a [u8]) -> Result<Entry<'a>, ParseError> {
+        let mut first_error = None;
+        for format in &self.formats {
+            let error = match format {
+                LineFormat::BuiltIn => match parse(message) {
+                    Ok(entry) => return Ok(entry),
+                    Err(err) => err,
+                },
+                LineFormat::Compiled(format) => match format.extract(message, &[], &mut []) {
+                    Ok(record) => return Ok(Entry::Traffic(record)),
+                    Err(mismatch) => ParseError::new(mismatch.reason),
+                },
+            };
+            first_error.get_or_insert(error);
+        }
+        match parser::notice(message) {
+            Some(reason) => Ok(Entry::Notice(reason)),
+            None => Err(first_error.unwrap_or(ParseError::new("unrecognized_format"))),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests;

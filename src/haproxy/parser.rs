@@ -22,6 +22,10 @@ use crate::syslog::memchr;
 pub struct ParseError(&'static str);
 
 impl ParseError {
+    pub(crate) fn new(reason: &'static str) -> Self {
+        ParseError(reason)
+    }
+
     /// A short snake_case reason, used as a label value.
     pub fn reason(&self) -> &'static str {
         self.0
@@ -92,6 +96,14 @@ pub fn parse(message: &[u8]) -> Result<Entry<'_>, ParseError> {
         return classify_notice(message).map(Entry::Notice);
     }
     parse_traffic(message).map(Entry::Traffic)
+}
+
+/// The ignore reason if `message` is an HAProxy notice rather than a traffic line.
+pub(crate) fn notice(message: &[u8]) -> Option<&'static str> {
+    if message.iter().all(|b| b.is_ascii_whitespace()) || looks_like_traffic(message) {
+        return None;
+    }
+    classify_notice(message).ok()
 }
 
 /// A traffic entry starts with `ADDRESS:PORT [` and a digit (the accept date). Checked
