@@ -11,7 +11,7 @@ use std::time::Duration;
 use envconfig::Envconfig;
 
 use crate::haproxy::format::{Format, BUILT_IN};
-use crate::haproxy::{LineFormat, Parser};
+use crate::haproxy::{LineFormat, Parser, MAX_CUSTOM_LABELS};
 use crate::metrics::{Kind, Label, MetricConfig, MetricDef, METRICS};
 
 /// The variables as strings, with their defaults. Every field is a `String` so that one
@@ -28,6 +28,8 @@ pub struct RawConfig {
     pub syslog_unix_mode: String,
     #[envconfig(from = "HLE_HAPROXY_LOG_FORMAT", default = "httplog")]
     pub haproxy_log_format: String,
+    #[envconfig(from = "HLE_CUSTOM_LABELS", default = "")]
+    pub custom_labels: String,
     #[envconfig(from = "HLE_MAX_LINE_BYTES", default = "65536")]
     pub max_line_bytes: String,
     #[envconfig(from = "HLE_TCP_MAX_CONNECTIONS", default = "256")]
@@ -80,6 +82,11 @@ const FIXED: &[(&str, &str, &str)] = &[
         "HLE_HAPROXY_LOG_FORMAT",
         "httplog",
         "HAProxy's log format: httplog, tcplog, httpslog, clf, httplog-clf, tcplog-clf, or a log-format string; several (one a line, or names with commas) are tried in order",
+    ),
+    (
+        "HLE_CUSTOM_LABELS",
+        "",
+        "labels from fields of your log-format: name=FIELD as written in the format (%[var(txn.route)], %hr#0 ...), separated by commas or spaces",
     ),
     (
         "HLE_MAX_LINE_BYTES",
@@ -292,7 +299,8 @@ impl Config {
             }
         }
 
-        let parser = log_formats(&raw.haproxy_log_format, &mut p);
+        let mut parser = log_formats(&raw.haproxy_log_format, &mut p);
+        let custom = custom_labels(&raw.custom_labels, &mut parser, &mut p);
         let max_line_bytes = p.number(
             "HLE_MAX_LINE_BYTES",
             &raw.max_line_bytes,
@@ -339,7 +347,7 @@ impl Config {
             }
         };
 
-        let metrics = metric_configs(&raw.enabled_metrics, env, &mut p);
+        let metrics = metric_configs(&raw.enabled_metrics, env, &custom, &mut p);
         unknown_variables(env, &mut p);
 
         if !p.0.is_empty() {
@@ -396,10 +404,77 @@ fn log_formats(value: &str, p: &mut Problems) -> Parser {
     Parser::new(formats)
 }
 
+/// `HLE_CUSTOM_LABELS`: `name=FIELD` entries, separated by commas or white space outside
+/// brackets and parentheses (a field such as `%[var(txn.x),lower]` has commas of its own).
+fn custom_labels(value: &str, parser: &mut Parser, p: &mut Problems) -> Vec<Label> {
+    let mut entries = Vec::new();
+    let (mut depth, mut start) = (0i32, 0);
+    for (i, c) in value
+        .char_indices()
+        .chain(std::iter::once((value.len(), ',')))
+    {
+        match c {
+            '[' | '(' | '{' => depth += 1,
+            ']' | ')' | '}' => depth -= 1,
+            ',' | ' ' | '\t' | '\n' if depth <= 0 => {
+                let entry = value[start..i].trim();
+                if !entry.is_empty() {
+                    entries.push(entry);
+                }
+                start = i + c.len_utf8();
+            }
+            _ => {}
+        }
+    }
+    let mut labels: Vec<Label> = Vec::new();
+    let mut fields = Vec::new();
+    for entry in entries {
+        let Some((name, field)) = entry.split_once('=') else {
+            p.add(format!("HLE_CUSTOM_LABELS: {entry:?} is not name=FIELD"));
+            continue;
+        };
+        let valid_name = name
+            .chars()
+            .enumerate()
+            .all(|(i, c)| c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()))
+            && !name.is_empty()
+            && !name.starts_with("__");
+        if !valid_name {
+            p.add(format!(
+                "HLE_CUSTOM_LABELS: {name:?} is not a valid label name"
+            ));
+        } else if Label::from_name(name).is_some() || labels.iter().any(|l| l.name() == name) {
+            p.add(format!(
+                "HLE_CUSTOM_LABELS: label {name:?} is defined twice"
+            ));
+        } else if labels.len() == MAX_CUSTOM_LABELS {
+            p.add(format!(
+                "HLE_CUSTOM_LABELS: at most {MAX_CUSTOM_LABELS} labels"
+            ));
+        } else {
+            let name: &'static str = Box::leak(name.to_string().into_boxed_str());
+            labels.push(Label::Custom {
+                slot: labels.len(),
+                name,
+            });
+            fields.push(field);
+        }
+    }
+    for (field, found) in fields.iter().zip(parser.bind_custom(&fields)) {
+        if !found {
+            p.add(format!(
+                "HLE_CUSTOM_LABELS: {field:?} is not a field of any format in HLE_HAPROXY_LOG_FORMAT (write it exactly as in the format)"
+            ));
+        }
+    }
+    labels
+}
+
 /// Enabled metrics with their labels and buckets.
 fn metric_configs(
     enabled: &str,
     env: &HashMap<String, String>,
+    custom: &[Label],
     p: &mut Problems,
 ) -> Vec<MetricConfig> {
     let all_names = || METRICS.iter().map(|m| m.name).collect::<Vec<_>>().join(",");
@@ -422,7 +497,7 @@ fn metric_configs(
     for def in &METRICS {
         let labels_var = format!("{}_LABELS", def.env_prefix());
         let labels = match env.get(&labels_var) {
-            Some(value) => parse_labels(&labels_var, value, p),
+            Some(value) => parse_labels(&labels_var, value, custom, p),
             None => def.default_labels.to_vec(),
         };
         let buckets_var = format!("{}_BUCKETS", def.env_prefix());
@@ -448,18 +523,24 @@ fn metric_configs(
     configs
 }
 
-fn parse_labels(var: &str, value: &str, p: &mut Problems) -> Vec<Label> {
+fn parse_labels(var: &str, value: &str, custom: &[Label], p: &mut Problems) -> Vec<Label> {
     let mut labels = Vec::new();
     for name in list(value) {
-        match Label::from_name(name) {
+        let label =
+            Label::from_name(name).or_else(|| custom.iter().find(|l| l.name() == name).copied());
+        match label {
             Some(label) if labels.contains(&label) => {
                 p.add(format!("{var}: label {name:?} is listed twice"));
             }
             Some(label) => labels.push(label),
-            None => p.add(format!(
-                "{var}: unknown label {name:?}; valid: {}",
-                Label::all_names()
-            )),
+            None => {
+                let mut valid = Label::all_names();
+                for label in custom {
+                    valid.push(',');
+                    valid.push_str(label.name());
+                }
+                p.add(format!("{var}: unknown label {name:?}; valid: {valid}"))
+            }
         }
     }
     labels
@@ -623,6 +704,7 @@ mod tests {
             &raw.syslog_unix_path,
             &raw.syslog_unix_mode,
             &raw.haproxy_log_format,
+            &raw.custom_labels,
             &raw.max_line_bytes,
             &raw.tcp_max_connections,
             &raw.tcp_idle_timeout,
@@ -752,6 +834,61 @@ mod tests {
         );
         assert!(err.contains("\n    %ci %Xq\n         ^"), "{err}");
         assert!(parse(" ").is_err());
+    }
+
+    #[test]
+    fn custom_labels_from_format_fields() {
+        let config = Config::from_env(&env(&[
+            (
+                "HLE_HAPROXY_LOG_FORMAT",
+                "%ci:%cp %ft %ST %[var(txn.route),lower] %hr",
+            ),
+            (
+                "HLE_CUSTOM_LABELS",
+                "route=%[var(txn.route),lower], host=%hr#0",
+            ),
+            ("HLE_REQUESTS_TOTAL_LABELS", "route,host,status_code"),
+        ]))
+        .unwrap();
+        let names: Vec<&str> = config.metrics[0].labels.iter().map(|l| l.name()).collect();
+        assert_eq!(names, ["route", "host", "status_code"]);
+        let record = match config
+            .parser
+            .parse(b"1.2.3.4:5 fe 200 /api {h.example|curl}")
+        {
+            Ok(crate::haproxy::Entry::Traffic(r)) => r,
+            other => panic!("{other:?}"),
+        };
+        let values: Vec<&str> = config.metrics[0]
+            .labels
+            .iter()
+            .map(|l| l.value(&record))
+            .collect();
+        assert_eq!(values, ["/api", "h.example", "200"]);
+
+        let err = Config::from_env(&env(&[
+            (
+                "HLE_CUSTOM_LABELS",
+                "route=%[var(txn.route)] 9x=%ci status_code=%ST",
+            ),
+            ("HLE_REQUESTS_TOTAL_LABELS", "rout"),
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("\"9x\" is not a valid label name"), "{err}");
+        assert!(
+            err.contains("label \"status_code\" is defined twice"),
+            "{err}"
+        );
+        assert!(
+            err.contains("\"%[var(txn.route)]\" is not a field of any format"),
+            "{err}"
+        );
+        assert!(
+            err.contains("unknown label \"rout\"; valid: status_code,"),
+            "{err}"
+        );
+        assert!(err.contains(",termination_state,route"), "{err}");
     }
 
     #[test]

@@ -5,7 +5,7 @@ mod parser;
 mod record;
 
 pub use parser::{parse, request_path, Entry, ParseError, IGNORE_REASONS, REJECT_REASONS};
-pub use record::{EntryKind, LogRecord, Timer};
+pub use record::{EntryKind, LogRecord, Timer, MAX_CUSTOM_LABELS};
 
 use format::Format;
 
@@ -42,6 +42,21 @@ impl Parser {
         Parser { formats }
     }
 
+    /// Makes the fields named in `fields` (as written in the format, `%hr#N` for the N-th
+    /// capture of a block) fill the record's custom slots, in order. Returns, for each,
+    /// whether some format has it.
+    pub fn bind_custom(&mut self, fields: &[&str]) -> Vec<bool> {
+        let mut found = vec![false; fields.len()];
+        for format in &mut self.formats {
+            if let LineFormat::Compiled(format) = format {
+                for (seen, here) in found.iter_mut().zip(format.bind_custom(fields)) {
+                    *seen |= here;
+                }
+            }
+        }
+        found
+    }
+
     /// A traffic record from the first format that matches; an HAProxy notice if none
     /// does and the line is one; otherwise the first format's reason for rejecting it.
     pub fn parse<'a>(&self, message: &'a [u8]) -> Result<Entry<'a>, ParseError> {
@@ -52,7 +67,7 @@ impl Parser {
                     Ok(entry) => return Ok(entry),
                     Err(err) => err,
                 },
-                LineFormat::Compiled(format) => match format.extract(message, &[], &mut []) {
+                LineFormat::Compiled(format) => match format.extract(message) {
                     Ok(record) => return Ok(Entry::Traffic(record)),
                     Err(mismatch) => ParseError::new(mismatch.reason),
                 },

@@ -11,6 +11,9 @@ pub enum EntryKind {
     Tcp,
 }
 
+/// How many fields of a log-format can be labels (`HLE_CUSTOM_LABELS`).
+pub const MAX_CUSTOM_LABELS: usize = 8;
+
 /// A timer in milliseconds; `None` where HAProxy logged `-1` (the phase never completed).
 pub type Timer = Option<u64>;
 
@@ -55,6 +58,9 @@ pub struct LogRecord<'a> {
     pub http_request_path: Cow<'a, str>,
     /// The line ended inside the request line (HAProxy's `len` or a ring's `maxlen`).
     pub truncated: bool,
+    /// Values of the fields chosen by `HLE_CUSTOM_LABELS`, by slot; empty when the
+    /// format that matched has no such field.
+    pub custom: [&'a str; MAX_CUSTOM_LABELS],
 }
 
 impl LogRecord<'_> {
@@ -80,6 +86,7 @@ impl LogRecord<'_> {
             http_request_method: "",
             http_request_path: Cow::Borrowed(""),
             truncated: false,
+            custom: [""; MAX_CUSTOM_LABELS],
         }
     }
 

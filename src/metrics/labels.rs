@@ -1,7 +1,7 @@
 //! The label vocabulary: what an operator may put in `HLE_<METRIC>_LABELS`, and how each
 //! label's value is taken from a `LogRecord`.
 
-use crate::haproxy::LogRecord;
+use crate::haproxy::{LogRecord, MAX_CUSTOM_LABELS};
 
 /// One label an operator can choose for a metric.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -16,10 +16,19 @@ pub enum Label {
     ClientIp,
     ClientPort,
     TerminationState,
+    /// A field of the operator's log-format (`HLE_CUSTOM_LABELS`), by its slot in the
+    /// record and the name the operator gave it.
+    Custom {
+        slot: usize,
+        name: &'static str,
+    },
 }
 
+/// The most labels a metric can have: every built-in one and every custom one.
+pub const MAX_LABELS: usize = Label::ALL.len() + MAX_CUSTOM_LABELS;
+
 impl Label {
-    /// Every label, in the order the README lists them.
+    /// Every built-in label, in the order the README lists them.
     pub const ALL: [Label; 10] = [
         Label::StatusCode,
         Label::StatusClass,
@@ -46,10 +55,11 @@ impl Label {
             Label::ClientIp => "client_ip",
             Label::ClientPort => "client_port",
             Label::TerminationState => "termination_state",
+            Label::Custom { name, .. } => name,
         }
     }
 
-    /// The label with this name, if there is one.
+    /// The built-in label with this name, if there is one.
     pub fn from_name(name: &str) -> Option<Label> {
         Label::ALL.into_iter().find(|l| l.name() == name)
     }
@@ -67,6 +77,7 @@ impl Label {
             Label::ClientIp => record.client_ip,
             Label::ClientPort => record.client_port,
             Label::TerminationState => record.termination_state,
+            Label::Custom { slot, .. } => record.custom.get(slot).copied().unwrap_or_default(),
         }
     }
 

@@ -4,7 +4,7 @@ mod labels;
 mod registry;
 mod selfmon;
 
-pub use labels::Label;
+pub use labels::{Label, MAX_LABELS};
 pub use registry::{
     Aggregator, Kind, MetricConfig, MetricDef, Source, TimerField, METRICS, NAMESPACE,
     QUEUE_BUCKETS, SECONDS_BUCKETS,

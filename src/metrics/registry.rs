@@ -3,7 +3,7 @@
 
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 
-use super::labels::Label;
+use super::labels::{Label, MAX_LABELS};
 use crate::haproxy::{EntryKind, LogRecord, Timer};
 
 /// Every metric's name starts with this.
@@ -312,7 +312,7 @@ impl Aggregator {
                 Source::ServerQueue => Observation::Value(record.server_queue as f64),
                 Source::BackendQueue => Observation::Value(record.backend_queue as f64),
             };
-            let mut values = [""; Label::ALL.len()];
+            let mut values = [""; MAX_LABELS];
             for (slot, label) in values.iter_mut().zip(&family.labels) {
                 *slot = label.value(record);
             }

@@ -19,7 +19,7 @@
 use std::fmt;
 
 use super::parser::request_path;
-use super::record::{EntryKind, LogRecord};
+use super::record::{EntryKind, LogRecord, MAX_CUSTOM_LABELS};
 
 /// HAProxy's built-in formats, as written in haproxy.cfg, by the names `option httplog`, `httpslog`, `tcplog` and
 /// `httplog clf` give them (configuration.txt, sections 8.2.2 to 8.2.5; `tcplog-clf` is
@@ -234,6 +234,16 @@ pub struct Format {
     session: FieldKind,
     /// Which field the path label comes from.
     path: Option<FieldKind>,
+    /// Fields that fill custom label slots: (field number, slot, capture index).
+    custom: Vec<CustomField>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct CustomField {
+    field: usize,
+    slot: usize,
+    /// For `%hr#N`: the N-th value of the `{a|b}` block.
+    capture: Option<usize>,
 }
 
 /// Why a line did not match; the reason is bounded (one per token of the format).
@@ -265,14 +275,32 @@ impl Format {
         })
     }
 
-    /// Matches `line` (the syslog message) and extracts a record; `custom` receives the
-    /// values of the fields at the indexes given in `wanted` (field numbers, in order).
-    pub fn extract<'a>(
-        &self,
-        line: &'a [u8],
-        wanted: &[usize],
-        custom: &mut [&'a str],
-    ) -> Result<LogRecord<'a>, Mismatch> {
+    /// Makes the fields named in `fields` fill the custom slots of the records, slot `i`
+    /// for `fields[i]`; see `Parser::bind_custom`. Returns which fields this format has.
+    pub fn bind_custom(&mut self, fields: &[&str]) -> Vec<bool> {
+        let texts: Vec<String> = self.fields().map(|f| f.text.clone()).collect();
+        self.custom.clear();
+        let mut found = Vec::with_capacity(fields.len());
+        for (slot, wanted) in fields.iter().enumerate() {
+            let (text, capture) = match wanted.rsplit_once('#') {
+                Some((text, n)) if n.parse::<usize>().is_ok() => (text, n.parse().ok()),
+                _ => (*wanted, None),
+            };
+            let field = texts.iter().position(|t| *t == text);
+            if let Some(field) = field {
+                self.custom.push(CustomField {
+                    field,
+                    slot: slot.min(MAX_CUSTOM_LABELS - 1),
+                    capture,
+                });
+            }
+            found.push(field.is_some());
+        }
+        found
+    }
+
+    /// Matches `line` (the syslog message) and extracts a record.
+    pub fn extract<'a>(&self, line: &'a [u8]) -> Result<LogRecord<'a>, Mismatch> {
         let mut record = LogRecord::empty(self.kind);
         let mut pos = 0;
         // HAProxy does not start a line with a separator.
@@ -308,8 +336,12 @@ impl Format {
                     pos = end;
                     store(field, value, &mut record, &mut path_seen, self)
                         .ok_or(self.mismatch(i, pos))?;
-                    if let Some(slot) = wanted.iter().position(|&w| w == field_number) {
-                        custom[slot] =
+                    for custom in self.custom.iter().filter(|c| c.field == field_number) {
+                        let value = match custom.capture {
+                            Some(n) => capture(value, n),
+                            None => value,
+                        };
+                        record.custom[custom.slot] =
                             std::str::from_utf8(value).map_err(|_| self.mismatch(i, pos))?;
                     }
                     field_number += 1;
@@ -392,6 +424,15 @@ impl Format {
         };
         Some((&rest[..end], pos + end))
     }
+}
+
+/// The `n`-th value of a capture block `{a|b|c}`; empty if there is none.
+fn capture(block: &[u8], n: usize) -> &[u8] {
+    let inner = block
+        .strip_prefix(b"{")
+        .and_then(|b| b.strip_suffix(b"}"))
+        .unwrap_or(block);
+    inner.split(|&b| b == b'|').nth(n).unwrap_or_default()
 }
 
 fn is_address(kind: FieldKind) -> bool {
@@ -735,6 +776,7 @@ pub fn compile(format: &str) -> Result<Format, FormatError> {
             None
         },
         tokens,
+        custom: Vec::new(),
     })
 }
 
