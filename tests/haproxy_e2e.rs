@@ -37,24 +37,18 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use support::{
-    find_program, http_get, parse_exposition, promtool_check_metrics, skip_or_fail, tail_file,
-    wait_until, ChildGuard, PromtoolVerdict, Samples, TempDir,
+    find_program, has_placeholder, http_get, inside_private_netns, promtool_check_metrics,
+    run_in_private_netns, scrape_metrics, tail_file, wait_until, Checks, ChildGuard, NetnsRun,
+    PromtoolVerdict, Samples, TempDir, WORK_DIR_VAR,
 };
 
 /// Name of the inner test, run by the outer one inside the namespace.
 const INNER_TEST: &str = "haproxy_e2e_inner";
-/// Set in the inner test's environment by the outer test.
-const NETNS_MARKER: &str = "HLE_E2E_INSIDE_PRIVATE_NETNS";
-/// A scratch directory owned (and removed) by the outer test, so that nothing
-/// is left behind even when the inner run has to be killed.
-const WORK_DIR_VAR: &str = "HLE_E2E_WORK_DIR";
 /// The whole inner run must finish within this time.
 const INNER_RUN_LIMIT: Duration = Duration::from_secs(240);
 
@@ -86,146 +80,13 @@ const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[test]
 fn haproxy_end_to_end() {
-    const TEST: &str = "haproxy_end_to_end";
-    if std::env::var_os(NETNS_MARKER).is_some() {
-        // Already inside: only the inner test has work to do here.
-        return;
-    }
-    let Some(unshare) = find_program("unshare") else {
-        skip_or_fail(TEST, "`unshare` not found (Debian package util-linux)");
-        return;
-    };
-    if find_program("ip").is_none() {
-        skip_or_fail(TEST, "`ip` not found (Debian package iproute2)");
-        return;
-    }
-    if find_program("haproxy").is_none() {
-        skip_or_fail(TEST, "`haproxy` not found (Debian package haproxy)");
-        return;
-    }
-
-    // `unshare -n` needs CAP_SYS_ADMIN (root, as in CI); an unprivileged user
-    // may still get a network namespace inside a user namespace (`-r`).
-    let probe = |args: &[&str]| {
-        Command::new(&unshare)
-            .args(args)
-            .args(["--", "true"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false)
-    };
-    let ns_args: &[&str] = if probe(&["-n"]) {
-        &["-n"]
-    } else if probe(&["-r", "-n"]) {
-        &["-r", "-n"]
-    } else {
-        skip_or_fail(
-            TEST,
-            "`unshare -n` cannot create a network namespace here (not root?)",
-        );
-        return;
-    };
-
-    let work_dir = TempDir::new("hle-e2e").expect("temp dir");
-    let exe = std::env::current_exe().expect("current_exe");
-    let mut cmd = Command::new(&unshare);
-    cmd.args(ns_args)
-        .arg("--")
-        .arg(&exe)
-        .args([
-            "--exact",
-            INNER_TEST,
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(NETNS_MARKER, "1")
-        .env(WORK_DIR_VAR, work_dir.path())
-        // The inner panic message is the report; a backtrace adds only noise.
-        .env("RUST_BACKTRACE", "0")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        // Own process group, so that a timeout can kill the inner test and
-        // everything it started (exporter, HAProxy) at once.
-        .process_group(0);
-    println!("running {INNER_TEST} under `unshare {}`", ns_args.join(" "));
-    let mut child = cmd.spawn().expect("spawn unshare");
-    let group = ProcessGroupGuard(child.id());
-
-    // Forward the inner output as it comes (println! is captured by the test
-    // harness, and shown with --nocapture or on failure), and keep a copy.
-    let (tx, rx) = mpsc::channel::<String>();
-    let mut readers = Vec::new();
-    for (stream, prefix) in [
-        (
-            Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
-            "",
-        ),
-        (Box::new(child.stderr.take().unwrap()), "[stderr] "),
-    ] {
-        let tx = tx.clone();
-        readers.push(std::thread::spawn(move || {
-            let mut reader = std::io::BufReader::new(stream);
-            let mut line = Vec::new();
-            loop {
-                line.clear();
-                match std::io::BufRead::read_until(&mut reader, b'\n', &mut line) {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {
-                        let text = String::from_utf8_lossy(&line);
-                        let text = text.trim_end_matches('\n');
-                        println!("  | {prefix}{text}");
-                        let _ = tx.send(text.to_string());
-                    }
-                }
-            }
-        }));
-    }
-    drop(tx);
-
-    let status = wait_until(INNER_RUN_LIMIT, || child.try_wait().ok().flatten());
-    let status = match status {
-        Ok(s) => s,
-        Err(t) => {
-            drop(group); // kills the whole group
-            let _ = child.wait();
-            panic!("{INNER_TEST} did not finish: {t}; killed it");
-        }
-    };
-    for r in readers {
-        let _ = r.join();
-    }
-    std::mem::forget(group); // the group has exited by itself
-    let output: Vec<String> = rx.into_iter().collect();
-    assert!(
-        status.success(),
-        "{INNER_TEST} failed inside the network namespace ({status}); its output is above"
-    );
-    // The inner harness prints `test result: ok. 1 passed; ...` only if the
-    // inner test really ran (a filter mismatch would give `0 passed`).
-    let ran = output
-        .iter()
-        .any(|l| l.trim_start().starts_with("test result: ok. 1 passed;"));
-    assert!(
-        ran,
-        "{INNER_TEST} did not report `1 passed` (was it filtered out?); its output is above"
-    );
-}
-
-/// Kills a whole process group (SIGKILL) when dropped.
-struct ProcessGroupGuard(u32);
-
-impl Drop for ProcessGroupGuard {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &format!("-{}", self.0)])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-    }
+    run_in_private_netns(&NetnsRun {
+        outer: "haproxy_end_to_end",
+        inner: INNER_TEST,
+        tools: &[("ip", "iproute2"), ("haproxy", "haproxy")],
+        work_dir_prefix: "hle-e2e",
+        limit: INNER_RUN_LIMIT,
+    });
 }
 
 // ---------------------------------------------------------------------------
@@ -235,7 +96,7 @@ impl Drop for ProcessGroupGuard {
 #[test]
 #[ignore = "inner half of haproxy_end_to_end: runs only inside its private network namespace"]
 fn haproxy_e2e_inner() {
-    if std::env::var_os(NETNS_MARKER).is_none() {
+    if !inside_private_netns() {
         eprintln!(
             "{INNER_TEST}: nothing to do outside the private network namespace; \
              run `haproxy_end_to_end` instead"
@@ -386,48 +247,8 @@ fn render_haproxy_cfg(unix_log_path: &str) -> String {
     cfg
 }
 
-/// True if `line` contains `@NAME@` (NAME of A-Z and _).
-fn has_placeholder(line: &str) -> bool {
-    line.split('@')
-        .skip(1)
-        .zip(line.split('@').skip(2))
-        .any(|(name, _)| {
-            !name.is_empty() && name.chars().all(|c| c.is_ascii_uppercase() || c == '_')
-        })
-}
-
-/// Collects failed checks so that one run reports all of them.
-#[derive(Default)]
-struct Checks {
-    failures: Vec<String>,
-    passed: usize,
-}
-
-impl Checks {
-    fn check(&mut self, ok: bool, what: impl FnOnce() -> String) {
-        if ok {
-            self.passed += 1;
-        } else {
-            let msg = what();
-            println!("CHECK FAILED: {msg}");
-            self.failures.push(msg);
-        }
-    }
-
-    fn eq_f64(&mut self, what: &str, got: f64, want: f64) {
-        self.check(got == want, || format!("{what}: got {got}, want {want}"));
-    }
-}
-
 fn scrape(addr: &str) -> Result<(String, Samples), String> {
-    let r =
-        http_get(addr, "/metrics", IO_TIMEOUT).map_err(|e| format!("GET {addr}/metrics: {e}"))?;
-    if r.status != 200 {
-        return Err(format!("GET {addr}/metrics: status {}", r.status));
-    }
-    let text = r.text();
-    let samples = parse_exposition(&text).map_err(|e| format!("parsing {addr}/metrics: {e}"))?;
-    Ok((text, samples))
+    scrape_metrics(addr, IO_TIMEOUT)
 }
 
 fn stats_addr() -> String {

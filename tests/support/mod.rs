@@ -8,6 +8,11 @@
 //!   sleeping for a fixed time.
 //! - [`promtool_check_metrics`]: runs `promtool check metrics` on a scrape.
 //! - [`ChildGuard`]: kills a child process when dropped, also on panic.
+//! - [`run_with_timeout`]: runs a short-lived tool with its input, bounded in
+//!   time.
+//! - [`run_in_private_netns`]: the outer half of the end-to-end tests, which
+//!   re-executes the test binary in a private network namespace; [`Checks`]
+//!   and [`scrape_metrics`] for their inner half.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
@@ -183,6 +188,97 @@ pub fn tail_file(path: &Path, max_lines: usize) -> String {
             lines[start..].join("\n")
         }
         Err(e) => format!("<cannot read {}: {e}>", path.display()),
+    }
+}
+
+/// What [`run_with_timeout`] collected from a finished process.
+#[derive(Debug, Clone)]
+pub struct RunOutput {
+    pub status: ExitStatus,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+impl RunOutput {
+    /// Standard output and error, for failure messages.
+    pub fn describe(&self) -> String {
+        format!(
+            "{}; stdout {:?}; stderr {:?}",
+            self.status,
+            String::from_utf8_lossy(&self.stdout),
+            String::from_utf8_lossy(&self.stderr)
+        )
+    }
+}
+
+/// Runs `cmd` with `input` on its standard input (closed after it, or at once
+/// when `None`), collects its output, and kills it if it has not exited
+/// within `timeout`.
+pub fn run_with_timeout(
+    cmd: &mut Command,
+    input: Option<&[u8]>,
+    timeout: Duration,
+) -> Result<RunOutput, String> {
+    let mut child = cmd
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("spawn {:?}: {e}", cmd.get_program()))?;
+    // Threads for every pipe, so that neither side can block the other.
+    let writer = child.stdin.take().map(|mut stdin| {
+        let input = input.unwrap_or_default().to_vec();
+        std::thread::spawn(move || {
+            let _ = stdin.write_all(&input);
+        })
+    });
+    let read_all = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let stdout = read_all(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let stderr = read_all(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let status = wait_until(timeout, || child.try_wait().ok().flatten());
+    if status.is_err() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    if let Some(w) = writer {
+        let _ = w.join();
+    }
+    let stdout = stdout.join().unwrap_or_default();
+    let stderr = stderr.join().unwrap_or_default();
+    match status {
+        Ok(status) => Ok(RunOutput {
+            status,
+            stdout,
+            stderr,
+        }),
+        Err(t) => Err(format!(
+            "{:?} did not exit: {t}; killed it (stdout {:?}, stderr {:?})",
+            cmd.get_program(),
+            String::from_utf8_lossy(&stdout),
+            String::from_utf8_lossy(&stderr)
+        )),
     }
 }
 
@@ -692,6 +788,236 @@ pub fn promtool_check_metrics(text: &str) -> PromtoolVerdict {
             output: format!("waiting for promtool: {e}"),
         },
     }
+}
+
+// ---------------------------------------------------------------------------
+// End-to-end tests in a private network namespace
+// ---------------------------------------------------------------------------
+
+/// Set in the inner test's environment by the outer test.
+pub const NETNS_MARKER: &str = "HLE_E2E_INSIDE_PRIVATE_NETNS";
+/// A scratch directory owned (and removed) by the outer test, so that nothing
+/// is left behind even when the inner run has to be killed.
+pub const WORK_DIR_VAR: &str = "HLE_E2E_WORK_DIR";
+
+/// True in the inner half of an end-to-end test (inside the namespace).
+pub fn inside_private_netns() -> bool {
+    std::env::var_os(NETNS_MARKER).is_some()
+}
+
+/// How [`run_in_private_netns`] runs the inner half of an end-to-end test.
+pub struct NetnsRun<'a> {
+    /// The outer test's name, for skip and failure messages.
+    pub outer: &'a str,
+    /// The inner test (`#[ignore]`d, so that it runs only when asked for).
+    pub inner: &'a str,
+    /// Programs the inner test needs besides `unshare`, in the order they are
+    /// checked: (name, Debian package).
+    pub tools: &'a [(&'a str, &'a str)],
+    /// Prefix of the work directory's name (under the system temp dir).
+    pub work_dir_prefix: &'a str,
+    /// The whole inner run must finish within this time.
+    pub limit: Duration,
+}
+
+/// The outer half of an end-to-end test: re-executes this test binary under
+/// `unshare -n` (a private network namespace, so that fixed loopback ports
+/// cannot clash with anything else on the machine) to run `run.inner` alone,
+/// forwards its output, kills its whole process group when `run.limit`
+/// passes, and fails unless it reports `1 passed`. A missing tool is a skip,
+/// or a failure with `CI=true` ([`skip_or_fail`]). Does nothing when already
+/// inside the namespace.
+pub fn run_in_private_netns(run: &NetnsRun<'_>) {
+    use std::os::unix::process::CommandExt;
+    use std::sync::mpsc;
+
+    if inside_private_netns() {
+        // Already inside: only the inner test has work to do here.
+        return;
+    }
+    let test = run.outer;
+    let Some(unshare) = find_program("unshare") else {
+        skip_or_fail(test, "`unshare` not found (Debian package util-linux)");
+        return;
+    };
+    for (tool, package) in run.tools {
+        if find_program(tool).is_none() {
+            skip_or_fail(
+                test,
+                &format!("`{tool}` not found (Debian package {package})"),
+            );
+            return;
+        }
+    }
+
+    // `unshare -n` needs CAP_SYS_ADMIN (root, as in CI); an unprivileged user
+    // may still get a network namespace inside a user namespace (`-r`).
+    let probe = |args: &[&str]| {
+        Command::new(&unshare)
+            .args(args)
+            .args(["--", "true"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    };
+    let ns_args: &[&str] = if probe(&["-n"]) {
+        &["-n"]
+    } else if probe(&["-r", "-n"]) {
+        &["-r", "-n"]
+    } else {
+        skip_or_fail(
+            test,
+            "`unshare -n` cannot create a network namespace here (not root?)",
+        );
+        return;
+    };
+
+    let inner = run.inner;
+    let work_dir = TempDir::new(run.work_dir_prefix).expect("temp dir");
+    let exe = std::env::current_exe().expect("current_exe");
+    let mut cmd = Command::new(&unshare);
+    cmd.args(ns_args)
+        .arg("--")
+        .arg(&exe)
+        .args([
+            "--exact",
+            inner,
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(NETNS_MARKER, "1")
+        .env(WORK_DIR_VAR, work_dir.path())
+        // The inner panic message is the report; a backtrace adds only noise.
+        .env("RUST_BACKTRACE", "0")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Own process group, so that a timeout can kill the inner test and
+        // everything it started (exporter, HAProxy) at once.
+        .process_group(0);
+    println!("running {inner} under `unshare {}`", ns_args.join(" "));
+    let mut child = cmd.spawn().expect("spawn unshare");
+    let group = ProcessGroupGuard(child.id());
+
+    // Forward the inner output as it comes (println! is captured by the test
+    // harness, and shown with --nocapture or on failure), and keep a copy.
+    let (tx, rx) = mpsc::channel::<String>();
+    let mut readers = Vec::new();
+    for (stream, prefix) in [
+        (
+            Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
+            "",
+        ),
+        (Box::new(child.stderr.take().unwrap()), "[stderr] "),
+    ] {
+        let tx = tx.clone();
+        readers.push(std::thread::spawn(move || {
+            let mut reader = std::io::BufReader::new(stream);
+            let mut line = Vec::new();
+            loop {
+                line.clear();
+                match std::io::BufRead::read_until(&mut reader, b'\n', &mut line) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {
+                        let text = String::from_utf8_lossy(&line);
+                        let text = text.trim_end_matches('\n');
+                        println!("  | {prefix}{text}");
+                        let _ = tx.send(text.to_string());
+                    }
+                }
+            }
+        }));
+    }
+    drop(tx);
+
+    let status = wait_until(run.limit, || child.try_wait().ok().flatten());
+    let status = match status {
+        Ok(s) => s,
+        Err(t) => {
+            drop(group); // kills the whole group
+            let _ = child.wait();
+            panic!("{inner} did not finish: {t}; killed it");
+        }
+    };
+    for r in readers {
+        let _ = r.join();
+    }
+    std::mem::forget(group); // the group has exited by itself
+    let output: Vec<String> = rx.into_iter().collect();
+    assert!(
+        status.success(),
+        "{inner} failed inside the network namespace ({status}); its output is above"
+    );
+    // The inner harness prints `test result: ok. 1 passed; ...` only if the
+    // inner test really ran (a filter mismatch would give `0 passed`).
+    let ran = output
+        .iter()
+        .any(|l| l.trim_start().starts_with("test result: ok. 1 passed;"));
+    assert!(
+        ran,
+        "{inner} did not report `1 passed` (was it filtered out?); its output is above"
+    );
+}
+
+/// Kills a whole process group (SIGKILL) when dropped.
+pub struct ProcessGroupGuard(pub u32);
+
+impl Drop for ProcessGroupGuard {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.0)])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// Collects failed checks so that one run reports all of them.
+#[derive(Default)]
+pub struct Checks {
+    pub failures: Vec<String>,
+    pub passed: usize,
+}
+
+impl Checks {
+    pub fn check(&mut self, ok: bool, what: impl FnOnce() -> String) {
+        if ok {
+            self.passed += 1;
+        } else {
+            let msg = what();
+            println!("CHECK FAILED: {msg}");
+            self.failures.push(msg);
+        }
+    }
+
+    pub fn eq_f64(&mut self, what: &str, got: f64, want: f64) {
+        self.check(got == want, || format!("{what}: got {got}, want {want}"));
+    }
+}
+
+/// GET `/metrics` from `addr`: the text and its samples.
+pub fn scrape_metrics(addr: &str, timeout: Duration) -> Result<(String, Samples), String> {
+    let r = http_get(addr, "/metrics", timeout).map_err(|e| format!("GET {addr}/metrics: {e}"))?;
+    if r.status != 200 {
+        return Err(format!("GET {addr}/metrics: status {}", r.status));
+    }
+    let text = r.text();
+    let samples = parse_exposition(&text).map_err(|e| format!("parsing {addr}/metrics: {e}"))?;
+    Ok((text, samples))
+}
+
+/// True if `line` contains `@NAME@` (NAME of A-Z and _), a placeholder of the
+/// HAProxy config templates in `tests/e2e/`.
+pub fn has_placeholder(line: &str) -> bool {
+    line.split('@')
+        .skip(1)
+        .zip(line.split('@').skip(2))
+        .any(|(name, _)| {
+            !name.is_empty() && name.chars().all(|c| c.is_ascii_uppercase() || c == '_')
+        })
 }
 
 // ---------------------------------------------------------------------------
