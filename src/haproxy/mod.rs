@@ -58,25 +58,30 @@ impl Parser {
     }
 
     /// A traffic record from the first format that matches; an HAProxy notice if none
-    /// does and the line is one; otherwise the first format's reason for rejecting it.
+    /// does and the line is one; otherwise the reason of the format that matched furthest
+    /// into the line (the first of them on a tie).
     pub fn parse<'a>(&self, message: &'a [u8]) -> Result<Entry<'a>, ParseError> {
-        let mut first_error = None;
+        let mut best: Option<(usize, ParseError)> = None;
         for format in &self.formats {
-            let error = match format {
+            let (reached, error) = match format {
                 LineFormat::BuiltIn => match parse(message) {
                     Ok(entry) => return Ok(entry),
-                    Err(err) => err,
+                    // The built-in parser does not say how far it got; a line it took for
+                    // traffic got further than one it did not recognise at all.
+                    Err(err) => (usize::from(err.reason() != "unrecognized_format"), err),
                 },
                 LineFormat::Compiled(format) => match format.extract(message) {
                     Ok(record) => return Ok(Entry::Traffic(record)),
-                    Err(mismatch) => ParseError::new(mismatch.reason),
+                    Err(mismatch) => (mismatch.offset + 1, ParseError::new(mismatch.reason)),
                 },
             };
-            first_error.get_or_insert(error);
+            if best.is_none_or(|(furthest, _)| reached > furthest) {
+                best = Some((reached, error));
+            }
         }
         match parser::notice(message) {
             Some(reason) => Ok(Entry::Notice(reason)),
-            None => Err(first_error.unwrap_or(ParseError::new("unrecognized_format"))),
+            None => Err(best.map_or(ParseError::new("unrecognized_format"), |(_, e)| e)),
         }
     }
 }

@@ -64,7 +64,13 @@ pub const REJECT_REASONS: &[&str] = &[
 ];
 
 /// Every reason a line can be ignored for.
-pub const IGNORE_REASONS: &[&str] = &[PROXY_EVENT, SERVER_EVENT, SPOE_EVENT, OTHER_NOTICE];
+pub const IGNORE_REASONS: &[&str] = &[
+    PROXY_EVENT,
+    SERVER_EVENT,
+    SPOE_EVENT,
+    CONNECTION_ERROR,
+    OTHER_NOTICE,
+];
 
 const EMPTY: ParseError = ParseError("empty_line");
 const UNRECOGNIZED: ParseError = ParseError("unrecognized_format");
@@ -86,6 +92,9 @@ const PROXY_EVENT: &str = "proxy_event";
 const SERVER_EVENT: &str = "server_event";
 const SPOE_EVENT: &str = "spoe_event";
 const OTHER_NOTICE: &str = "other_notice";
+/// `ADDR:PORT [date] frontend/bind: Connection closed during SSL handshake` and the other
+/// connection errors HAProxy logs before any request (its `error-log-format`).
+const CONNECTION_ERROR: &str = "connection_error";
 
 /// Parses the message part of a syslog line.
 pub fn parse(message: &[u8]) -> Result<Entry<'_>, ParseError> {
@@ -95,15 +104,29 @@ pub fn parse(message: &[u8]) -> Result<Entry<'_>, ParseError> {
     if !looks_like_traffic(message) {
         return classify_notice(message).map(Entry::Notice);
     }
+    if is_connection_error(message) {
+        return Ok(Entry::Notice(CONNECTION_ERROR));
+    }
     parse_traffic(message).map(Entry::Traffic)
 }
 
 /// The ignore reason if `message` is an HAProxy notice rather than a traffic line.
 pub(crate) fn notice(message: &[u8]) -> Option<&'static str> {
-    if message.iter().all(|b| b.is_ascii_whitespace()) || looks_like_traffic(message) {
+    if message.iter().all(|b| b.is_ascii_whitespace()) {
         return None;
     }
+    if looks_like_traffic(message) {
+        return is_connection_error(message).then_some(CONNECTION_ERROR);
+    }
     classify_notice(message).ok()
+}
+
+/// After the client and the accept date, a connection error has `frontend/bind:` where a
+/// traffic line has its frontend name.
+fn is_connection_error(message: &[u8]) -> bool {
+    let mut fields = message.split(|&b| b == b' ').filter(|f| !f.is_empty());
+    let third = fields.nth(2).unwrap_or_default();
+    third.ends_with(b":") && memchr(b'/', third).is_some()
 }
 
 /// A traffic entry starts with `ADDRESS:PORT [` and a digit (the accept date). Checked

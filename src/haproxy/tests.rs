@@ -290,6 +290,8 @@ fn notices_are_ignored_and_garbage_rejected() {
         ("<128>Nov 25 02:09:39 haproxy[1]: backend be_app has no server available!", Ok("server_event")),
         ("<134>Nov 25 02:09:39 haproxy[1]: SPOE: [agent-on-http-req] <EVENT:on-frontend-http-request> sid=1", Ok("spoe_event")),
         ("<133>Nov 25 02:09:39 haproxy[1]: Loading success.", Ok("other_notice")),
+        ("<134>Nov 25 03:20:46 haproxy[1]: 127.0.0.1:55104 [25/Nov/2026:03:20:46.637] fe_tls/1: Connection closed during SSL handshake", Ok("connection_error")),
+        ("<134>Nov 25 03:20:46 haproxy[1]: ::1:55104 [25/Nov/2026:03:20:46.637] fe_tls/1: SSL handshake failure", Ok("connection_error")),
         ("<134>Nov 25 02:09:39 haproxy[1]: ", Err("empty_line")),
         ("", Err("empty_line")),
         ("\u{1}\u{2}binary", Err("unrecognized_format")),
@@ -351,4 +353,37 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn connection_errors_are_notices_for_compiled_formats_too() {
+    use super::format::Format;
+    use super::{LineFormat, Parser};
+    let parser = Parser::new(vec![LineFormat::Compiled(
+        Format::named_or_compiled("httpslog").unwrap(),
+    )]);
+    let line = b"127.0.0.1:55104 [25/Nov/2026:03:20:46.637] fe_tls/1: Connection closed during SSL handshake";
+    assert_eq!(parser.parse(line), Ok(Entry::Notice("connection_error")));
+}
+
+#[test]
+fn the_reason_comes_from_the_format_that_matched_furthest() {
+    use super::format::Format;
+    use super::{LineFormat, Parser};
+    let compiled = |name| LineFormat::Compiled(Format::named_or_compiled(name).unwrap());
+    let httpslog_line = br#"127.0.0.1:5 [x] fe be/s 0/0/0/1/1 200 73 - - ---- 1/1/1/1/0 0/0 "GET / HTTP/1.1" 0/-/-/-/0 sni/TLSv1.3/X extra"#;
+    for formats in [
+        vec![compiled("clf"), compiled("httpslog")],
+        vec![compiled("httpslog"), compiled("clf")],
+    ] {
+        let reason = Parser::new(formats)
+            .parse(httpslog_line)
+            .unwrap_err()
+            .reason();
+        assert_eq!(reason, "trailing_data");
+    }
+    let clf_line = br#"127.0.0.1 - - [25/Nov/2026:02:10:08 +0000] "GET / HTTP/1.1" 2000 73"#;
+    let parser = Parser::new(vec![LineFormat::BuiltIn, compiled("clf")]);
+    let reason = parser.parse(clf_line).unwrap_err().reason();
+    assert!(reason.starts_with("format_mismatch_at_%ST"), "{reason}");
 }

@@ -236,6 +236,9 @@ pub struct Format {
     path: Option<FieldKind>,
     /// Fields that fill custom label slots: (field number, slot, capture index).
     custom: Vec<CustomField>,
+    /// A line cut short (HAProxy's `len`, a ring's `maxlen`) is still counted once this
+    /// field, the status (or, without one, the bytes), has been read; `None`: never.
+    cut_after: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -311,6 +314,9 @@ impl Format {
             match token {
                 Token::Literal { text, .. } => {
                     if !line[pos..].starts_with(text) {
+                        if text.starts_with(&line[pos..]) && self.cut_ok(field_number) {
+                            return Ok(cut(record));
+                        }
                         return Err(self.mismatch(i, pos));
                     }
                     pos += text.len();
@@ -319,6 +325,9 @@ impl Format {
                 Token::Separator { .. } => {
                     if !last_was_space {
                         if line.get(pos) != Some(&b' ') {
+                            if pos >= line.len() && self.cut_ok(field_number) {
+                                return Ok(cut(record));
+                            }
                             return Err(self.mismatch(i, pos));
                         }
                         pos += 1;
@@ -326,16 +335,32 @@ impl Format {
                     }
                 }
                 Token::Field(field) => {
-                    let (value, end) = self
-                        .field_value(i, field, line, pos)
-                        .ok_or(self.mismatch(i, pos))?;
+                    let Some((value, end)) = self.field_value(i, field, line, pos) else {
+                        // The field runs to the end of a cut line: use what is there.
+                        if self.cut_ok(field_number) {
+                            let rest = &line[pos..];
+                            let rest = if field.quoted {
+                                rest.strip_prefix(b"\"").unwrap_or(rest)
+                            } else {
+                                rest
+                            };
+                            let _ = store(field, rest, &mut record, &mut path_seen, self);
+                            return Ok(cut(record));
+                        }
+                        return Err(self.mismatch(i, pos));
+                    };
                     // A field that wrote anything (`""` included) ends any run of spaces.
                     if end > pos {
                         last_was_space = false;
                     }
                     pos = end;
-                    store(field, value, &mut record, &mut path_seen, self)
-                        .ok_or(self.mismatch(i, pos))?;
+                    if store(field, value, &mut record, &mut path_seen, self).is_none() {
+                        // A value cut in the middle (`0/` for `%sq/%bq`) is no bad value.
+                        if pos >= line.len() && self.cut_ok(field_number) {
+                            return Ok(cut(record));
+                        }
+                        return Err(self.mismatch(i, pos));
+                    }
                     for custom in self.custom.iter().filter(|c| c.field == field_number) {
                         let value = match custom.capture {
                             Some(n) => capture(value, n),
@@ -356,6 +381,12 @@ impl Format {
             });
         }
         Ok(record)
+    }
+
+    /// A line that ends before the format does may be counted once `fields_read` fields
+    /// are behind, the status among them.
+    fn cut_ok(&self, fields_read: usize) -> bool {
+        self.cut_after.is_some_and(|after| fields_read > after)
     }
 
     fn mismatch(&self, token: usize, offset: usize) -> Mismatch {
@@ -424,6 +455,12 @@ impl Format {
         };
         Some((&rest[..end], pos + end))
     }
+}
+
+/// A record of a line HAProxy cut short.
+fn cut(mut record: LogRecord<'_>) -> LogRecord<'_> {
+    record.truncated = true;
+    record
 }
 
 /// The `n`-th value of a capture block `{a|b|c}`; empty if there is none.
@@ -775,9 +812,22 @@ pub fn compile(format: &str) -> Result<Format, FormatError> {
         } else {
             None
         },
+        cut_after: field_number_of(&tokens, FieldKind::Status)
+            .or_else(|| field_number_of(&tokens, FieldKind::Bytes)),
         tokens,
         custom: Vec::new(),
     })
+}
+
+/// The number of the first field of `kind` among the fields.
+fn field_number_of(tokens: &[Token], kind: FieldKind) -> Option<usize> {
+    tokens
+        .iter()
+        .filter_map(|t| match t {
+            Token::Field(f) => Some(f.kind),
+            _ => None,
+        })
+        .position(|k| k == kind)
 }
 
 #[cfg(test)]

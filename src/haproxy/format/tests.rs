@@ -214,6 +214,39 @@ fn lines_that_do_not_match_say_where() {
 }
 
 #[test]
+fn lines_cut_by_len_are_counted_once_the_status_is_read() {
+    let httpslog = Format::named_or_compiled("httpslog").unwrap();
+    let full = br#"127.0.0.1:5 [x] fe~ be/s 0/0/0/1/1 200 73 - - ---- 1/1/1/1/0 0/0 "GET /long/aaaa HTTP/1.1" 0/-/-/-/0 sni/TLSv1.3/TLS_AES"#;
+    assert!(!httpslog.extract(full).unwrap().truncated);
+    for end in (full.len() - 60)..full.len() {
+        let r = httpslog.extract(&full[..end]).unwrap_or_else(|e| {
+            panic!(
+                "cut at {end}: {e:?}: {}",
+                String::from_utf8_lossy(&full[..end])
+            )
+        });
+        // A cut inside the last field (`%sslc`) cannot be told from a whole line.
+        let last_field = full.iter().rposition(|&b| b == b'/').unwrap() + 1;
+        assert_eq!(r.truncated, end < last_field, "cut at {end}");
+        assert_eq!((r.status_code, r.bytes_read), ("200", 73));
+    }
+    let cut_in_uri = &full[..full.iter().position(|&b| b == b'a').unwrap() + 2];
+    let r = httpslog.extract(cut_in_uri).unwrap();
+    assert_eq!(
+        (r.http_request_method, r.http_request_path.as_ref()),
+        ("GET", "/long/aa")
+    );
+    // Before the status, a short line is a bad line, not a cut one.
+    let before_status = &full[..full.iter().position(|&b| b == b'2').unwrap()];
+    assert!(httpslog.extract(before_status).is_err());
+    // CLF writes the status after the request: a line cut in the request is rejected.
+    let clf = Format::named_or_compiled("clf").unwrap();
+    assert!(clf
+        .extract(br#"127.0.0.1 - - [25/Nov/2026:02:10:08 +0000] "GET /long/aa"#)
+        .is_err());
+}
+
+#[test]
 fn ipv6_clients_and_empty_fields() {
     let format = compile("%ci:%cp %ft q=%HQ hu=%HU %ST").unwrap();
     let r = format
