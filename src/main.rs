@@ -6,6 +6,7 @@
 
 use std::process::ExitCode;
 
+use haproxy_log_exporter::haproxy::LineFormat;
 use haproxy_log_exporter::{config, replay, shutdown, telemetry, Config, Server};
 
 /// EX_USAGE from sysexits.h: the configuration (or command line) is wrong.
@@ -106,6 +107,20 @@ fn check_config() -> ExitCode {
     println!("# configuration is valid; in force:");
     for (name, value) in config::effective(&config::process_env()) {
         println!("{name}={value}");
+    }
+    println!("# log formats, tried in this order:");
+    for format in config.parser.formats() {
+        match format {
+            LineFormat::BuiltIn => println!("httplog/tcplog (built-in parser)"),
+            LineFormat::Compiled(format) => {
+                println!("{}", format.source);
+                let fields: Vec<String> = format
+                    .fields()
+                    .map(|f| format!("{}{}", f.text, if f.quoted { "(+Q)" } else { "" }))
+                    .collect();
+                println!("  fields: {}", fields.join(" "));
+            }
+        }
     }
     println!("# enabled metrics:");
     for metric in &config.metrics {

@@ -192,6 +192,21 @@ fn check_config_prints_what_is_in_force() {
         stdout.contains("\nhaproxy_log_requests_total labels=[client_ip]\n"),
         "{stdout}"
     );
+    let out = exporter(
+        &["check-config"],
+        &[("HLE_HAPROXY_LOG_FORMAT", "clf,httplog")],
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        stdout.contains(
+            "# log formats, tried in this order:\nclf\n  fields: %{-Q}ci %trg(+Q) %r(+Q) %ST(+Q) "
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("\nhttplog/tcplog (built-in parser)\n"),
+        "{stdout}"
+    );
     let bad = exporter(&["check-config"], &[("HLE_MAX_LINE_BYTES", "x")]);
     assert_eq!(bad.status.code(), Some(64));
     assert!(bad.stdout.is_empty());

@@ -42,6 +42,11 @@ impl Parser {
         Parser { formats }
     }
 
+    /// The formats, in the order they are tried.
+    pub fn formats(&self) -> &[LineFormat] {
+        &self.formats
+    }
+
     /// Makes the fields named in `fields` (as written in the format, `%hr#N` for the N-th
     /// capture of a block) fill the record's custom slots, in order. Returns, for each,
     /// whether some format has it.
