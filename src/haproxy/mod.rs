@@ -65,17 +65,29 @@ impl Parser {
     /// A traffic record from the first format that matches; an HAProxy notice if none
     /// does and the line is one; otherwise the reason of the format that matched furthest
     /// into the line (the first of them on a tie).
+    ///
+    /// A whole match in any format wins over a match of a line cut short in an earlier one:
+    /// a cut line looks like the start of a longer format.
     pub fn parse<'a>(&self, message: &'a [u8]) -> Result<Entry<'a>, ParseError> {
         let mut best: Option<(usize, ParseError)> = None;
+        let mut cut: Option<Entry<'a>> = None;
         for format in &self.formats {
             let (reached, error) = match format {
                 LineFormat::BuiltIn => match parse(message) {
+                    Ok(Entry::Traffic(record)) if record.truncated => {
+                        cut.get_or_insert(Entry::Traffic(record));
+                        continue;
+                    }
                     Ok(entry) => return Ok(entry),
                     // The built-in parser does not say how far it got; a line it took for
                     // traffic got further than one it did not recognise at all.
                     Err(err) => (usize::from(err.reason() != "unrecognized_format"), err),
                 },
                 LineFormat::Compiled(format) => match format.extract(message) {
+                    Ok(record) if record.truncated => {
+                        cut.get_or_insert(Entry::Traffic(record));
+                        continue;
+                    }
                     Ok(record) => return Ok(Entry::Traffic(record)),
                     Err(mismatch) => (mismatch.offset + 1, ParseError::new(mismatch.reason)),
                 },
@@ -83,6 +95,9 @@ impl Parser {
             if best.is_none_or(|(furthest, _)| reached > furthest) {
                 best = Some((reached, error));
             }
+        }
+        if let Some(entry) = cut {
+            return Ok(entry);
         }
         match parser::notice(message) {
             Some(reason) => Ok(Entry::Notice(reason)),

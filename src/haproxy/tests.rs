@@ -387,3 +387,28 @@ fn the_reason_comes_from_the_format_that_matched_furthest() {
     let reason = parser.parse(clf_line).unwrap_err().reason();
     assert!(reason.starts_with("format_mismatch_at_%ST"), "{reason}");
 }
+
+/// A cut match in one format gives way to a whole match in a later one.
+#[test]
+fn whole_matches_win_over_cut_ones() {
+    use super::format::Format;
+    use super::{LineFormat, Parser};
+    let custom = "%ci:%cp [%tr] %ft %b/%s %TR/%Tw/%Tc/%Tr/%Ta %ST %B %tsc %ac/%fc/%bc/%sc/%rc %sq/%bq host=%hr route=%[var(txn.route)] %{+Q}r";
+    let mut custom = Format::named_or_compiled(custom).unwrap();
+    custom.bind_custom(&["%[var(txn.route)]"]);
+    let parser = Parser::new(vec![
+        LineFormat::Compiled(Format::named_or_compiled("httpslog").unwrap()),
+        LineFormat::BuiltIn,
+        LineFormat::Compiled(custom),
+    ]);
+    let line = br#"127.0.0.1:5 [x] fe be/s 0/0/0/1/1 200 73 ---- 1/1/1/1/0 0/0 host={www.e2e.test} route=api "GET /x HTTP/1.1""#;
+    match parser.parse(line) {
+        Ok(Entry::Traffic(r)) => {
+            assert_eq!(
+                (r.custom[0], r.termination_state, r.truncated),
+                ("api", "--", false)
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}

@@ -81,6 +81,8 @@ pub enum FieldKind {
     Uri,
     /// `%HPO`: the path alone; preferred over `%HU`/`%HP` when both are there.
     PathOnly,
+    /// `%ac %fc %bc %sc %rc`: connection counts (`%rc` may have a `+`).
+    Count,
     /// `%hr`, `%hs`: `{a|b}` blocks, absent when nothing is captured.
     Captures,
     /// A valid alias whose value no metric uses (`%ID`, `%ac`, `%tr` ...).
@@ -118,11 +120,11 @@ const ALIASES: &[(&str, FieldKind)] = &[
     ("hr", FieldKind::Captures),
     ("hs", FieldKind::Captures),
     // Used by no metric, but part of the line.
-    ("ac", FieldKind::Other),
-    ("fc", FieldKind::Other),
-    ("bc", FieldKind::Other),
-    ("sc", FieldKind::Other),
-    ("rc", FieldKind::Other),
+    ("ac", FieldKind::Count),
+    ("fc", FieldKind::Count),
+    ("bc", FieldKind::Count),
+    ("sc", FieldKind::Count),
+    ("rc", FieldKind::Count),
     ("bi", FieldKind::Other),
     ("bp", FieldKind::Other),
     ("fi", FieldKind::Other),
@@ -314,7 +316,10 @@ impl Format {
             match token {
                 Token::Literal { text, .. } => {
                     if !line[pos..].starts_with(text) {
-                        if text.starts_with(&line[pos..]) && self.cut_ok(field_number) {
+                        // Cut inside the literal; a line ending just before it is more
+                        // likely another, shorter format than a cut.
+                        let rest = &line[pos..];
+                        if !rest.is_empty() && text.starts_with(rest) && self.cut_ok(field_number) {
                             return Ok(cut(record));
                         }
                         return Err(self.mismatch(i, pos));
@@ -324,10 +329,9 @@ impl Format {
                 }
                 Token::Separator { .. } => {
                     if !last_was_space {
+                        // A line that ends at a separator ends on a whole field: that is a
+                        // shorter format, not a cut (HAProxy cuts at any byte).
                         if line.get(pos) != Some(&b' ') {
-                            if pos >= line.len() && self.cut_ok(field_number) {
-                                return Ok(cut(record));
-                            }
                             return Err(self.mismatch(i, pos));
                         }
                         pos += 1;
@@ -335,6 +339,12 @@ impl Format {
                     }
                 }
                 Token::Field(field) => {
+                    // Nothing left where a field should start, after a literal or a
+                    // separator (never after another field): cut here. (An empty last
+                    // field reads the same and is counted too, marked cut.)
+                    if pos >= line.len() && i > 0 && self.cut_ok(field_number) {
+                        return Ok(cut(record));
+                    }
                     let Some((value, end)) = self.field_value(i, field, line, pos) else {
                         // The field runs to the end of a cut line: use what is there.
                         if self.cut_ok(field_number) {
@@ -548,6 +558,9 @@ fn store<'a>(
                 record.http_request_path = request_path(value);
                 *path_seen = true;
             }
+        }
+        FieldKind::Count => {
+            number(value.strip_prefix(b"+").unwrap_or(value))?;
         }
         FieldKind::Captures | FieldKind::Other | FieldKind::Sample => {}
     }

@@ -218,7 +218,14 @@ fn lines_cut_by_len_are_counted_once_the_status_is_read() {
     let httpslog = Format::named_or_compiled("httpslog").unwrap();
     let full = br#"127.0.0.1:5 [x] fe~ be/s 0/0/0/1/1 200 73 - - ---- 1/1/1/1/0 0/0 "GET /long/aaaa HTTP/1.1" 0/-/-/-/0 sni/TLSv1.3/TLS_AES"#;
     assert!(!httpslog.extract(full).unwrap().truncated);
+    // Separators are the spaces outside the quoted request line.
+    let in_quotes = |end: usize| full[..end].iter().filter(|&&b| b == b'"').count() % 2 == 1;
     for end in (full.len() - 60)..full.len() {
+        if full[end] == b' ' && !in_quotes(end) {
+            // Ending on a whole field, just before a separator: another, shorter format.
+            assert!(httpslog.extract(&full[..end]).is_err(), "cut at {end}");
+            continue;
+        }
         let r = httpslog.extract(&full[..end]).unwrap_or_else(|e| {
             panic!(
                 "cut at {end}: {e:?}: {}",
@@ -227,7 +234,7 @@ fn lines_cut_by_len_are_counted_once_the_status_is_read() {
         });
         // A cut inside the last field (`%sslc`) cannot be told from a whole line.
         let last_field = full.iter().rposition(|&b| b == b'/').unwrap() + 1;
-        assert_eq!(r.truncated, end < last_field, "cut at {end}");
+        assert_eq!(r.truncated, end <= last_field, "cut at {end}");
         assert_eq!((r.status_code, r.bytes_read), ("200", 73));
     }
     let cut_in_uri = &full[..full.iter().position(|&b| b == b'a').unwrap() + 2];
@@ -244,6 +251,26 @@ fn lines_cut_by_len_are_counted_once_the_status_is_read() {
     assert!(clf
         .extract(br#"127.0.0.1 - - [25/Nov/2026:02:10:08 +0000] "GET /long/aa"#)
         .is_err());
+}
+
+/// A format is no catch-all for the lines of a shorter one that begins the same way.
+#[test]
+fn a_longer_format_does_not_take_a_shorter_ones_lines() {
+    let httpslog = Format::named_or_compiled("httpslog").unwrap();
+    let httplog: &[u8] = include_bytes!("../../../tests/fixtures/haproxy/h_edge.log");
+    for line in lines(httplog) {
+        let r = extract(&httpslog, line);
+        assert!(
+            r.as_ref().map_or(true, |r| r.truncated),
+            "{}",
+            String::from_utf8_lossy(line)
+        );
+    }
+    let whole = lines(httplog).filter(|l| l.ends_with(b"\"")).count();
+    let rejected = lines(httplog)
+        .filter(|l| extract(&httpslog, l).is_err())
+        .count();
+    assert!(rejected >= whole, "{rejected} of {whole}");
 }
 
 #[test]
