@@ -1,5 +1,6 @@
 //! End to end with a real HAProxy 2.6, in its built-in formats other than
-//! `option httplog` (which `tests/haproxy_e2e.rs` covers).
+//! `option httplog` (which `tests/haproxy_e2e.rs` covers) and in a custom
+//! `log-format` whose fields become labels.
 //!
 //! `haproxy_formats_end_to_end` re-executes this test binary under
 //! `unshare -n` (a private network namespace, so the fixed loopback ports
@@ -9,26 +10,39 @@
 //! 1. brings `lo` up and makes a self-signed certificate with
 //!    `openssl req -x509` in the test's temporary work directory;
 //! 2. starts the exporter (UDP 127.0.0.1:5140, TCP 127.0.0.1:5141, web
-//!    127.0.0.1:9129) with `HLE_HAPROXY_LOG_FORMAT=clf,httpslog` and
-//!    `HLE_REQUESTS_TOTAL_LABELS=frontend_name,status_class`, and waits for
-//!    `/-/ready`;
+//!    127.0.0.1:9129) with three formats in `HLE_HAPROXY_LOG_FORMAT`, one a
+//!    line: `clf`, `httpslog` and [`CUSTOM_LOG_FORMAT`];
+//!    `HLE_CUSTOM_LABELS` makes `route` and `host` of two fields of the
+//!    custom format ([`CUSTOM_LABELS`]);
+//!    `HLE_REQUESTS_TOTAL_LABELS=frontend_name,status_class`, and the route
+//!    and host on two histograms; then waits for `/-/ready`;
 //! 3. starts HAProxy from `tests/e2e/haproxy_formats.cfg.in`: `fe_clf`
-//!    (`option httplog clf`, logs over UDP) and `fe_tls` (`bind ... ssl crt`,
-//!    `option httpslog`, logs through a ring to TCP);
+//!    (`option httplog clf`, logs over UDP), `fe_tls` (`bind ... ssl crt`,
+//!    `option httpslog`, logs through a ring to TCP) and `fe_custom`
+//!    (`log-format` [`CUSTOM_LOG_FORMAT`], the same string; logs over UDP
+//!    with an rfc3164 header), which sets `txn.route` from the first path
+//!    segment and captures the `Host` header;
 //! 4. sends a fixed mix to each, a different mix per frontend: 200 (several
 //!    methods; over TLS with and without SNI), 404, 500, 503, a garbage
 //!    request (400 `<BADREQ>` PR--), a connection that sends no request (400
 //!    `<BADREQ>` CR--; for `fe_tls` one that completes the TLS handshake
-//!    first), and 200 and 404 from an IPv6 client. The TLS client is
-//!    `openssl s_client`;
+//!    first), and 200 and 404 from an IPv6 client; to `fe_custom` these
+//!    over two routes (`/api/...`, `/shop/...`) and two `Host` headers
+//!    ([`CUSTOM_TRAFFIC`]). The TLS client is `openssl s_client`;
 //! 5. compares the exporter's `haproxy_log_requests_total` per frontend and
 //!    status class with the delta of HAProxy's own
 //!    `haproxy_frontend_http_responses_total`, checks that `fe_tls` shows up
 //!    without the `~` HAProxy appends to TLS frontends, that nothing is
 //!    rejected, that received = counted + rejected + ignored (and each
-//!    transport's lines equal its frontend's), the client addresses, and
+//!    transport's lines equal its frontends'), the client addresses, and
 //!    `promtool check metrics`;
-//! 6. stops the exporter with SIGTERM: it must exit 0.
+//! 6. checks the custom labels: `fe_custom`'s series of
+//!    `haproxy_log_session_duration_seconds` (per route, host and status
+//!    code) and `haproxy_log_response_processing_seconds` (per route and
+//!    host; only lines with a server response have a `Tr`) are exactly the
+//!    ones the traffic plan makes, with its counts, and the other frontends'
+//!    series have both labels empty;
+//! 7. stops the exporter with SIGTERM: it must exit 0.
 //!
 //! Without `unshare`, `ip`, `haproxy` or `openssl` the test prints a skip
 //! message, or fails when `CI=true`.
@@ -57,12 +71,36 @@ const EXPORTER_UDP: &str = "127.0.0.1:5140";
 const EXPORTER_TCP: &str = "127.0.0.1:5141";
 const EXPORTER_WEB: &str = "127.0.0.1:9129";
 
-/// `HLE_HAPROXY_LOG_FORMAT`: the formats of the two frontends, tried in
-/// order (a `clf` line never matches `httpslog` and the other way round).
-const LOG_FORMATS: &str = "clf,httpslog";
+/// `fe_custom`'s `log-format`, exactly as written in the HAProxy config
+/// (the template's `@CUSTOM_LOG_FORMAT@`) and as given to the exporter. The
+/// route is the first path segment (`txn.route`), the host the first (only)
+/// value of the `capture request header` block `%hr`. Like most custom
+/// formats it begins as the built-in ones do (here up to `%ST %B`), so a
+/// format tried before it must not take its lines.
+const CUSTOM_LOG_FORMAT: &str = "\"%ci:%cp [%tr] %ft %b/%s %TR/%Tw/%Tc/%Tr/%Ta %ST %B %tsc \
+     %ac/%fc/%bc/%sc/%rc %sq/%bq host=%hr route=%[var(txn.route)] %{+Q}r\"";
+
+/// `HLE_CUSTOM_LABELS`: the fields of [`CUSTOM_LOG_FORMAT`] that become the
+/// labels `route` and `host`, written as in the format.
+const CUSTOM_LABELS: &str = "route=%[var(txn.route)],host=%hr#0";
+
+/// `HLE_HAPROXY_LOG_FORMAT`: the formats of the three frontends, one a line,
+/// tried in order; the built-in ones first, as when a custom format is added
+/// to a configuration that has them. Each line must still be read by its
+/// own frontend's format.
+fn log_formats() -> String {
+    format!("clf\nhttpslog\n{CUSTOM_LOG_FORMAT}")
+}
+
+/// Metrics labelled with the custom labels (`HLE_<METRIC>_LABELS`).
+const M_SESSION: &str = "haproxy_log_session_duration_seconds";
+const SESSION_LABELS: &str = "frontend_name,route,host,status_code";
+const M_RESPONSE: &str = "haproxy_log_response_processing_seconds";
+const RESPONSE_LABELS: &str = "frontend_name,route,host";
 
 const PORT_CLF: u16 = 8084;
 const PORT_TLS: u16 = 8443;
+const PORT_CUSTOM: u16 = 8086;
 const PORT_APP: u16 = 8090;
 const PORT_DEAD: u16 = 8099;
 const PORT_STATS: u16 = 8405;
@@ -116,7 +154,69 @@ fn haproxy_formats_e2e_inner() {
     run_inside_private_netns();
 }
 
-/// The traffic one logging frontend receives. Counts differ per frontend so
+/// What one connection to a logging frontend does, and how HAProxy answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// 200 from `fe_app`, behind `be_app`.
+    Ok,
+    /// 404 from `fe_app`.
+    Missing,
+    /// 500 from `fe_app`.
+    Err,
+    /// 503: `be_down`'s server refuses the connection (SC--).
+    Down,
+    /// 400 `<BADREQ>` PR--: a garbage request.
+    BadReq,
+    /// 400 `<BADREQ>` CR--: a connection that sends no request (over TLS,
+    /// after the handshake).
+    Empty,
+}
+
+impl Kind {
+    fn status(self) -> u16 {
+        match self {
+            Kind::Ok => 200,
+            Kind::Missing => 404,
+            Kind::Err => 500,
+            Kind::Down => 503,
+            Kind::BadReq | Kind::Empty => 400,
+        }
+    }
+
+    /// A server answered, so HAProxy logs a response time `Tr` (it logs -1,
+    /// which the exporter does not observe, when no server answered).
+    fn server_answered(self) -> bool {
+        matches!(self, Kind::Ok | Kind::Missing | Kind::Err)
+    }
+}
+
+/// The `status_class` of a status code, as HAProxy's `code` label.
+fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        500..=599 => "5xx",
+        _ => "other",
+    }
+}
+
+/// One connection to a logging frontend.
+#[derive(Debug, Clone)]
+struct Shot {
+    kind: Kind,
+    /// From [::1] rather than 127.0.0.1.
+    v6: bool,
+    /// Over TLS: send the server name (SNI).
+    sni: bool,
+    /// What the client sends (nothing for [`Kind::Empty`]).
+    request: Vec<u8>,
+    /// `fe_custom`: the `route` and `host` labels its log line must get.
+    labels: Option<(&'static str, &'static str)>,
+}
+
+/// The traffic `fe_clf` and `fe_tls` receive. Counts differ per frontend so
 /// that lines attributed to the wrong frontend cannot go unnoticed.
 #[derive(Debug, Clone, Copy)]
 struct Plan {
@@ -139,24 +239,147 @@ struct Plan {
 }
 
 impl Plan {
-    fn total(&self) -> u32 {
-        self.ok
-            + self.missing
-            + self.err
-            + self.down
-            + self.badreq
-            + self.empty
-            + self.ok_v6
-            + self.missing_v6
+    fn shots(&self) -> Vec<Shot> {
+        let shot = |kind, v6, sni, request| Shot {
+            kind,
+            v6,
+            sni,
+            request,
+            labels: None,
+        };
+        let mut out = Vec::new();
+        for i in 0..self.ok {
+            out.push(shot(Kind::Ok, false, i % 2 == 0, ok_request(i)));
+        }
+        for i in 0..self.missing {
+            let req = get(&format!("/missing/{i}?q={i}"));
+            out.push(shot(Kind::Missing, false, true, req));
+        }
+        for i in 0..self.err {
+            out.push(shot(Kind::Err, false, false, get(&format!("/err/{i}"))));
+        }
+        for i in 0..self.down {
+            out.push(shot(Kind::Down, false, true, get(&format!("/down/{i}"))));
+        }
+        for _ in 0..self.badreq {
+            out.push(shot(Kind::BadReq, false, false, BAD_REQUEST.to_vec()));
+        }
+        for _ in 0..self.empty {
+            out.push(shot(Kind::Empty, false, false, Vec::new()));
+        }
+        for i in 0..self.ok_v6 {
+            out.push(shot(Kind::Ok, true, i % 2 == 1, ok_request(i)));
+        }
+        for i in 0..self.missing_v6 {
+            let req = get(&format!("/missing/v6/{i}"));
+            out.push(shot(Kind::Missing, true, false, req));
+        }
+        out
     }
+}
 
-    fn by_class(&self) -> BTreeMap<&'static str, u32> {
-        let mut m: BTreeMap<&'static str, u32> = STATUS_CLASSES.iter().map(|c| (*c, 0)).collect();
-        *m.get_mut("2xx").unwrap() = self.ok + self.ok_v6;
-        *m.get_mut("4xx").unwrap() = self.missing + self.missing_v6 + self.badreq + self.empty;
-        *m.get_mut("5xx").unwrap() = self.err + self.down;
-        m
+/// The two `Host` headers `fe_custom`'s clients send.
+const HOST_WWW: &str = "www.e2e.test";
+const HOST_MOBILE: &str = "m.e2e.test:8086";
+/// The `route` label of a line whose `txn.route` was never set (a
+/// `<BADREQ>` never reaches the `http-request` rules): HAProxy logs a
+/// missing sample as `-`, and the label keeps the field as logged.
+const ROUTE_UNSET: &str = "-";
+/// The `host` label of a line without captures: for a `<BADREQ>`, HAProxy
+/// writes nothing at all for `%hr` (not even `{}`).
+const HOST_NONE: &str = "";
+
+/// `fe_custom`'s traffic, in the order sent: (route, Host header, kind, how
+/// many, from [::1]). A request of route `r` asks for `/r/<what>/<i>`, which
+/// `fe_custom` rewrites to `/<what>/<i>` (so `fe_app` and `be_down` answer as
+/// for the other frontends). For `BadReq` and `Empty`, which carry no path
+/// nor `Host`, route and host are the labels their lines get.
+const CUSTOM_TRAFFIC: &[(&str, &str, Kind, u32, bool)] = &[
+    ("api", HOST_WWW, Kind::Ok, 3, false),
+    ("api", HOST_WWW, Kind::Missing, 1, false),
+    ("shop", HOST_MOBILE, Kind::Ok, 4, false),
+    ("api", HOST_WWW, Kind::Err, 1, false),
+    (ROUTE_UNSET, HOST_NONE, Kind::BadReq, 1, false),
+    ("api", HOST_WWW, Kind::Down, 1, false),
+    ("api", HOST_MOBILE, Kind::Ok, 1, true),
+    ("api", HOST_MOBILE, Kind::Err, 2, false),
+    ("shop", HOST_WWW, Kind::Ok, 2, false),
+    ("shop", HOST_WWW, Kind::Missing, 2, true),
+    ("shop", HOST_MOBILE, Kind::Down, 2, true),
+    (ROUTE_UNSET, HOST_NONE, Kind::BadReq, 2, false),
+    ("shop", HOST_WWW, Kind::Down, 1, false),
+    ("shop", HOST_MOBILE, Kind::Missing, 1, false),
+    (ROUTE_UNSET, HOST_NONE, Kind::Empty, 1, false),
+];
+
+fn custom_shots() -> Vec<Shot> {
+    let mut out = Vec::new();
+    for &(route, host, kind, n, v6) in CUSTOM_TRAFFIC {
+        for i in 0..n {
+            let what = match kind {
+                Kind::Ok => "items",
+                Kind::Missing => "missing",
+                Kind::Err => "err",
+                Kind::Down => "down",
+                Kind::BadReq | Kind::Empty => "",
+            };
+            let path = format!("/{route}/{what}/{i}");
+            let request = match kind {
+                Kind::BadReq => BAD_REQUEST.to_vec(),
+                Kind::Empty => Vec::new(),
+                // Several methods, with and without a query string.
+                Kind::Ok => match i % 3 {
+                    0 => request("GET", &format!("{path}?page={i}"), host, None),
+                    1 => request("HEAD", &path, host, None),
+                    _ => request("POST", &path, host, Some("hello")),
+                },
+                _ => request("GET", &path, host, None),
+            };
+            out.push(Shot {
+                kind,
+                v6,
+                sni: false,
+                request,
+                labels: Some((route, host)),
+            });
+        }
     }
+    out
+}
+
+/// Connections per status class, as HAProxy's `code` label.
+fn by_class(shots: &[Shot]) -> BTreeMap<&'static str, u32> {
+    let mut m: BTreeMap<&'static str, u32> = STATUS_CLASSES.iter().map(|c| (*c, 0)).collect();
+    for s in shots {
+        *m.get_mut(status_class(s.kind.status())).unwrap() += 1;
+    }
+    m
+}
+
+/// Values of some labels of a series, in a chosen order.
+type SeriesKey = Vec<String>;
+
+/// `fe_custom`'s expected `haproxy_log_session_duration_seconds_count` per
+/// (route, host, status code): every line has a session time `Ta`.
+fn expected_sessions(shots: &[Shot]) -> BTreeMap<SeriesKey, f64> {
+    let mut m = BTreeMap::new();
+    for s in shots {
+        let (route, host) = s.labels.expect("fe_custom's shots have labels");
+        let key = vec![route.into(), host.into(), s.kind.status().to_string()];
+        *m.entry(key).or_insert(0.0) += 1.0;
+    }
+    m
+}
+
+/// `fe_custom`'s expected `haproxy_log_response_processing_seconds_count` per
+/// (route, host): only lines with a server response have a `Tr`.
+fn expected_responses(shots: &[Shot]) -> BTreeMap<SeriesKey, f64> {
+    let mut m = BTreeMap::new();
+    for s in shots.iter().filter(|s| s.kind.server_answered()) {
+        let (route, host) = s.labels.expect("fe_custom's shots have labels");
+        *m.entry(vec![route.into(), host.into()]).or_insert(0.0) += 1.0;
+    }
+    m
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -177,13 +400,22 @@ impl Transport {
 
 struct Frontend {
     name: &'static str,
-    /// The `option` line of its configuration, for messages.
+    /// How it logs, for messages.
     format: &'static str,
     port: u16,
     tls: bool,
     transport: Transport,
-    plan: Plan,
+    shots: Vec<Shot>,
 }
+
+impl Frontend {
+    /// Connections sent: HAProxy counts one request and one response each.
+    fn total(&self) -> f64 {
+        self.shots.len() as f64
+    }
+}
+
+const FE_CUSTOM: &str = "fe_custom";
 
 fn frontends() -> Vec<Frontend> {
     vec![
@@ -193,7 +425,7 @@ fn frontends() -> Vec<Frontend> {
             port: PORT_CLF,
             tls: false,
             transport: Transport::Udp,
-            plan: Plan {
+            shots: Plan {
                 ok: 4,
                 missing: 2,
                 err: 1,
@@ -202,7 +434,8 @@ fn frontends() -> Vec<Frontend> {
                 empty: 1,
                 ok_v6: 2,
                 missing_v6: 1,
-            },
+            }
+            .shots(),
         },
         Frontend {
             name: "fe_tls",
@@ -210,7 +443,7 @@ fn frontends() -> Vec<Frontend> {
             port: PORT_TLS,
             tls: true,
             transport: Transport::Tcp,
-            plan: Plan {
+            shots: Plan {
                 ok: 5,
                 missing: 1,
                 err: 3,
@@ -219,7 +452,16 @@ fn frontends() -> Vec<Frontend> {
                 empty: 1,
                 ok_v6: 1,
                 missing_v6: 2,
-            },
+            }
+            .shots(),
+        },
+        Frontend {
+            name: FE_CUSTOM,
+            format: "log-format with route and host",
+            port: PORT_CUSTOM,
+            tls: false,
+            transport: Transport::Udp,
+            shots: custom_shots(),
         },
     ]
 }
@@ -231,6 +473,8 @@ fn render_haproxy_cfg(tls_pem: &str) -> String {
         .replace("@TLS_PEM@", tls_pem)
         .replace("@PORT_CLF@", &PORT_CLF.to_string())
         .replace("@PORT_TLS@", &PORT_TLS.to_string())
+        .replace("@PORT_CUSTOM@", &PORT_CUSTOM.to_string())
+        .replace("@CUSTOM_LOG_FORMAT@", CUSTOM_LOG_FORMAT)
         .replace("@PORT_APP@", &PORT_APP.to_string())
         .replace("@PORT_DEAD@", &PORT_DEAD.to_string())
         .replace("@PORT_STATS@", &PORT_STATS.to_string());
@@ -287,6 +531,8 @@ fn self_metrics_summary(s: &Samples) -> String {
             (x.name.starts_with("haproxy_log_exporter_") && x.value != 0.0)
                 || x.name == M_REQUESTS
                 || x.name == M_BYTES_READ
+                || x.name == format!("{M_SESSION}_count")
+                || x.name == format!("{M_RESPONSE}_count")
         })
         .map(|x| format!("    {x}"))
         .collect::<Vec<_>>()
@@ -374,17 +620,22 @@ fn run_inside_private_netns() {
     cmd.env("HLE_SYSLOG_UDP_ADDR", EXPORTER_UDP)
         .env("HLE_SYSLOG_TCP_ADDR", EXPORTER_TCP)
         .env("HLE_WEB_LISTEN_ADDR", EXPORTER_WEB)
-        .env("HLE_HAPROXY_LOG_FORMAT", LOG_FORMATS)
+        .env("HLE_HAPROXY_LOG_FORMAT", log_formats())
+        .env("HLE_CUSTOM_LABELS", CUSTOM_LABELS)
         .env("HLE_LOG_LEVEL", "info")
         .env("RUST_BACKTRACE", "1")
         .env("HLE_REQUESTS_TOTAL_LABELS", "frontend_name,status_class")
         .env("HLE_BYTES_READ_TOTAL_LABELS", "frontend_name,client_ip")
+        .env("HLE_SESSION_DURATION_SECONDS_LABELS", SESSION_LABELS)
+        .env("HLE_RESPONSE_PROCESSING_SECONDS_LABELS", RESPONSE_LABELS)
         .stdin(Stdio::null())
         .stdout(exporter_log_file.try_clone().expect("clone log file"))
         .stderr(exporter_log_file);
     let mut exporter = ChildGuard::spawn("exporter", &mut cmd).expect("spawn the exporter");
     step(&format!(
-        "exporter started with HLE_HAPROXY_LOG_FORMAT={LOG_FORMATS}; waiting for /-/ready"
+        "exporter started with HLE_HAPROXY_LOG_FORMAT={:?} and HLE_CUSTOM_LABELS={CUSTOM_LABELS}; \
+         waiting for /-/ready",
+        log_formats()
     ));
     let ready = wait_until(Duration::from_secs(20), || {
         if let Some(st) = exporter.try_wait() {
@@ -455,13 +706,33 @@ fn run_inside_private_netns() {
     for fe in &fes {
         let v4: SocketAddr = format!("127.0.0.1:{}", fe.port).parse().unwrap();
         let v6: SocketAddr = format!("[::1]:{}", fe.port).parse().unwrap();
-        // `sni` only matters over TLS.
-        let send = |addr: SocketAddr, req: &[u8], sni: bool, want: u16, checks: &mut Checks| {
+        for shot in &fe.shots {
+            let addr = if shot.v6 { v6 } else { v4 };
+            if shot.kind == Kind::Empty {
+                let done = if fe.tls {
+                    tls_handshake_only(&openssl, addr)
+                } else {
+                    TcpStream::connect_timeout(&addr, IO_TIMEOUT)
+                        .map(drop)
+                        .map_err(|e| e.to_string())
+                };
+                checks.check(done.is_ok(), || {
+                    format!(
+                        "harness: {} {addr}: connection without a request: {}",
+                        fe.name,
+                        done.unwrap_err()
+                    )
+                });
+                continue;
+            }
+            let req = &shot.request;
+            // `sni` only matters over TLS.
             let got = if fe.tls {
-                tls_exchange(&openssl, addr, sni.then_some(TLS_SERVER_NAME), req)
+                tls_exchange(&openssl, addr, shot.sni.then_some(TLS_SERVER_NAME), req)
             } else {
                 exchange(addr, req)
             };
+            let want = shot.kind.status();
             checks.check(matches!(got, Ok(status) if status == want), || {
                 format!(
                     "harness: {} {addr} {:?} answered {got:?}, expected {want}",
@@ -469,54 +740,10 @@ fn run_inside_private_netns() {
                     first_line(req)
                 )
             });
-        };
-        for i in 0..fe.plan.ok {
-            send(v4, &ok_request(i), i % 2 == 0, 200, &mut checks);
-        }
-        for i in 0..fe.plan.missing {
-            let req = get(&format!("/missing/{i}?q={i}"));
-            send(v4, &req, true, 404, &mut checks);
-        }
-        for i in 0..fe.plan.err {
-            send(v4, &get(&format!("/err/{i}")), false, 500, &mut checks);
-        }
-        for i in 0..fe.plan.down {
-            send(v4, &get(&format!("/down/{i}")), true, 503, &mut checks);
-        }
-        for _ in 0..fe.plan.badreq {
-            send(v4, b"BAD\x01REQUEST\r\n\r\n", false, 400, &mut checks);
-        }
-        for _ in 0..fe.plan.empty {
-            let done = if fe.tls {
-                tls_handshake_only(&openssl, v4)
-            } else {
-                TcpStream::connect_timeout(&v4, IO_TIMEOUT)
-                    .map(drop)
-                    .map_err(|e| e.to_string())
-            };
-            checks.check(done.is_ok(), || {
-                format!(
-                    "harness: {} {v4}: connection without a request: {}",
-                    fe.name,
-                    done.unwrap_err()
-                )
-            });
-        }
-        for i in 0..fe.plan.ok_v6 {
-            send(v6, &ok_request(i), i % 2 == 1, 200, &mut checks);
-        }
-        for i in 0..fe.plan.missing_v6 {
-            send(
-                v6,
-                &get(&format!("/missing/v6/{i}")),
-                false,
-                404,
-                &mut checks,
-            );
         }
         step(&format!(
             "sent {} requests and empty connections to {} ({}{})",
-            fe.plan.total(),
+            fe.shots.len(),
             fe.name,
             fe.format,
             if fe.tls { ", TLS" } else { "" }
@@ -528,7 +755,7 @@ fn run_inside_private_netns() {
     let settled = wait_until(Duration::from_secs(15), || {
         let after = scrape(&stats_addr()).ok()?.1;
         let done = fes.iter().all(|fe| {
-            let want = f64::from(fe.plan.total());
+            let want = fe.total();
             let responses: f64 = STATUS_CLASSES
                 .iter()
                 .map(|c| haproxy_class_delta(&before, &after, fe.name, c))
@@ -548,7 +775,7 @@ fn run_inside_private_netns() {
 
     // The plan and HAProxy must agree, or the harness itself is wrong.
     for fe in &fes {
-        let want = f64::from(fe.plan.total());
+        let want = fe.total();
         let got = haproxy_requests_delta(&before, &after, fe.name);
         checks.check(got == want, || {
             format!(
@@ -556,7 +783,7 @@ fn run_inside_private_netns() {
                 fe.name
             )
         });
-        for (class, n) in fe.plan.by_class() {
+        for (class, n) in by_class(&fe.shots) {
             let got = haproxy_class_delta(&before, &after, fe.name, class);
             checks.check(got == f64::from(n), || {
                 format!(
@@ -663,12 +890,17 @@ fn run_inside_private_netns() {
         "  exporter: received udp={received_udp} tcp={received_tcp} counted={counted} \
          rejected={rejected} ignored={ignored}; expected udp={want_udp} tcp={want_tcp}"
     );
-    for fe in &fes {
-        let t = fe.transport.label();
+    for transport in [Transport::Udp, Transport::Tcp] {
+        let t = transport.label();
+        let names: Vec<&str> = fes
+            .iter()
+            .filter(|f| f.transport == transport)
+            .map(|f| f.name)
+            .collect();
         checks.eq_f64(
-            &format!("{M_RECEIVED}{{transport={t:?}}} ({}'s lines)", fe.name),
+            &format!("{M_RECEIVED}{{transport={t:?}}} (the lines of {names:?})"),
             exp.sum(M_RECEIVED, &[("transport", t)]),
-            fe_lines(fe.transport),
+            fe_lines(transport),
         );
     }
     checks.eq_f64(
@@ -709,6 +941,66 @@ fn run_inside_private_netns() {
                 fe.name
             )
         });
+    }
+
+    // The custom labels: fe_custom's series are exactly the plan's.
+    let custom = fes
+        .iter()
+        .find(|f| f.name == FE_CUSTOM)
+        .expect("fe_custom in frontends()");
+    let want_sessions = expected_sessions(&custom.shots);
+    let want_responses = expected_responses(&custom.shots);
+    // Ties the plan to HAProxy: one session per request it counted.
+    checks.eq_f64(
+        "harness: fe_custom's planned sessions vs HAProxy's requests delta",
+        want_sessions.values().sum(),
+        haproxy_requests_delta(&before, &after, FE_CUSTOM),
+    );
+    for (metric, labels, want) in [
+        (M_SESSION, SESSION_LABELS, &want_sessions),
+        (M_RESPONSE, RESPONSE_LABELS, &want_responses),
+    ] {
+        let labels: Vec<&str> = labels.split(',').collect();
+        let key_labels = &labels[1..]; // after frontend_name
+        let got = histogram_counts(&exp, metric, FE_CUSTOM, key_labels, &mut checks);
+        println!("  {metric}_count{{frontend_name={FE_CUSTOM:?}}} by {key_labels:?}: want / got");
+        let keys: std::collections::BTreeSet<&SeriesKey> = want.keys().chain(got.keys()).collect();
+        for key in keys {
+            let w = want.get(key).copied();
+            let g = got.get(key).copied();
+            println!("    {key:?}  {w:?} / {g:?}");
+            checks.check(w == g, || {
+                format!(
+                    "{metric}_count{{frontend_name={FE_CUSTOM:?}}} with {key_labels:?} = {key:?}: \
+                     got {g:?}, want {w:?} (None: no such series)"
+                )
+            });
+        }
+        // Every series has exactly the configured labels. Every fe_custom
+        // line has a route (`-` when unset), so an empty one means another
+        // format read the line; the lines of the built-in formats, which
+        // have no such fields, get both empty.
+        let mut sorted = labels.clone();
+        sorted.sort_unstable();
+        for s in exp.find(&format!("{metric}_count"), &[]) {
+            let keys: Vec<&str> = s.labels.keys().map(String::as_str).collect();
+            checks.check(keys == sorted, || {
+                format!("{metric} has labels {keys:?}, configured {labels:?}: {s}")
+            });
+            let empty = |l: &str| s.labels.get(l).is_some_and(|v| v.is_empty());
+            if s.labels.get("frontend_name").map(String::as_str) == Some(FE_CUSTOM) {
+                checks.check(!empty("route"), || {
+                    format!(
+                        "{metric}: a {FE_CUSTOM} line without a route, so not read by its \
+                         log-format but by a format tried before it: {s}"
+                    )
+                });
+            } else {
+                checks.check(empty("route") && empty("host"), || {
+                    format!("{metric}: a built-in format's series has a route or host: {s}")
+                });
+            }
+        }
     }
 
     // promtool and the probes.
@@ -752,6 +1044,47 @@ fn run_inside_private_netns() {
     step(&format!("all {} checks passed", checks.passed));
 }
 
+/// A histogram's `_count` per value of `key_labels` among the series of
+/// frontend `fe`; checks that `_bucket{le="+Inf"}` equals `_count` and that
+/// no two series share a key.
+fn histogram_counts(
+    exp: &Samples,
+    metric: &str,
+    fe: &str,
+    key_labels: &[&str],
+    checks: &mut Checks,
+) -> BTreeMap<SeriesKey, f64> {
+    let count_name = format!("{metric}_count");
+    let bucket_name = format!("{metric}_bucket");
+    let filter = [("frontend_name", fe)];
+    let mut out = BTreeMap::new();
+    for s in exp.find(&count_name, &filter) {
+        let key: SeriesKey = key_labels
+            .iter()
+            .map(|l| s.labels.get(*l).cloned().unwrap_or_default())
+            .collect();
+        let mut inf_filter: Vec<(&str, &str)> = s
+            .labels
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        inf_filter.push(("le", "+Inf"));
+        let inf: Vec<f64> = exp
+            .find(&bucket_name, &inf_filter)
+            .filter(|b| b.labels.len() == inf_filter.len())
+            .map(|b| b.value)
+            .collect();
+        checks.check(inf == [s.value], || {
+            format!("{s}: the le=\"+Inf\" bucket is {inf:?}, want [{}]", s.value)
+        });
+        let dup = out.insert(key.clone(), s.value);
+        checks.check(dup.is_none(), || {
+            format!("{count_name}{{frontend_name={fe:?}}}: two series for {key:?}")
+        });
+    }
+    out
+}
+
 // ---------------------------------------------------------------------------
 // Clients
 // ---------------------------------------------------------------------------
@@ -759,6 +1092,23 @@ fn run_inside_private_netns() {
 fn get(path: &str) -> Vec<u8> {
     format!("GET {path} HTTP/1.1\r\nHost: e2e.test\r\nUser-Agent: e2e\r\nConnection: close\r\n\r\n")
         .into_bytes()
+}
+
+/// A request HAProxy cannot parse: 400 `<BADREQ>` PR--.
+const BAD_REQUEST: &[u8] = b"BAD\x01REQUEST\r\n\r\n";
+
+/// An HTTP/1.1 request to `host`, with `body` as text/plain.
+fn request(method: &str, target: &str, host: &str, body: Option<&str>) -> Vec<u8> {
+    let mut req = format!("{method} {target} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: e2e\r\n");
+    if let Some(body) = body {
+        req.push_str(&format!(
+            "Content-Type: text/plain\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    req.push_str("Connection: close\r\n\r\n");
+    req.push_str(body.unwrap_or_default());
+    req.into_bytes()
 }
 
 /// Requests answered with 200, varied in method and path.
