@@ -47,29 +47,34 @@
 //! Without `unshare`, `ip`, `haproxy` or `openssl` the test prints a skip
 //! message, or fails when `CI=true`.
 
+//!
+//! What both end-to-end tests do alike (starting the exporter and HAProxy,
+//! the traffic plan, HAProxy's counters, the comparisons per frontend and
+//! class, the line accounting, promtool, SIGTERM) is in
+//! `tests/support/haproxy.rs`.
+
 mod support;
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use support::{
-    find_program, has_placeholder, http_get, inside_private_netns, promtool_check_metrics,
-    run_in_private_netns, run_with_timeout, scrape_metrics, tail_file, wait_until, Checks,
-    ChildGuard, NetnsRun, PromtoolVerdict, Samples, TempDir, WORK_DIR_VAR,
+use support::haproxy::{
+    check_answer, check_line_counts, check_plan_against_haproxy, check_promtool_and_probes,
+    compare_requests, exchange, haproxy_requests_delta, inner_may_run, one_word,
+    render_haproxy_cfg, status_of, stop_exporter, Expected, Frontend, Inner, Kind, Listing, Plan,
+    Shot, Transport, BAD_REQUEST, INNER_RUN_LIMIT, IO_TIMEOUT, M_BYTES_READ, M_REQUESTS,
 };
+use support::{find_program, run_in_private_netns, run_with_timeout, Checks, NetnsRun, Samples};
 
+/// Name of the outer test.
+const OUTER_TEST: &str = "haproxy_formats_end_to_end";
 /// Name of the inner test, run by the outer one inside the namespace.
 const INNER_TEST: &str = "haproxy_formats_e2e_inner";
-/// The whole inner run must finish within this time.
-const INNER_RUN_LIMIT: Duration = Duration::from_secs(240);
-
-const EXPORTER_UDP: &str = "127.0.0.1:5140";
-const EXPORTER_TCP: &str = "127.0.0.1:5141";
-const EXPORTER_WEB: &str = "127.0.0.1:9129";
+/// Prefix of the work directory's name.
+const WORK_DIR_PREFIX: &str = "hle-e2e-formats";
 
 /// `fe_custom`'s `log-format`, exactly as written in the HAProxy config
 /// (the template's `@CUSTOM_LOG_FORMAT@`) and as given to the exporter. The
@@ -101,9 +106,6 @@ const RESPONSE_LABELS: &str = "frontend_name,route,host";
 const PORT_CLF: u16 = 8084;
 const PORT_TLS: u16 = 8443;
 const PORT_CUSTOM: u16 = 8086;
-const PORT_APP: u16 = 8090;
-const PORT_DEAD: u16 = 8099;
-const PORT_STATS: u16 = 8405;
 
 const HAPROXY_CFG_TEMPLATE: &str = include_str!("e2e/haproxy_formats.cfg.in");
 
@@ -112,9 +114,6 @@ const TLS_PEM_NAME: &str = "e2e-tls.pem";
 /// The server name the TLS client sends for some requests (SNI).
 const TLS_SERVER_NAME: &str = "localhost";
 
-const STATUS_CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other"];
-
-const IO_TIMEOUT: Duration = Duration::from_secs(5);
 /// Bound on one `openssl` run (a request over TLS, or making the certificate).
 const OPENSSL_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -125,14 +124,14 @@ const OPENSSL_TIMEOUT: Duration = Duration::from_secs(30);
 #[test]
 fn haproxy_formats_end_to_end() {
     run_in_private_netns(&NetnsRun {
-        outer: "haproxy_formats_end_to_end",
+        outer: OUTER_TEST,
         inner: INNER_TEST,
         tools: &[
             ("ip", "iproute2"),
             ("haproxy", "haproxy"),
             ("openssl", "openssl"),
         ],
-        work_dir_prefix: "hle-e2e-formats",
+        work_dir_prefix: WORK_DIR_PREFIX,
         limit: INNER_RUN_LIMIT,
     });
 }
@@ -144,137 +143,8 @@ fn haproxy_formats_end_to_end() {
 #[test]
 #[ignore = "inner half of haproxy_formats_end_to_end: runs only inside its private network namespace"]
 fn haproxy_formats_e2e_inner() {
-    if !inside_private_netns() {
-        eprintln!(
-            "{INNER_TEST}: nothing to do outside the private network namespace; \
-             run `haproxy_formats_end_to_end` instead"
-        );
-        return;
-    }
-    run_inside_private_netns();
-}
-
-/// What one connection to a logging frontend does, and how HAProxy answers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    /// 200 from `fe_app`, behind `be_app`.
-    Ok,
-    /// 404 from `fe_app`.
-    Missing,
-    /// 500 from `fe_app`.
-    Err,
-    /// 503: `be_down`'s server refuses the connection (SC--).
-    Down,
-    /// 400 `<BADREQ>` PR--: a garbage request.
-    BadReq,
-    /// 400 `<BADREQ>` CR--: a connection that sends no request (over TLS,
-    /// after the handshake).
-    Empty,
-}
-
-impl Kind {
-    fn status(self) -> u16 {
-        match self {
-            Kind::Ok => 200,
-            Kind::Missing => 404,
-            Kind::Err => 500,
-            Kind::Down => 503,
-            Kind::BadReq | Kind::Empty => 400,
-        }
-    }
-
-    /// A server answered, so HAProxy logs a response time `Tr` (it logs -1,
-    /// which the exporter does not observe, when no server answered).
-    fn server_answered(self) -> bool {
-        matches!(self, Kind::Ok | Kind::Missing | Kind::Err)
-    }
-}
-
-/// The `status_class` of a status code, as HAProxy's `code` label.
-fn status_class(status: u16) -> &'static str {
-    match status {
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        500..=599 => "5xx",
-        _ => "other",
-    }
-}
-
-/// One connection to a logging frontend.
-#[derive(Debug, Clone)]
-struct Shot {
-    kind: Kind,
-    /// From [::1] rather than 127.0.0.1.
-    v6: bool,
-    /// Over TLS: send the server name (SNI).
-    sni: bool,
-    /// What the client sends (nothing for [`Kind::Empty`]).
-    request: Vec<u8>,
-    /// `fe_custom`: the `route` and `host` labels its log line must get.
-    labels: Option<(&'static str, &'static str)>,
-}
-
-/// The traffic `fe_clf` and `fe_tls` receive. Counts differ per frontend so
-/// that lines attributed to the wrong frontend cannot go unnoticed.
-#[derive(Debug, Clone, Copy)]
-struct Plan {
-    /// 200 from the answering frontend (several methods and paths; over TLS,
-    /// every other one with SNI).
-    ok: u32,
-    /// 404 (`/missing`).
-    missing: u32,
-    /// 500 (`/err`).
-    err: u32,
-    /// 503 from the dead server (`/down`).
-    down: u32,
-    /// 400 `<BADREQ>` PR-- (garbage request).
-    badreq: u32,
-    /// 400 `<BADREQ>` CR-- (no request; over TLS, after the handshake).
-    empty: u32,
-    /// 200 and 404 from the IPv6 client ([::1]).
-    ok_v6: u32,
-    missing_v6: u32,
-}
-
-impl Plan {
-    fn shots(&self) -> Vec<Shot> {
-        let shot = |kind, v6, sni, request| Shot {
-            kind,
-            v6,
-            sni,
-            request,
-            labels: None,
-        };
-        let mut out = Vec::new();
-        for i in 0..self.ok {
-            out.push(shot(Kind::Ok, false, i % 2 == 0, ok_request(i)));
-        }
-        for i in 0..self.missing {
-            let req = get(&format!("/missing/{i}?q={i}"));
-            out.push(shot(Kind::Missing, false, true, req));
-        }
-        for i in 0..self.err {
-            out.push(shot(Kind::Err, false, false, get(&format!("/err/{i}"))));
-        }
-        for i in 0..self.down {
-            out.push(shot(Kind::Down, false, true, get(&format!("/down/{i}"))));
-        }
-        for _ in 0..self.badreq {
-            out.push(shot(Kind::BadReq, false, false, BAD_REQUEST.to_vec()));
-        }
-        for _ in 0..self.empty {
-            out.push(shot(Kind::Empty, false, false, Vec::new()));
-        }
-        for i in 0..self.ok_v6 {
-            out.push(shot(Kind::Ok, true, i % 2 == 1, ok_request(i)));
-        }
-        for i in 0..self.missing_v6 {
-            let req = get(&format!("/missing/v6/{i}"));
-            out.push(shot(Kind::Missing, true, false, req));
-        }
-        out
+    if inner_may_run(INNER_TEST, OUTER_TEST) {
+        run_inside_private_netns();
     }
 }
 
@@ -347,15 +217,6 @@ fn custom_shots() -> Vec<Shot> {
     out
 }
 
-/// Connections per status class, as HAProxy's `code` label.
-fn by_class(shots: &[Shot]) -> BTreeMap<&'static str, u32> {
-    let mut m: BTreeMap<&'static str, u32> = STATUS_CLASSES.iter().map(|c| (*c, 0)).collect();
-    for s in shots {
-        *m.get_mut(status_class(s.kind.status())).unwrap() += 1;
-    }
-    m
-}
-
 /// Values of some labels of a series, in a chosen order.
 type SeriesKey = Vec<String>;
 
@@ -382,50 +243,25 @@ fn expected_responses(shots: &[Shot]) -> BTreeMap<SeriesKey, f64> {
     m
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Transport {
-    Udp,
-    Tcp,
-}
-
-impl Transport {
-    /// The `transport` label of the exporter's self-metrics.
-    fn label(self) -> &'static str {
-        match self {
-            Transport::Udp => "udp",
-            Transport::Tcp => "tcp",
-        }
-    }
-}
-
-struct Frontend {
-    name: &'static str,
-    /// How it logs, for messages.
-    format: &'static str,
-    port: u16,
-    tls: bool,
-    transport: Transport,
-    shots: Vec<Shot>,
-}
-
-impl Frontend {
-    /// Connections sent: HAProxy counts one request and one response each.
-    fn total(&self) -> f64 {
-        self.shots.len() as f64
-    }
-}
-
 const FE_CUSTOM: &str = "fe_custom";
 
 fn frontends() -> Vec<Frontend> {
+    let frontend = |name, format, port, tls, transport, shots| Frontend {
+        name,
+        format: Some(format),
+        port,
+        tls,
+        transport,
+        shots,
+    };
     vec![
-        Frontend {
-            name: "fe_clf",
-            format: "option httplog clf",
-            port: PORT_CLF,
-            tls: false,
-            transport: Transport::Udp,
-            shots: Plan {
+        frontend(
+            "fe_clf",
+            "option httplog clf",
+            PORT_CLF,
+            false,
+            Transport::Udp,
+            Plan {
                 ok: 4,
                 missing: 2,
                 err: 1,
@@ -436,14 +272,14 @@ fn frontends() -> Vec<Frontend> {
                 missing_v6: 1,
             }
             .shots(),
-        },
-        Frontend {
-            name: "fe_tls",
-            format: "option httpslog",
-            port: PORT_TLS,
-            tls: true,
-            transport: Transport::Tcp,
-            shots: Plan {
+        ),
+        frontend(
+            "fe_tls",
+            "option httpslog",
+            PORT_TLS,
+            true,
+            Transport::Tcp,
+            Plan {
                 ok: 5,
                 missing: 1,
                 err: 3,
@@ -454,103 +290,29 @@ fn frontends() -> Vec<Frontend> {
                 missing_v6: 2,
             }
             .shots(),
-        },
-        Frontend {
-            name: FE_CUSTOM,
-            format: "log-format with route and host",
-            port: PORT_CUSTOM,
-            tls: false,
-            transport: Transport::Udp,
-            shots: custom_shots(),
-        },
+        ),
+        frontend(
+            FE_CUSTOM,
+            "log-format with route and host",
+            PORT_CUSTOM,
+            false,
+            Transport::Udp,
+            custom_shots(),
+        ),
     ]
 }
 
-fn render_haproxy_cfg(tls_pem: &str) -> String {
-    let cfg = HAPROXY_CFG_TEMPLATE
-        .replace("@UDP_LOG_ADDR@", EXPORTER_UDP)
-        .replace("@TCP_LOG_ADDR@", EXPORTER_TCP)
-        .replace("@TLS_PEM@", tls_pem)
-        .replace("@PORT_CLF@", &PORT_CLF.to_string())
-        .replace("@PORT_TLS@", &PORT_TLS.to_string())
-        .replace("@PORT_CUSTOM@", &PORT_CUSTOM.to_string())
-        .replace("@CUSTOM_LOG_FORMAT@", CUSTOM_LOG_FORMAT)
-        .replace("@PORT_APP@", &PORT_APP.to_string())
-        .replace("@PORT_DEAD@", &PORT_DEAD.to_string())
-        .replace("@PORT_STATS@", &PORT_STATS.to_string());
-    let leftover = cfg.lines().find(|l| has_placeholder(l));
-    assert!(
-        leftover.is_none(),
-        "unreplaced placeholder in the HAProxy config: {leftover:?}"
-    );
-    cfg
-}
-
-fn scrape(addr: &str) -> Result<(String, Samples), String> {
-    scrape_metrics(addr, IO_TIMEOUT)
-}
-
-fn stats_addr() -> String {
-    format!("127.0.0.1:{PORT_STATS}")
-}
-
-fn must_scrape_haproxy() -> Samples {
-    scrape(&stats_addr())
-        .unwrap_or_else(|e| panic!("HAProxy stats: {e}"))
-        .1
-}
-
-/// HAProxy's responses per class for one frontend, as a delta.
-fn haproxy_class_delta(before: &Samples, after: &Samples, fe: &str, class: &str) -> f64 {
-    let f = [("proxy", fe), ("code", class)];
-    after.sum("haproxy_frontend_http_responses_total", &f)
-        - before.sum("haproxy_frontend_http_responses_total", &f)
-}
-
-fn haproxy_requests_delta(before: &Samples, after: &Samples, fe: &str) -> f64 {
-    let f = [("proxy", fe)];
-    after.sum("haproxy_frontend_http_requests_total", &f)
-        - before.sum("haproxy_frontend_http_requests_total", &f)
-}
-
-/// HAProxy's count of log lines it could not send.
-const H_DROPPED_LOGS: &str = "haproxy_process_dropped_logs_total";
-
-// Exporter metric names.
-const M_REQUESTS: &str = "haproxy_log_requests_total";
-const M_BYTES_READ: &str = "haproxy_log_bytes_read_total";
-const M_RECEIVED: &str = "haproxy_log_exporter_lines_received_total";
-const M_COUNTED: &str = "haproxy_log_exporter_lines_counted_total";
-const M_REJECTED: &str = "haproxy_log_exporter_lines_rejected_total";
-const M_IGNORED: &str = "haproxy_log_exporter_lines_ignored_total";
-
-fn self_metrics_summary(s: &Samples) -> String {
-    s.samples
-        .iter()
-        .filter(|x| {
-            (x.name.starts_with("haproxy_log_exporter_") && x.value != 0.0)
-                || x.name == M_REQUESTS
-                || x.name == M_BYTES_READ
-                || x.name == format!("{M_SESSION}_count")
-                || x.name == format!("{M_RESPONSE}_count")
-        })
-        .map(|x| format!("    {x}"))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// A path that can go into HAProxy's config and the exporter's environment
-/// as one word.
-fn one_word(path: &Path) -> String {
-    path.to_str()
-        .filter(|p| !p.contains(char::is_whitespace) && !p.contains(['"', '\'', '\\', '#']))
-        .unwrap_or_else(|| {
-            panic!(
-                "{} cannot go into HAProxy's config as is; use another TMPDIR",
-                path.display()
-            )
-        })
-        .to_string()
+fn render_cfg(tls_pem: &str) -> String {
+    render_haproxy_cfg(
+        HAPROXY_CFG_TEMPLATE,
+        &[
+            ("@TLS_PEM@", tls_pem),
+            ("@PORT_CLF@", &PORT_CLF.to_string()),
+            ("@PORT_TLS@", &PORT_TLS.to_string()),
+            ("@PORT_CUSTOM@", &PORT_CUSTOM.to_string()),
+            ("@CUSTOM_LOG_FORMAT@", CUSTOM_LOG_FORMAT),
+        ],
+    )
 }
 
 /// A self-signed certificate for `CN=localhost` and its key, in one PEM file
@@ -583,131 +345,34 @@ fn make_certificate(openssl: &Path, dir: &Path) -> PathBuf {
 }
 
 fn run_inside_private_netns() {
-    let started = Instant::now();
-    let step = |msg: &str| println!("[{:>6.2}s] {msg}", started.elapsed().as_secs_f64());
-
-    let status = Command::new("ip")
-        .args(["link", "set", "lo", "up"])
-        .status()
-        .expect("run `ip link set lo up`");
-    assert!(status.success(), "`ip link set lo up` failed: {status}");
-
-    // The outer test owns the work dir; a stray manual run gets its own.
-    let own_dir;
-    let dir: PathBuf = match std::env::var_os(WORK_DIR_VAR) {
-        Some(d) => PathBuf::from(d),
-        None => {
-            own_dir = TempDir::new("hle-e2e-formats").expect("temp dir");
-            own_dir.path().to_path_buf()
-        }
-    };
-    let exporter_log = dir.join("exporter.log");
-    let haproxy_log = dir.join("haproxy.log");
-    let cfg_path = dir.join("haproxy.cfg");
+    let inner = Inner::new(WORK_DIR_PREFIX);
 
     let openssl = find_program("openssl").expect("openssl");
-    let tls_pem = one_word(&make_certificate(&openssl, &dir));
-    step("made a self-signed certificate with `openssl req -x509`");
+    let tls_pem = one_word(&make_certificate(&openssl, &inner.dir));
+    inner.step("made a self-signed certificate with `openssl req -x509`");
 
     // --- the exporter -------------------------------------------------------
-    let exporter_log_file = std::fs::File::create(&exporter_log).expect("exporter log");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_haproxy-log-exporter"));
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("HLE_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.env("HLE_SYSLOG_UDP_ADDR", EXPORTER_UDP)
-        .env("HLE_SYSLOG_TCP_ADDR", EXPORTER_TCP)
-        .env("HLE_WEB_LISTEN_ADDR", EXPORTER_WEB)
-        .env("HLE_HAPROXY_LOG_FORMAT", log_formats())
-        .env("HLE_CUSTOM_LABELS", CUSTOM_LABELS)
-        .env("HLE_LOG_LEVEL", "info")
-        .env("RUST_BACKTRACE", "1")
-        .env("HLE_REQUESTS_TOTAL_LABELS", "frontend_name,status_class")
-        .env("HLE_BYTES_READ_TOTAL_LABELS", "frontend_name,client_ip")
-        .env("HLE_SESSION_DURATION_SECONDS_LABELS", SESSION_LABELS)
-        .env("HLE_RESPONSE_PROCESSING_SECONDS_LABELS", RESPONSE_LABELS)
-        .stdin(Stdio::null())
-        .stdout(exporter_log_file.try_clone().expect("clone log file"))
-        .stderr(exporter_log_file);
-    let mut exporter = ChildGuard::spawn("exporter", &mut cmd).expect("spawn the exporter");
-    step(&format!(
-        "exporter started with HLE_HAPROXY_LOG_FORMAT={:?} and HLE_CUSTOM_LABELS={CUSTOM_LABELS}; \
-         waiting for /-/ready",
-        log_formats()
-    ));
-    let ready = wait_until(Duration::from_secs(20), || {
-        if let Some(st) = exporter.try_wait() {
-            return Some(Err(format!("the exporter exited early: {st}")));
-        }
-        match http_get(EXPORTER_WEB, "/-/ready", IO_TIMEOUT) {
-            Ok(r) if r.status == 200 => Some(Ok(())),
-            _ => None,
-        }
-    });
-    match ready {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => panic!("{e}\nexporter log:\n{}", tail_file(&exporter_log, 40)),
-        Err(t) => panic!(
-            "the exporter was not ready: {t}\nexporter log:\n{}",
-            tail_file(&exporter_log, 40)
-        ),
-    }
-    step("exporter ready");
+    let formats = log_formats();
+    let mut exporter = inner.start_exporter(
+        &[
+            ("HLE_HAPROXY_LOG_FORMAT", &formats),
+            ("HLE_CUSTOM_LABELS", CUSTOM_LABELS),
+            ("HLE_BYTES_READ_TOTAL_LABELS", "frontend_name,client_ip"),
+            ("HLE_SESSION_DURATION_SECONDS_LABELS", SESSION_LABELS),
+            ("HLE_RESPONSE_PROCESSING_SECONDS_LABELS", RESPONSE_LABELS),
+        ],
+        &format!(" with HLE_HAPROXY_LOG_FORMAT={formats:?} and HLE_CUSTOM_LABELS={CUSTOM_LABELS}"),
+    );
 
     // --- HAProxy ------------------------------------------------------------
-    std::fs::write(&cfg_path, render_haproxy_cfg(&tls_pem)).expect("write haproxy.cfg");
-    let haproxy_bin = find_program("haproxy").expect("haproxy");
-    let check = Command::new(&haproxy_bin)
-        .arg("-c")
-        .arg("-f")
-        .arg(&cfg_path)
-        .output()
-        .expect("run haproxy -c");
-    assert!(
-        check.status.success(),
-        "haproxy -c rejected the config:\n{}{}",
-        String::from_utf8_lossy(&check.stdout),
-        String::from_utf8_lossy(&check.stderr)
-    );
-    let log_file = std::fs::File::create(&haproxy_log).expect("haproxy log");
-    let mut haproxy = ChildGuard::spawn(
-        "haproxy",
-        Command::new(&haproxy_bin)
-            .arg("-f")
-            .arg(&cfg_path)
-            .arg("-db")
-            .current_dir(&dir)
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone().expect("clone log file"))
-            .stderr(log_file),
-    )
-    .expect("spawn haproxy");
-    let before = wait_until(Duration::from_secs(15), || {
-        if let Some(st) = haproxy.try_wait() {
-            return Some(Err(format!("HAProxy exited early: {st}")));
-        }
-        scrape(&stats_addr()).ok().map(|(_, s)| Ok(s))
-    });
-    let before = match before {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => panic!("{e}\nHAProxy log:\n{}", tail_file(&haproxy_log, 40)),
-        Err(t) => panic!(
-            "HAProxy's stats endpoint did not answer: {t}\nHAProxy log:\n{}",
-            tail_file(&haproxy_log, 40)
-        ),
-    };
-    step("HAProxy up; took the 'before' snapshot of its counters");
+    let (haproxy, before) = inner.start_haproxy(&render_cfg(&tls_pem));
 
     // --- traffic ------------------------------------------------------------
     let fes = frontends();
     let mut checks = Checks::default();
     for fe in &fes {
-        let v4: SocketAddr = format!("127.0.0.1:{}", fe.port).parse().unwrap();
-        let v6: SocketAddr = format!("[::1]:{}", fe.port).parse().unwrap();
         for shot in &fe.shots {
-            let addr = if shot.v6 { v6 } else { v4 };
+            let addr = fe.addr(shot.v6);
             if shot.kind == Kind::Empty {
                 let done = if fe.tls {
                     tls_handshake_only(&openssl, addr)
@@ -732,144 +397,26 @@ fn run_inside_private_netns() {
             } else {
                 exchange(addr, req)
             };
-            let want = shot.kind.status();
-            checks.check(matches!(got, Ok(status) if status == want), || {
-                format!(
-                    "harness: {} {addr} {:?} answered {got:?}, expected {want}",
-                    fe.name,
-                    first_line(req)
-                )
-            });
+            check_answer(&mut checks, fe.name, addr, req, got, shot.kind.status());
         }
-        step(&format!(
+        inner.step(&format!(
             "sent {} requests and empty connections to {} ({}{})",
             fe.shots.len(),
             fe.name,
-            fe.format,
+            fe.format.unwrap_or_default(),
             if fe.tls { ", TLS" } else { "" }
         ));
     }
 
-    // HAProxy's counters settle once every stream has ended (the empty
-    // connections end asynchronously).
-    let settled = wait_until(Duration::from_secs(15), || {
-        let after = scrape(&stats_addr()).ok()?.1;
-        let done = fes.iter().all(|fe| {
-            let want = fe.total();
-            let responses: f64 = STATUS_CLASSES
-                .iter()
-                .map(|c| haproxy_class_delta(&before, &after, fe.name, c))
-                .sum();
-            haproxy_requests_delta(&before, &after, fe.name) >= want && responses >= want
-        });
-        done.then_some(after)
-    });
-    let after = match settled {
-        Ok(s) => s,
-        Err(t) => {
-            println!("HAProxy's counters did not reach the traffic plan ({t}); comparing anyway");
-            must_scrape_haproxy()
-        }
-    };
-    step("took the 'after' snapshot of HAProxy's counters");
-
-    // The plan and HAProxy must agree, or the harness itself is wrong.
-    for fe in &fes {
-        let want = fe.total();
-        let got = haproxy_requests_delta(&before, &after, fe.name);
-        checks.check(got == want, || {
-            format!(
-                "harness: HAProxy counted {got} requests on {} but the plan sent {want}",
-                fe.name
-            )
-        });
-        for (class, n) in by_class(&fe.shots) {
-            let got = haproxy_class_delta(&before, &after, fe.name, class);
-            checks.check(got == f64::from(n), || {
-                format!(
-                    "harness: HAProxy counted {got} {class} on {} but the plan expects {n}",
-                    fe.name
-                )
-            });
-        }
-    }
-    let dropped = after.sum(H_DROPPED_LOGS, &[]) - before.sum(H_DROPPED_LOGS, &[]);
-    checks.check(after.has(H_DROPPED_LOGS), || {
-        format!("harness: HAProxy's scrape has no {H_DROPPED_LOGS}")
-    });
-    checks.check(dropped == 0.0, || {
-        format!("harness: HAProxy dropped {dropped} log lines ({H_DROPPED_LOGS})")
-    });
-
-    // Expected values for the exporter, from HAProxy's deltas.
-    let mut expected: BTreeMap<(&str, &str), f64> = BTreeMap::new();
-    for fe in &fes {
-        for class in STATUS_CLASSES {
-            expected.insert(
-                (fe.name, class),
-                haproxy_class_delta(&before, &after, fe.name, class),
-            );
-        }
-    }
-    let fe_lines = |t: Transport| -> f64 {
-        fes.iter()
-            .filter(|f| f.transport == t)
-            .flat_map(|f| STATUS_CLASSES.iter().map(|c| expected[&(f.name, *c)]))
-            .sum()
-    };
-    let want_udp = fe_lines(Transport::Udp);
-    let want_tcp = fe_lines(Transport::Tcp);
-    let want_counted = want_udp + want_tcp;
+    let after = inner.haproxy_after(&before, &fes);
+    check_plan_against_haproxy(&mut checks, &before, &after, &fes);
+    let want = Expected::from_haproxy(&before, &after, &fes);
 
     // --- the exporter catches up (the ring connects and flushes lazily) -----
-    let caught_up = wait_until(Duration::from_secs(20), || {
-        let s = scrape(EXPORTER_WEB).ok()?.1;
-        let ok = s.sum(M_COUNTED, &[]) >= want_counted
-            && s.sum(M_RECEIVED, &[("transport", "udp")]) >= want_udp
-            && s.sum(M_RECEIVED, &[("transport", "tcp")]) >= want_tcp;
-        ok.then_some(())
-    });
-    if let Err(t) = caught_up {
-        println!("the exporter did not reach the expected counts: {t}; comparing anyway");
-    }
-    let (text, exp) = scrape(EXPORTER_WEB).unwrap_or_else(|e| panic!("exporter: {e}"));
-    step("scraped the exporter");
+    let (text, exp) = inner.scrape_exporter(&want);
 
     // --- comparisons ----------------------------------------------------------
-    println!("  frontend  class  haproxy  exporter");
-    for fe in &fes {
-        for class in STATUS_CLASSES {
-            let want = expected[&(fe.name, class)];
-            let got = exp.sum(
-                M_REQUESTS,
-                &[("frontend_name", fe.name), ("status_class", class)],
-            );
-            println!("  {:<9} {class:<5}  {want:>7}  {got:>8}", fe.name);
-            checks.eq_f64(
-                &format!(
-                    "{M_REQUESTS}{{frontend_name={:?},status_class={class:?}}} ({})",
-                    fe.name, fe.format
-                ),
-                got,
-                want,
-            );
-        }
-    }
-    for s in exp.find(M_REQUESTS, &[]) {
-        let keys: Vec<&str> = s.labels.keys().map(String::as_str).collect();
-        checks.check(keys == ["frontend_name", "status_class"], || {
-            format!("{M_REQUESTS} has labels {keys:?}, configured frontend_name,status_class: {s}")
-        });
-        let fe_ok = s
-            .labels
-            .get("frontend_name")
-            .is_some_and(|f| fes.iter().any(|fe| fe.name == f));
-        let class_ok = s
-            .labels
-            .get("status_class")
-            .is_some_and(|c| STATUS_CLASSES.contains(&c.as_str()));
-        checks.check(fe_ok && class_ok, || format!("unexpected series {s}"));
-    }
+    compare_requests(&mut checks, &exp, &want, &fes, 9);
     // HAProxy writes `fe_tls~` for a TLS listener; the label must not keep it.
     for metric in [M_REQUESTS, M_BYTES_READ] {
         let names = exp.label_values(metric, "frontend_name");
@@ -880,48 +427,7 @@ fn run_inside_private_netns() {
     }
 
     // Every line is accounted for, per transport.
-    let received_udp = exp.sum(M_RECEIVED, &[("transport", "udp")]);
-    let received_tcp = exp.sum(M_RECEIVED, &[("transport", "tcp")]);
-    let received = exp.sum(M_RECEIVED, &[]);
-    let counted = exp.sum(M_COUNTED, &[]);
-    let rejected = exp.sum(M_REJECTED, &[]);
-    let ignored = exp.sum(M_IGNORED, &[]);
-    println!(
-        "  exporter: received udp={received_udp} tcp={received_tcp} counted={counted} \
-         rejected={rejected} ignored={ignored}; expected udp={want_udp} tcp={want_tcp}"
-    );
-    for transport in [Transport::Udp, Transport::Tcp] {
-        let t = transport.label();
-        let names: Vec<&str> = fes
-            .iter()
-            .filter(|f| f.transport == transport)
-            .map(|f| f.name)
-            .collect();
-        checks.eq_f64(
-            &format!("{M_RECEIVED}{{transport={t:?}}} (the lines of {names:?})"),
-            exp.sum(M_RECEIVED, &[("transport", t)]),
-            fe_lines(transport),
-        );
-    }
-    checks.eq_f64(
-        &format!("{M_RECEIVED} (all transports)"),
-        received,
-        want_counted,
-    );
-    checks.eq_f64(M_COUNTED, counted, want_counted);
-    checks.eq_f64(M_REJECTED, rejected, 0.0);
-    for s in exp.find(M_REJECTED, &[]).filter(|s| s.value != 0.0) {
-        checks.check(false, || format!("lines rejected: {s}"));
-    }
-    checks.eq_f64(
-        "invariant: received - (counted + rejected + ignored)",
-        received - (counted + rejected + ignored),
-        0.0,
-    );
-    checks.check(
-        exp.has(M_RECEIVED) && exp.has(M_COUNTED) && exp.has(M_REJECTED) && exp.has(M_IGNORED),
-        || "self-metrics missing from the scrape".to_string(),
-    );
+    check_line_counts(&mut checks, &exp, &want, &fes);
 
     // The client address, as each format writes it (`%{-Q}ci` in clf).
     for fe in &fes {
@@ -1003,45 +509,26 @@ fn run_inside_private_netns() {
         }
     }
 
-    // promtool and the probes.
-    match promtool_check_metrics(&text) {
-        PromtoolVerdict::Passed => checks.check(true, String::new),
-        PromtoolVerdict::Skipped(why) => println!("  promtool check skipped: {why}"),
-        PromtoolVerdict::Failed { code, output } => checks.check(false, || {
-            format!("promtool check metrics failed (exit {code:?}):\n{output}")
-        }),
-    }
-    for path in ["/-/healthy", "/-/ready"] {
-        let st = http_get(EXPORTER_WEB, path, IO_TIMEOUT).map(|r| r.status);
-        checks.check(matches!(st, Ok(200)), || format!("GET {path}: {st:?}"));
-    }
+    check_promtool_and_probes(&mut checks, &text);
     checks.check(exporter.try_wait().is_none(), || {
         "the exporter exited during the test".to_string()
     });
-    step("checked the scrape");
+    inner.step("checked the scrape");
 
     // --- stop ---------------------------------------------------------------
     drop(haproxy);
-    exporter.signal("TERM").expect("SIGTERM the exporter");
-    let exporter_exit = exporter.wait_timeout(Duration::from_secs(15));
-    checks.check(exporter_exit.is_some_and(|st| st.success()), || {
-        format!("the exporter's exit after SIGTERM: {exporter_exit:?}, want status 0")
-    });
-    step("the exporter exited on SIGTERM");
+    stop_exporter(&mut checks, &mut exporter);
+    inner.step("the exporter exited on SIGTERM");
     drop(exporter);
-    if !checks.failures.is_empty() {
-        panic!(
-            "{} of {} checks failed:\n  - {}\n\nexporter series (first scrape; self-metrics \
-             at zero left out):\n{}\n\nexporter log (tail):\n{}\n\nHAProxy log (tail):\n{}",
-            checks.failures.len(),
-            checks.failures.len() + checks.passed,
-            checks.failures.join("\n  - "),
-            self_metrics_summary(&exp),
-            tail_file(&exporter_log, 40),
-            tail_file(&haproxy_log, 40),
-        );
-    }
-    step(&format!("all {} checks passed", checks.passed));
+    let counts = [format!("{M_SESSION}_count"), format!("{M_RESPONSE}_count")];
+    inner.finish(
+        &checks,
+        &exp,
+        &Listing {
+            skip_zero_self_metrics: true,
+            also: &counts,
+        },
+    );
 }
 
 /// A histogram's `_count` per value of `key_labels` among the series of
@@ -1089,14 +576,6 @@ fn histogram_counts(
 // Clients
 // ---------------------------------------------------------------------------
 
-fn get(path: &str) -> Vec<u8> {
-    format!("GET {path} HTTP/1.1\r\nHost: e2e.test\r\nUser-Agent: e2e\r\nConnection: close\r\n\r\n")
-        .into_bytes()
-}
-
-/// A request HAProxy cannot parse: 400 `<BADREQ>` PR--.
-const BAD_REQUEST: &[u8] = b"BAD\x01REQUEST\r\n\r\n";
-
 /// An HTTP/1.1 request to `host`, with `body` as text/plain.
 fn request(method: &str, target: &str, host: &str, body: Option<&str>) -> Vec<u8> {
     let mut req = format!("{method} {target} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: e2e\r\n");
@@ -1109,49 +588,6 @@ fn request(method: &str, target: &str, host: &str, body: Option<&str>) -> Vec<u8
     req.push_str("Connection: close\r\n\r\n");
     req.push_str(body.unwrap_or_default());
     req.into_bytes()
-}
-
-/// Requests answered with 200, varied in method and path.
-fn ok_request(i: u32) -> Vec<u8> {
-    match i % 4 {
-        0 => get("/"),
-        1 => get(&format!("/index.html?user=alice&x={i}")),
-        2 => format!("HEAD /head/{i} HTTP/1.1\r\nHost: e2e.test\r\nConnection: close\r\n\r\n")
-            .into_bytes(),
-        _ => format!(
-            "POST /form/{i} HTTP/1.1\r\nHost: e2e.test\r\nContent-Type: text/plain\r\n\
-             Content-Length: 5\r\nConnection: close\r\n\r\nhello"
-        )
-        .into_bytes(),
-    }
-}
-
-fn first_line(req: &[u8]) -> String {
-    let end = req.iter().position(|&b| b == b'\r').unwrap_or(req.len());
-    String::from_utf8_lossy(&req[..end]).into_owned()
-}
-
-/// The status code of a response's status line.
-fn status_of(response: &[u8]) -> Result<u16, String> {
-    let line = first_line(response);
-    line.strip_prefix("HTTP/1.")
-        .and_then(|rest| rest.split(' ').nth(1))
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| format!("no status line in {line:?}"))
-}
-
-/// Sends `req` and reads the response to EOF; returns the status code.
-fn exchange(addr: SocketAddr, req: &[u8]) -> Result<u16, String> {
-    let mut s =
-        TcpStream::connect_timeout(&addr, IO_TIMEOUT).map_err(|e| format!("connect: {e}"))?;
-    s.set_read_timeout(Some(IO_TIMEOUT))
-        .map_err(|e| e.to_string())?;
-    s.set_write_timeout(Some(IO_TIMEOUT))
-        .map_err(|e| e.to_string())?;
-    s.write_all(req).map_err(|e| format!("write: {e}"))?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).map_err(|e| format!("read: {e}"))?;
-    status_of(&buf)
 }
 
 /// `openssl s_client` to `addr`, sending `sni` as the server name (none

@@ -13,7 +13,14 @@
 //! - [`run_in_private_netns`]: the outer half of the end-to-end tests, which
 //!   re-executes the test binary in a private network namespace; [`Checks`]
 //!   and [`scrape_metrics`] for their inner half.
+//! - [`haproxy`]: the rest of the inner half that the end-to-end tests with a
+//!   real HAProxy share.
+//!
+//! Every test binary that declares `mod support;` compiles all of it but uses
+//! only some, hence `allow(dead_code)` for this module and its submodules.
 #![allow(dead_code)]
+
+pub mod haproxy;
 
 use std::collections::BTreeMap;
 use std::fmt;
