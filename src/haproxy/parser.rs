@@ -257,12 +257,10 @@ fn parse_traffic(message: &[u8]) -> Result<LogRecord<'_>, ParseError> {
                 record.session,
             ] = timers;
             let status = f.next(BAD_STATUS)?;
-            let status_ok =
-                status == b"-1" || (status.len() == 3 && status.iter().all(u8::is_ascii_digit));
-            record.status_code = ascii(status, BAD_STATUS)?;
-            if !status_ok {
+            if !is_status(status) {
                 return Err(BAD_STATUS);
             }
+            record.status_code = ascii(status, BAD_STATUS)?;
             record.bytes_read = number(plus(f.next(BAD_BYTES)?)).ok_or(BAD_BYTES)?;
             f.next(BAD_TERMINATION_STATE)?; // %CC: captured request cookie
             f.next(BAD_TERMINATION_STATE)?; // %CS: captured response cookie
@@ -406,7 +404,8 @@ fn hex_byte(pair: &[u8]) -> Option<u8> {
     u8::try_from(hi * 16 + lo).ok()
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+/// Position of the first `needle` in `haystack`.
+pub(super) fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
@@ -420,7 +419,7 @@ fn termination_state(field: &[u8], len: usize) -> Result<&str, ParseError> {
 }
 
 /// Drops the `+` that logasap (and redispatch, on `%rc`) put before a value.
-fn plus(field: &[u8]) -> &[u8] {
+pub(super) fn plus(field: &[u8]) -> &[u8] {
     field.strip_prefix(b"+").unwrap_or(field)
 }
 
@@ -432,13 +431,19 @@ fn timer(field: &[u8]) -> Option<Timer> {
     number(plus(field)).map(Some)
 }
 
-fn number(field: &[u8]) -> Option<u64> {
+/// A decimal number of at most 19 digits (so it fits a `u64`).
+pub(super) fn number(field: &[u8]) -> Option<u64> {
     if field.is_empty() || field.len() > 19 {
         return None;
     }
     field.iter().try_fold(0u64, |acc, &b| {
         b.is_ascii_digit().then(|| acc * 10 + u64::from(b - b'0'))
     })
+}
+
+/// `%ST`: three digits, or `-1` when the client left before any response.
+pub(super) fn is_status(field: &[u8]) -> bool {
+    field == b"-1" || (field.len() == 3 && field.iter().all(u8::is_ascii_digit))
 }
 
 /// Label values must be text; HAProxy writes these fields in printable ASCII.

@@ -18,7 +18,7 @@
 
 use std::fmt;
 
-use super::parser::request_path;
+use super::parser::{find, is_status, number, plus, request_path};
 use super::record::{EntryKind, LogRecord, MAX_CUSTOM_LABELS};
 
 /// HAProxy's built-in formats, as written in haproxy.cfg, by the names `option httplog`, `httpslog`, `tcplog` and
@@ -494,12 +494,11 @@ fn store<'a>(
     path_seen: &mut bool,
     format: &Format,
 ) -> Option<()> {
+    // As in the built-in parser, plus an absent value (`-` or nothing) in a custom format.
     let timer = |v: &[u8]| -> Option<Option<u64>> {
-        let v = v.strip_prefix(b"+").unwrap_or(v);
-        match v {
-            b"-1" => Some(None),
-            b"" | b"-" => Some(None),
-            _ => number(v).map(Some),
+        match plus(v) {
+            b"-1" | b"" | b"-" => Some(None),
+            v => number(v).map(Some),
         }
     };
     match field.kind {
@@ -524,13 +523,12 @@ fn store<'a>(
             }
         }
         FieldKind::Status => {
-            let ok = value == b"-1" || (value.len() == 3 && value.iter().all(u8::is_ascii_digit));
-            if !ok {
+            if !is_status(value) {
                 return None;
             }
             record.status_code = text(value)?;
         }
-        FieldKind::Bytes => record.bytes_read = number(value.strip_prefix(b"+").unwrap_or(value))?,
+        FieldKind::Bytes => record.bytes_read = number(plus(value))?,
         FieldKind::TerminationState => {
             if value.len() < 2 {
                 return None;
@@ -560,28 +558,15 @@ fn store<'a>(
             }
         }
         FieldKind::Count => {
-            number(value.strip_prefix(b"+").unwrap_or(value))?;
+            number(plus(value))?;
         }
         FieldKind::Captures | FieldKind::Other | FieldKind::Sample => {}
     }
     Some(())
 }
 
-fn number(v: &[u8]) -> Option<u64> {
-    if v.is_empty() || v.len() > 19 {
-        return None;
-    }
-    v.iter().try_fold(0u64, |n, &b| {
-        b.is_ascii_digit().then(|| n * 10 + u64::from(b - b'0'))
-    })
-}
-
 fn text(v: &[u8]) -> Option<&str> {
     std::str::from_utf8(v).ok()
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 fn rfind(haystack: &[u8], needle: &[u8]) -> Option<usize> {
