@@ -169,12 +169,21 @@ pub fn effective(env: &HashMap<String, String>) -> Vec<(String, String)> {
         .collect()
 }
 
-/// The process environment as a map; names or values that are not UTF-8 are left out
-/// (`Config::from_process_env` reports those of `HLE_` variables).
-pub fn process_env() -> HashMap<String, String> {
-    std::env::vars_os()
-        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-        .collect()
+/// The process environment as a map, and the `HLE_` variables left out of it because
+/// their values are not UTF-8 (other variables that are not UTF-8 are no concern of ours).
+pub fn process_env() -> (HashMap<String, String>, Vec<String>) {
+    let mut env = HashMap::new();
+    let mut not_utf8 = Vec::new();
+    for (key, value) in std::env::vars_os() {
+        match (key.into_string(), value.into_string()) {
+            (Ok(key), Ok(value)) => {
+                env.insert(key, value);
+            }
+            (Ok(key), Err(_)) if key.starts_with("HLE_") => not_utf8.push(key),
+            _ => {}
+        }
+    }
+    (env, not_utf8)
 }
 
 fn format_buckets(buckets: &[f64]) -> String {
@@ -240,19 +249,11 @@ const MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
 impl Config {
     /// Reads the configuration from the process environment.
     pub fn from_process_env() -> Result<Config, ConfigError> {
-        let mut problems = Vec::new();
-        let mut env = HashMap::new();
-        for (key, value) in std::env::vars_os() {
-            match (key.into_string(), value.into_string()) {
-                (Ok(key), Ok(value)) => {
-                    env.insert(key, value);
-                }
-                (Ok(key), Err(_)) if key.starts_with("HLE_") => {
-                    problems.push(format!("{key}: value is not valid UTF-8"));
-                }
-                _ => {}
-            }
-        }
+        let (env, not_utf8) = process_env();
+        let mut problems: Vec<String> = not_utf8
+            .into_iter()
+            .map(|key| format!("{key}: value is not valid UTF-8"))
+            .collect();
         match Config::from_env(&env) {
             Ok(config) if problems.is_empty() => Ok(config),
             Ok(_) => Err(ConfigError { problems }),

@@ -105,7 +105,7 @@ fn check_config() -> ExitCode {
         Err(code) => return code,
     };
     println!("# configuration is valid; in force:");
-    for (name, value) in config::effective(&config::process_env()) {
+    for (name, value) in config::effective(&config::process_env().0) {
         println!("{name}={value}");
     }
     println!("# log formats, tried in this order:");
