@@ -50,6 +50,16 @@ impl Pipeline {
         }
     }
 
+    /// Processes a line a source has already delimited (a datagram, a line of a file),
+    /// unless it is longer than `max_line_bytes`: then it is counted as oversize.
+    pub fn process_bounded(&self, transport: Transport, line: &[u8], max_line_bytes: usize) {
+        if line.len() > max_line_bytes {
+            self.selfmon.oversize(transport, line.len());
+        } else {
+            self.process(transport, line);
+        }
+    }
+
     /// The self-metrics, for the sources' own events (oversize frames, connections).
     pub fn selfmon(&self) -> &SelfMetrics {
         &self.selfmon

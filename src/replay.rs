@@ -131,11 +131,7 @@ fn replay(pipeline: &Pipeline, mut reader: impl BufRead, max_line_bytes: usize) 
         if line.is_empty() {
             continue;
         }
-        if line.len() > max_line_bytes {
-            pipeline.selfmon().oversize(Transport::Replay, line.len());
-        } else {
-            pipeline.process(Transport::Replay, &line);
-        }
+        pipeline.process_bounded(Transport::Replay, &line, max_line_bytes);
     }
 }
 

@@ -103,10 +103,5 @@ fn datagram(pipeline: &Pipeline, transport: Transport, datagram: &[u8], max_line
         .iter()
         .rposition(|&b| !matches!(b, b'\n' | b'\r' | b'\0'))
         .map_or(0, |last| last + 1);
-    let line = &datagram[..end];
-    if line.len() > max_line_bytes {
-        pipeline.selfmon().oversize(transport, line.len());
-    } else {
-        pipeline.process(transport, line);
-    }
+    pipeline.process_bounded(transport, &datagram[..end], max_line_bytes);
 }

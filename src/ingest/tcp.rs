@@ -137,12 +137,9 @@ fn handle_frame(pipeline: &Pipeline, frame: Frame) {
         Frame::Line(line) => pipeline.process(Transport::Tcp, &line),
         Frame::Oversize(len) => pipeline.selfmon().oversize(Transport::Tcp, len),
         Frame::Incomplete(len) => {
-            pipeline.selfmon().received(Transport::Tcp);
-            pipeline.selfmon().rejected(
-                Transport::Tcp,
-                INCOMPLETE_FRAME,
-                format!("<{len} bytes>").as_bytes(),
-            );
+            pipeline
+                .selfmon()
+                .unreadable_frame(Transport::Tcp, INCOMPLETE_FRAME, len)
         }
     }
 }

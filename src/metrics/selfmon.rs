@@ -173,13 +173,15 @@ impl SelfMetrics {
 
     /// Counts a frame discarded for its length, as received and rejected.
     pub fn oversize(&self, transport: Transport, len: usize) {
-        self.received(transport);
         self.oversize[transport as usize].inc();
-        self.rejected(
-            transport,
-            OVERSIZE_FRAME,
-            format!("<{len} bytes>").as_bytes(),
-        );
+        self.unreadable_frame(transport, OVERSIZE_FRAME, len);
+    }
+
+    /// Counts a frame that never became a line (too long, or cut by the end of the
+    /// stream) as received and rejected; only its length is shown in the log.
+    pub fn unreadable_frame(&self, transport: Transport, reason: &str, len: usize) {
+        self.received(transport);
+        self.rejected(transport, reason, format!("<{len} bytes>").as_bytes());
     }
 }
 
