@@ -1,6 +1,8 @@
 //! Pipeline stage 5 (sinks): the traffic metrics and the exporter's self-metrics.
 
+pub mod client_ip;
 mod labels;
+pub mod path;
 mod registry;
 mod selfmon;
 

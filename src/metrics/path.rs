@@ -1,0 +1,1 @@
+//! Normalisation of `http_request_path` before it becomes a label (HLE_PATH_*).
