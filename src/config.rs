@@ -12,7 +12,9 @@ use envconfig::Envconfig;
 
 use crate::haproxy::format::{Format, BUILT_IN};
 use crate::haproxy::{LineFormat, Parser, MAX_CUSTOM_LABELS};
-use crate::metrics::{Kind, Label, MetricConfig, MetricDef, METRICS};
+use crate::metrics::client_ip::ClientIpPrefix;
+use crate::metrics::path::PathNormaliser;
+use crate::metrics::{Cardinality, Kind, Label, MetricConfig, MetricDef, METRICS};
 
 /// The variables as strings, with their defaults. Every field is a `String` so that one
 /// bad value does not hide the next: parsing happens in `Config::from_env`.
@@ -42,6 +44,24 @@ pub struct RawConfig {
     pub web_telemetry_path: String,
     #[envconfig(from = "HLE_ENABLED_METRICS", default = "all")]
     pub enabled_metrics: String,
+    #[envconfig(from = "HLE_PATH_RULES", default = "")]
+    pub path_rules: String,
+    #[envconfig(from = "HLE_PATH_AUTO_TEMPLATES", default = "true")]
+    pub path_auto_templates: String,
+    #[envconfig(from = "HLE_PATH_ALLOW", default = "")]
+    pub path_allow: String,
+    #[envconfig(from = "HLE_PATH_MAX_SEGMENTS", default = "0")]
+    pub path_max_segments: String,
+    #[envconfig(from = "HLE_CLIENT_IP_PREFIX_V4", default = "32")]
+    pub client_ip_prefix_v4: String,
+    #[envconfig(from = "HLE_CLIENT_IP_PREFIX_V6", default = "128")]
+    pub client_ip_prefix_v6: String,
+    #[envconfig(from = "HLE_MAX_SERIES_PER_METRIC", default = "10000")]
+    pub max_series_per_metric: String,
+    #[envconfig(from = "HLE_SERIES_TTL", default = "0")]
+    pub series_ttl: String,
+    #[envconfig(from = "HLE_UDP_RECV_BUFFER_BYTES", default = "0")]
+    pub udp_recv_buffer_bytes: String,
     #[envconfig(from = "HLE_LOG_LEVEL", default = "info")]
     pub log_level: String,
     #[envconfig(from = "HLE_LOG_FORMAT", default = "text")]
@@ -117,6 +137,51 @@ const FIXED: &[(&str, &str, &str)] = &[
         "HLE_ENABLED_METRICS",
         "all",
         "comma-separated metric names (without haproxy_log_), or all; empty: none",
+    ),
+    (
+        "HLE_PATH_RULES",
+        "",
+        "rewrite rules for http_request_path, one a line: REGEX => REPLACEMENT, applied in order",
+    ),
+    (
+        "HLE_PATH_AUTO_TEMPLATES",
+        "true",
+        "turn numeric, UUID, long hex and token-like path segments into :id (true or false)",
+    ),
+    (
+        "HLE_PATH_ALLOW",
+        "",
+        "comma-separated path prefixes; other paths become \"other\"; empty: all paths",
+    ),
+    (
+        "HLE_PATH_MAX_SEGMENTS",
+        "0",
+        "keep this many path segments, the rest become \"...\"; 0: all",
+    ),
+    (
+        "HLE_CLIENT_IP_PREFIX_V4",
+        "32",
+        "client_ip of IPv4 clients as the network of this prefix length (24: 10.1.2.0/24)",
+    ),
+    (
+        "HLE_CLIENT_IP_PREFIX_V6",
+        "128",
+        "client_ip of IPv6 clients as the network of this prefix length (64: 2001:db8::/64)",
+    ),
+    (
+        "HLE_MAX_SERIES_PER_METRIC",
+        "10000",
+        "series per metric; new label sets beyond it go to one __overflow__ series",
+    ),
+    (
+        "HLE_SERIES_TTL",
+        "0",
+        "series not updated for this long leave the exposition (s, m, h); 0 never",
+    ),
+    (
+        "HLE_UDP_RECV_BUFFER_BYTES",
+        "0",
+        "receive buffer of the UDP socket (SO_RCVBUF); 0: the kernel's default",
     ),
     (
         "HLE_LOG_LEVEL",
@@ -216,6 +281,10 @@ pub struct Config {
     pub web_listen_addr: SocketAddr,
     pub web_telemetry_path: String,
     pub metrics: Vec<MetricConfig>,
+    /// Label rules and series limits.
+    pub cardinality: Cardinality,
+    /// `SO_RCVBUF` of the UDP socket; `None`: the kernel's default.
+    pub udp_recv_buffer_bytes: Option<usize>,
     pub log_level: String,
     pub log_format: LogFormat,
 }
@@ -245,6 +314,9 @@ impl std::error::Error for ConfigError {}
 /// The smallest `len` HAProxy accepts on a log target is 80.
 const MIN_LINE_BYTES: usize = 80;
 const MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
+const MAX_RECV_BUFFER_BYTES: usize = 1 << 30;
+const MAX_PATH_SEGMENTS: usize = 1000;
+const MAX_SERIES_PER_METRIC: usize = 10_000_000;
 
 impl Config {
     /// Reads the configuration from the process environment.
@@ -349,6 +421,15 @@ impl Config {
         };
 
         let metrics = metric_configs(&raw.enabled_metrics, env, &custom, &mut p);
+        let cardinality = cardinality(&raw, &mut p);
+        let udp_recv_buffer_bytes = p
+            .number(
+                "HLE_UDP_RECV_BUFFER_BYTES",
+                &raw.udp_recv_buffer_bytes,
+                0,
+                MAX_RECV_BUFFER_BYTES,
+            )
+            .filter(|&n| n > 0);
         unknown_variables(env, &mut p);
 
         if !p.0.is_empty() {
@@ -366,9 +447,78 @@ impl Config {
             web_listen_addr: web_listen_addr.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0))),
             web_telemetry_path: path,
             metrics,
+            cardinality,
+            udp_recv_buffer_bytes,
             log_level: raw.log_level,
             log_format,
         })
+    }
+}
+
+/// The `HLE_PATH_*`, `HLE_CLIENT_IP_PREFIX_*`, `HLE_MAX_SERIES_PER_METRIC` and
+/// `HLE_SERIES_TTL` variables.
+fn cardinality(raw: &RawConfig, p: &mut Problems) -> Cardinality {
+    let defaults = Cardinality::default();
+    let auto_templates = match raw.path_auto_templates.trim() {
+        "true" => true,
+        "false" => false,
+        other => {
+            p.add(format!(
+                "HLE_PATH_AUTO_TEMPLATES={other:?}: must be true or false"
+            ));
+            true
+        }
+    };
+    let max_segments = p.number(
+        "HLE_PATH_MAX_SEGMENTS",
+        &raw.path_max_segments,
+        0,
+        MAX_PATH_SEGMENTS,
+    );
+    let path = PathNormaliser::from_settings(
+        &raw.path_rules,
+        auto_templates,
+        &raw.path_allow,
+        max_segments.unwrap_or_default(),
+    )
+    .unwrap_or_else(|problems| {
+        problems.into_iter().for_each(|problem| p.add(problem));
+        PathNormaliser::default()
+    });
+    let client_ip =
+        ClientIpPrefix::from_settings(&raw.client_ip_prefix_v4, &raw.client_ip_prefix_v6)
+            .unwrap_or_else(|problems| {
+                problems.into_iter().for_each(|problem| p.add(problem));
+                ClientIpPrefix::default()
+            });
+    let max_series = p
+        .number(
+            "HLE_MAX_SERIES_PER_METRIC",
+            &raw.max_series_per_metric,
+            1,
+            MAX_SERIES_PER_METRIC,
+        )
+        .unwrap_or(defaults.max_series);
+    let ttl = match parse_duration(&raw.series_ttl) {
+        Ok(d) if d.is_zero() => None,
+        Ok(d) if d < Duration::from_secs(1) => {
+            p.add(format!(
+                "HLE_SERIES_TTL={:?}: at least 1s, or 0 for never",
+                raw.series_ttl
+            ));
+            None
+        }
+        Ok(d) => Some(d),
+        Err(why) => {
+            p.add(format!("HLE_SERIES_TTL={:?}: {why}", raw.series_ttl));
+            None
+        }
+    };
+    Cardinality {
+        path,
+        client_ip,
+        max_series,
+        ttl,
     }
 }
 
@@ -712,6 +862,15 @@ mod tests {
             &raw.web_listen_addr,
             &raw.web_telemetry_path,
             &raw.enabled_metrics,
+            &raw.path_rules,
+            &raw.path_auto_templates,
+            &raw.path_allow,
+            &raw.path_max_segments,
+            &raw.client_ip_prefix_v4,
+            &raw.client_ip_prefix_v6,
+            &raw.max_series_per_metric,
+            &raw.series_ttl,
+            &raw.udp_recv_buffer_bytes,
             &raw.log_level,
             &raw.log_format,
         ];

@@ -12,14 +12,16 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use prometheus::{Encoder, Registry, TextEncoder};
+use prometheus::{Encoder, TextEncoder};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::pipeline::Pipeline;
+
 /// What the handlers need.
 pub struct State {
-    pub registry: Registry,
+    pub pipeline: Arc<Pipeline>,
     pub telemetry_path: String,
     /// True once every listener is bound and served, false again when shutting down.
     pub ready: AtomicBool,
@@ -53,7 +55,7 @@ pub async fn serve(
         tracker.spawn(async move {
             let service = hyper::service::service_fn(move |req| {
                 let state = state.clone();
-                async move { Ok::<_, Infallible>(respond(&state, &req)) }
+                async move { Ok::<_, Infallible>(respond(&state, &req).await) }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service);
@@ -73,7 +75,7 @@ pub async fn serve(
     }
 }
 
-fn respond(state: &State, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+async fn respond(state: &Arc<State>, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed\n");
         response
@@ -83,7 +85,23 @@ fn respond(state: &State, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     }
     let path = req.uri().path();
     if path == state.telemetry_path {
-        return metrics(&state.registry);
+        // Formatting many series takes milliseconds: off the workers that run the sources.
+        let pipeline = state.pipeline.clone();
+        let body = tokio::task::spawn_blocking(move || pipeline.exposition())
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|body| body.map_err(|e| e.to_string()));
+        return match body {
+            Ok(body) => with_type(
+                StatusCode::OK,
+                body.into_bytes(),
+                TextEncoder::new().format_type(),
+            ),
+            Err(err) => {
+                tracing::error!(error = %err, "cannot encode metrics");
+                text(StatusCode::INTERNAL_SERVER_ERROR, "cannot encode metrics\n")
+            }
+        };
     }
     match path {
         "/-/healthy" => text(StatusCode::OK, "Healthy\n"),
@@ -92,16 +110,6 @@ fn respond(state: &State, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         "/" => index(&state.telemetry_path),
         _ => text(StatusCode::NOT_FOUND, "Not found\n"),
     }
-}
-
-fn metrics(registry: &Registry) -> Response<Full<Bytes>> {
-    let encoder = TextEncoder::new();
-    let mut body = Vec::with_capacity(64 * 1024);
-    if let Err(err) = encoder.encode(&registry.gather(), &mut body) {
-        tracing::error!(error = %err, "cannot encode metrics");
-        return text(StatusCode::INTERNAL_SERVER_ERROR, "cannot encode metrics\n");
-    }
-    with_type(StatusCode::OK, body, encoder.format_type())
 }
 
 fn index(telemetry_path: &str) -> Response<Full<Bytes>> {

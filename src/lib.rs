@@ -67,18 +67,21 @@ impl Server {
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
         ))?;
-        let pipeline = Arc::new(Pipeline::with_parser(
-            &config.metrics,
-            config.parser.clone(),
-            &registry,
-        )?);
+        let pipeline = Arc::new(Pipeline::from_config(&config, &registry)?);
 
         let udp = match config.syslog_udp_addr {
-            Some(addr) => Some(
-                UdpSocket::bind(addr)
+            Some(addr) => {
+                let socket = UdpSocket::bind(addr)
                     .await
-                    .map_err(bind_error("syslog UDP", addr))?,
-            ),
+                    .map_err(bind_error("syslog UDP", addr))?;
+                let buffer =
+                    ingest::datagram::set_recv_buffer(&socket, config.udp_recv_buffer_bytes)
+                        .map_err(bind_error("syslog UDP", addr))?;
+                registry.register(Box::new(ingest::datagram::UdpKernelStats::new(
+                    &socket, buffer,
+                )?))?;
+                Some(socket)
+            }
             None => None,
         };
         let tcp = match config.syslog_tcp_addr {
@@ -119,10 +122,15 @@ impl Server {
         self.tcp.as_ref().and_then(|s| s.local_addr().ok())
     }
 
-    /// The registry `/metrics` exposes (a shared handle), so tests can read it after
+    /// The registry of the self-metrics (a shared handle), so tests can read it after
     /// `run` has returned.
     pub fn registry(&self) -> Registry {
         self.registry.clone()
+    }
+
+    /// The pipeline every source feeds; its `exposition` is what `/metrics` serves.
+    pub fn pipeline(&self) -> Arc<Pipeline> {
+        self.pipeline.clone()
     }
 
     /// The bound unix socket's path, if enabled.
@@ -178,8 +186,11 @@ impl Server {
                 tracker.clone(),
             ));
         }
+        if let Some(interval) = self.pipeline.sweep_interval() {
+            tracker.spawn(sweep(self.pipeline.clone(), interval, token.clone()));
+        }
         let state = Arc::new(http::State {
-            registry: self.registry,
+            pipeline: self.pipeline.clone(),
             telemetry_path: config.web_telemetry_path.clone(),
             ready: false.into(),
         });
@@ -208,6 +219,18 @@ impl Server {
         }
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// Removes idle series every `interval` (`HLE_SERIES_TTL`).
+async fn sweep(pipeline: Arc<Pipeline>, interval: Duration, shutdown: CancellationToken) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            now = ticks.tick() => pipeline.sweep(now),
+        }
     }
 }
 

@@ -1,10 +1,12 @@
 //! The pipeline between framing and the sinks: syslog header → HAProxy entry →
 //! `LogRecord` → metrics. Every frame ends in exactly one of counted, rejected or ignored.
 
-use prometheus::Registry;
+use prometheus::{Encoder, Registry, TextEncoder};
+use tokio::time::Instant;
 
+use crate::config::Config;
 use crate::haproxy::{Entry, Parser};
-use crate::metrics::{Aggregator, MetricConfig, SelfMetrics, Transport};
+use crate::metrics::{Aggregator, Cardinality, MetricConfig, SelfMetrics, Transport};
 use crate::syslog;
 
 /// Shared by every source. Processing a line is synchronous and takes microseconds, so a
@@ -14,6 +16,7 @@ pub struct Pipeline {
     parser: Parser,
     aggregator: Aggregator,
     selfmon: SelfMetrics,
+    registry: Registry,
 }
 
 impl Pipeline {
@@ -29,10 +32,30 @@ impl Pipeline {
         parser: Parser,
         registry: &Registry,
     ) -> Result<Self, prometheus::Error> {
+        Pipeline::build(metrics, parser, Cardinality::default(), registry)
+    }
+
+    /// Everything as configured: formats, metrics, label rules and series limits.
+    pub fn from_config(config: &Config, registry: &Registry) -> Result<Self, prometheus::Error> {
+        Pipeline::build(
+            &config.metrics,
+            config.parser.clone(),
+            config.cardinality.clone(),
+            registry,
+        )
+    }
+
+    fn build(
+        metrics: &[MetricConfig],
+        parser: Parser,
+        cardinality: Cardinality,
+        registry: &Registry,
+    ) -> Result<Self, prometheus::Error> {
         Ok(Pipeline {
             parser,
-            aggregator: Aggregator::new(metrics, registry)?,
+            aggregator: Aggregator::with_cardinality(metrics, cardinality, registry)?,
             selfmon: SelfMetrics::new(registry)?,
+            registry: registry.clone(),
         })
     }
 
@@ -63,5 +86,26 @@ impl Pipeline {
     /// The self-metrics, for the sources' own events (oversize frames, connections).
     pub fn selfmon(&self) -> &SelfMetrics {
         &self.selfmon
+    }
+
+    /// How often `sweep` should run; `None` when series never expire.
+    pub fn sweep_interval(&self) -> Option<std::time::Duration> {
+        self.aggregator.sweep_interval()
+    }
+
+    /// Removes the series idle for longer than `HLE_SERIES_TTL`.
+    pub fn sweep(&self, now: Instant) {
+        self.aggregator.sweep(now);
+    }
+
+    /// The whole exposition: the registry's metrics (self-metrics, process) followed by
+    /// the traffic metrics.
+    pub fn exposition(&self) -> Result<String, prometheus::Error> {
+        let mut text = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut text)?;
+        let mut text = String::from_utf8(text)
+            .map_err(|e| prometheus::Error::Msg(format!("exposition is not UTF-8: {e}")))?;
+        self.aggregator.encode(&mut text);
+        Ok(text)
     }
 }

@@ -8,7 +8,8 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 
 use flate2::read::MultiGzDecoder;
 use prometheus::proto::MetricFamily;
-use prometheus::{Encoder, Registry, TextEncoder};
+use prometheus::Registry;
+use tokio::time::Instant;
 
 use crate::config::Config;
 use crate::metrics::Transport;
@@ -63,7 +64,7 @@ pub fn run(
     out: &mut impl Write,
 ) -> Result<Summary, ReplayError> {
     let registry = Registry::new();
-    let pipeline = Pipeline::with_parser(&config.metrics, config.parser.clone(), &registry)?;
+    let pipeline = Pipeline::from_config(config, &registry)?;
     let stdin = ["-".to_string()];
     let inputs = if inputs.is_empty() {
         &stdin[..]
@@ -77,14 +78,12 @@ pub fn run(
             source,
         })?;
     }
-    let families = registry.gather();
-    let mut text = Vec::new();
-    TextEncoder::new()
-        .encode(&families, &mut text)
+    let text = pipeline
+        .exposition()
         .map_err(|e| ReplayError::Write(io::Error::other(e)))?;
-    out.write_all(&text).map_err(ReplayError::Write)?;
+    out.write_all(text.as_bytes()).map_err(ReplayError::Write)?;
     out.flush().map_err(ReplayError::Write)?;
-    Ok(summary(&families))
+    Ok(summary(&registry.gather()))
 }
 
 /// Opens one input; gzip is recognised by its magic bytes, whatever the file is called.
@@ -116,11 +115,25 @@ fn open(name: &str) -> Result<Box<dyn BufRead>, ReplayError> {
     })
 }
 
+/// Lines between two looks at the clock for `HLE_SERIES_TTL`.
+const SWEEP_CHECK_LINES: u32 = 1 << 16;
+
 /// One line per `\n`, as a syslog daemon writes them to a file. A trailing `\r` is
-/// removed and empty lines are skipped, as on a TCP stream.
+/// removed and empty lines are skipped, as on a TCP stream. Idle series expire as they
+/// do in the live listeners, by the wall clock.
 fn replay(pipeline: &Pipeline, mut reader: impl BufRead, max_line_bytes: usize) -> io::Result<()> {
     let mut line = Vec::with_capacity(4096);
+    let sweep_interval = pipeline.sweep_interval();
+    let mut last_sweep = Instant::now();
+    let mut lines = 0u32;
     loop {
+        lines = lines.wrapping_add(1);
+        if let Some(interval) = sweep_interval.filter(|_| lines % SWEEP_CHECK_LINES == 0) {
+            if last_sweep.elapsed() >= interval {
+                last_sweep = Instant::now();
+                pipeline.sweep(last_sweep);
+            }
+        }
         line.clear();
         if reader.read_until(b'\n', &mut line)? == 0 {
             return Ok(());

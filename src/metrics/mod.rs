@@ -1,14 +1,16 @@
 //! Pipeline stage 5 (sinks): the traffic metrics and the exporter's self-metrics.
 
+mod aggregator;
 pub mod client_ip;
 mod labels;
 pub mod path;
 mod registry;
 mod selfmon;
 
+pub use aggregator::{Aggregator, Cardinality, DEFAULT_MAX_SERIES, OVERFLOW};
 pub use labels::{Label, MAX_LABELS};
 pub use registry::{
-    Aggregator, Kind, MetricConfig, MetricDef, Source, TimerField, METRICS, NAMESPACE,
-    QUEUE_BUCKETS, SECONDS_BUCKETS,
+    Kind, MetricConfig, MetricDef, Source, TimerField, METRICS, NAMESPACE, QUEUE_BUCKETS,
+    SECONDS_BUCKETS,
 };
 pub use selfmon::{SelfMetrics, Transport, INCOMPLETE_FRAME, OVERSIZE_FRAME};

@@ -1,9 +1,7 @@
 //! Pipeline stage 5: the traffic metrics. Their names, help texts, default labels and
-//! buckets, and the aggregator that updates them from each `LogRecord`.
+//! buckets.
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
-
-use super::labels::{Label, MAX_LABELS};
+use super::labels::Label;
 use crate::haproxy::{EntryKind, LogRecord, Timer};
 
 /// Every metric's name starts with this.
@@ -41,7 +39,7 @@ pub enum TimerField {
 }
 
 impl TimerField {
-    fn get(self, record: &LogRecord<'_>) -> Timer {
+    pub(super) fn get(self, record: &LogRecord<'_>) -> Timer {
         match self {
             TimerField::RequestWait => record.request_wait,
             TimerField::Queued => record.queued,
@@ -52,7 +50,7 @@ impl TimerField {
     }
 
     /// tcplog has no request and no response phase: a missing timer there is no abort.
-    fn applies_to(self, kind: EntryKind) -> bool {
+    pub(super) fn applies_to(self, kind: EntryKind) -> bool {
         kind == EntryKind::Http || !matches!(self, TimerField::RequestWait | TimerField::Response)
     }
 }
@@ -236,102 +234,4 @@ pub struct MetricConfig {
     pub labels: Vec<Label>,
     /// Empty for counters.
     pub buckets: Vec<f64>,
-}
-
-/// A registered metric vector.
-enum Vector {
-    Counter(IntCounterVec),
-    Histogram(HistogramVec),
-}
-
-/// What one line adds to one metric: counters count, histograms observe.
-enum Observation {
-    Count(u64),
-    Value(f64),
-}
-
-struct Family {
-    source: Source,
-    labels: Vec<Label>,
-    vector: Vector,
-}
-
-/// Updates every enabled metric from each record. Shared by all sources; the metric
-/// vectors are atomics behind read-mostly locks, so concurrent sources do not wait on
-/// each other or on a scrape for more than a map lookup.
-pub struct Aggregator {
-    families: Vec<Family>,
-}
-
-impl Aggregator {
-    /// Creates and registers the enabled metrics.
-    pub fn new(metrics: &[MetricConfig], registry: &Registry) -> Result<Self, prometheus::Error> {
-        let mut families = Vec::with_capacity(metrics.len());
-        for metric in metrics {
-            let names: Vec<&str> = metric.labels.iter().map(|l| l.name()).collect();
-            let name = metric.def.full_name();
-            let vector = match metric.def.kind {
-                Kind::Counter => {
-                    let vec = IntCounterVec::new(Opts::new(name, metric.def.help), &names)?;
-                    registry.register(Box::new(vec.clone()))?;
-                    Vector::Counter(vec)
-                }
-                Kind::Histogram => {
-                    let opts =
-                        HistogramOpts::new(name, metric.def.help).buckets(metric.buckets.clone());
-                    let vec = HistogramVec::new(opts, &names)?;
-                    registry.register(Box::new(vec.clone()))?;
-                    Vector::Histogram(vec)
-                }
-            };
-            families.push(Family {
-                source: metric.def.source,
-                labels: metric.labels.clone(),
-                vector,
-            });
-        }
-        Ok(Aggregator { families })
-    }
-
-    /// Counts one traffic line in every enabled metric.
-    pub fn observe(&self, record: &LogRecord<'_>) {
-        for family in &self.families {
-            let observation = match family.source {
-                Source::Requests => Observation::Count(1),
-                Source::BytesRead => Observation::Count(record.bytes_read),
-                Source::Timer(timer) => match timer.get(record) {
-                    Some(ms) => Observation::Value(ms as f64 / 1000.0),
-                    None => continue,
-                },
-                Source::Abort(timer) => {
-                    if timer.get(record).is_some() || !timer.applies_to(record.kind) {
-                        continue;
-                    }
-                    Observation::Count(1)
-                }
-                Source::ServerQueue => Observation::Value(record.server_queue as f64),
-                Source::BackendQueue => Observation::Value(record.backend_queue as f64),
-            };
-            let mut values = [""; MAX_LABELS];
-            for (slot, label) in values.iter_mut().zip(&family.labels) {
-                *slot = label.value(record);
-            }
-            let values = &values[..family.labels.len()];
-            // The label count always matches (the vectors were built from the same list),
-            // so these lookups cannot fail; they are not unwrapped all the same.
-            match (&family.vector, observation) {
-                (Vector::Counter(vec), Observation::Count(n)) => {
-                    if let Ok(counter) = vec.get_metric_with_label_values(values) {
-                        counter.inc_by(n);
-                    }
-                }
-                (Vector::Histogram(vec), Observation::Value(v)) => {
-                    if let Ok(histogram) = vec.get_metric_with_label_values(values) {
-                        histogram.observe(v);
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
 }
