@@ -186,9 +186,10 @@ impl Server {
                 tracker.clone(),
             ));
         }
-        if let Some(interval) = self.pipeline.sweep_interval() {
-            tracker.spawn(sweep(self.pipeline.clone(), interval, token.clone()));
-        }
+        tracker.spawn(pipeline::expire_idle_series(
+            self.pipeline.clone(),
+            token.clone(),
+        ));
         let state = Arc::new(http::State {
             pipeline: self.pipeline.clone(),
             telemetry_path: config.web_telemetry_path.clone(),
@@ -219,18 +220,6 @@ impl Server {
         }
         tracing::info!("stopped");
         Ok(())
-    }
-}
-
-/// Removes idle series every `interval` (`HLE_SERIES_TTL`).
-async fn sweep(pipeline: Arc<Pipeline>, interval: Duration, shutdown: CancellationToken) {
-    let mut ticks = tokio::time::interval(interval);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            now = ticks.tick() => pipeline.sweep(now),
-        }
     }
 }
 

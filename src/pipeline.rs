@@ -1,8 +1,11 @@
 //! The pipeline between framing and the sinks: syslog header → HAProxy entry →
 //! `LogRecord` → metrics. Every frame ends in exactly one of counted, rejected or ignored.
 
+use std::sync::Arc;
+
 use prometheus::{Encoder, Registry, TextEncoder};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::haproxy::{Entry, Parser};
@@ -107,5 +110,22 @@ impl Pipeline {
             .map_err(|e| prometheus::Error::Msg(format!("exposition is not UTF-8: {e}")))?;
         self.aggregator.encode(&mut text);
         Ok(text)
+    }
+}
+
+/// Removes the series idle for longer than `HLE_SERIES_TTL`, at the pipeline's sweep
+/// interval, until `shutdown`; returns at once when series never expire.
+pub async fn expire_idle_series(pipeline: Arc<Pipeline>, shutdown: CancellationToken) {
+    let Some(interval) = pipeline.sweep_interval() else {
+        return;
+    };
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            // The tick says when it was due, which is long past after a stall.
+            _ = ticks.tick() => pipeline.sweep(Instant::now()),
+        }
     }
 }
