@@ -532,3 +532,30 @@ fn exposition(registry: &prometheus::Registry) -> Samples {
         .unwrap();
     parse_exposition(&String::from_utf8(text).unwrap()).unwrap()
 }
+
+/// Datagrams the kernel drops for a full receive buffer are visible: with nothing
+/// reading, every datagram sent is either queued (and counted at shutdown) or dropped.
+#[tokio::test]
+async fn udp_datagrams_the_kernel_drops_are_counted() {
+    let server = bind(&[
+        ("HLE_SYSLOG_TCP_ADDR", ""),
+        ("HLE_UDP_RECV_BUFFER_BYTES", "65536"),
+    ])
+    .await;
+    let registry = server.registry();
+    let line = lines(H_EDGE)[0];
+    let sent = 5_000;
+    send_udp(server.udp_addr().unwrap(), &vec![line; sent]).await;
+    // Read while the socket is open; nothing reads it yet, so this is final.
+    let before = exposition(&registry);
+    let dropped = before.sum("haproxy_log_exporter_udp_receive_drops_total", &[]);
+    let buffer = before.sum("haproxy_log_exporter_udp_receive_buffer_bytes", &[]);
+    assert!(
+        dropped > 0.0,
+        "a 64 KiB buffer holds fewer than {sent} datagrams"
+    );
+    assert!(buffer >= 65536.0, "{buffer}");
+    server.run(async {}).await.unwrap();
+    let received = exposition(&registry).sum("haproxy_log_exporter_lines_received_total", &[]);
+    assert_eq!(received + dropped, sent as f64);
+}
