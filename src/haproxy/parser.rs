@@ -170,17 +170,18 @@ fn classify_notice(message: &[u8]) -> Result<&'static str, ParseError> {
 
 /// A cursor over space-separated fields.
 struct Fields<'a> {
-    rest: &'a [u8],
+    rest: &'a str,
 }
 
 impl<'a> Fields<'a> {
     /// The next field up to a space (or the end), consuming that space.
-    fn next(&mut self, err: ParseError) -> Result<&'a [u8], ParseError> {
+    fn next(&mut self, err: ParseError) -> Result<&'a str, ParseError> {
         if self.rest.is_empty() {
             return Err(err);
         }
-        let end = memchr(b' ', self.rest).unwrap_or(self.rest.len());
-        let field = &self.rest[..end];
+        let end = memchr(b' ', self.rest.as_bytes()).unwrap_or(self.rest.len());
+        // `end` is at an ASCII space or the end, so both slices are on char boundaries.
+        let field = self.rest.get(..end).unwrap_or_default();
         self.rest = self.rest.get(end + 1..).unwrap_or_default();
         if field.is_empty() {
             return Err(err);
@@ -189,7 +190,7 @@ impl<'a> Fields<'a> {
     }
 
     /// Like `next`, but `None` at the end of the line (a line cut by HAProxy's `len`).
-    fn next_opt(&mut self, err: ParseError) -> Result<Option<&'a [u8]>, ParseError> {
+    fn next_opt(&mut self, err: ParseError) -> Result<Option<&'a str>, ParseError> {
         if self.rest.is_empty() {
             Ok(None)
         } else {
@@ -198,36 +199,54 @@ impl<'a> Fields<'a> {
     }
 }
 
+/// `text` up to the first byte that is not UTF-8: HAProxy escapes such bytes, so a line
+/// with one is read as if it were cut there.
+fn utf8_prefix(message: &[u8]) -> &str {
+    match std::str::from_utf8(message) {
+        Ok(text) => text,
+        Err(err) => std::str::from_utf8(&message[..err.valid_up_to()]).unwrap_or_default(),
+    }
+}
+
+/// Splits `field` at the byte position `at` (of an ASCII byte), leaving that byte out.
+fn split_at_ascii(field: &str, at: usize) -> (&str, &str) {
+    (
+        field.get(..at).unwrap_or_default(),
+        field.get(at + 1..).unwrap_or_default(),
+    )
+}
+
 fn parse_traffic(message: &[u8]) -> Result<LogRecord<'_>, ParseError> {
-    let mut f = Fields { rest: message };
+    let mut f = Fields {
+        rest: utf8_prefix(message),
+    };
 
     let client = f.next(BAD_CLIENT)?;
-    let colon = client.iter().rposition(|&b| b == b':').ok_or(BAD_CLIENT)?;
-    let client_ip = ascii(&client[..colon], BAD_CLIENT)?;
-    let client_port = ascii(&client[colon + 1..], BAD_CLIENT)?;
+    let colon = client.bytes().rposition(|b| b == b':').ok_or(BAD_CLIENT)?;
+    let (client_ip, client_port) = split_at_ascii(client, colon);
+    let client_ip = graphic(client_ip, BAD_CLIENT)?;
+    let client_port = graphic(client_port, BAD_CLIENT)?;
     if client_ip.is_empty() || client_port.is_empty() {
         return Err(BAD_CLIENT);
     }
 
     let date = f.next(BAD_ACCEPT_DATE)?;
-    if date.len() < 3 || !date.ends_with(b"]") {
+    if date.len() < 3 || !date.ends_with(']') {
         return Err(BAD_ACCEPT_DATE);
     }
 
     let frontend = f.next(BAD_FRONTEND)?;
-    let frontend_name = ascii(
-        frontend.strip_suffix(b"~").unwrap_or(frontend),
-        BAD_FRONTEND,
-    )?;
+    let frontend_name = graphic(frontend.strip_suffix('~').unwrap_or(frontend), BAD_FRONTEND)?;
 
     let backend_server = f.next(BAD_BACKEND_SERVER)?;
-    let slash = memchr(b'/', backend_server).ok_or(BAD_BACKEND_SERVER)?;
-    let backend_name = ascii(&backend_server[..slash], BAD_BACKEND_SERVER)?;
-    let server_name = ascii(&backend_server[slash + 1..], BAD_BACKEND_SERVER)?;
+    let slash = memchr(b'/', backend_server.as_bytes()).ok_or(BAD_BACKEND_SERVER)?;
+    let (backend_name, server_name) = split_at_ascii(backend_server, slash);
+    let backend_name = graphic(backend_name, BAD_BACKEND_SERVER)?;
+    let server_name = graphic(server_name, BAD_BACKEND_SERVER)?;
 
     let mut timers = [None; 5];
     let mut count = 0;
-    for part in f.next(BAD_TIMERS)?.split(|&b| b == b'/') {
+    for part in f.next(BAD_TIMERS)?.as_bytes().split(|&b| b == b'/') {
         let slot = timers.get_mut(count).ok_or(BAD_TIMERS)?;
         *slot = timer(part).ok_or(BAD_TIMERS)?;
         count += 1;
@@ -257,18 +276,18 @@ fn parse_traffic(message: &[u8]) -> Result<LogRecord<'_>, ParseError> {
                 record.session,
             ] = timers;
             let status = f.next(BAD_STATUS)?;
-            if !is_status(status) {
+            if !is_status(status.as_bytes()) {
                 return Err(BAD_STATUS);
             }
-            record.status_code = ascii(status, BAD_STATUS)?;
-            record.bytes_read = number(plus(f.next(BAD_BYTES)?)).ok_or(BAD_BYTES)?;
+            record.status_code = status;
+            record.bytes_read = number(plus(f.next(BAD_BYTES)?.as_bytes())).ok_or(BAD_BYTES)?;
             f.next(BAD_TERMINATION_STATE)?; // %CC: captured request cookie
             f.next(BAD_TERMINATION_STATE)?; // %CS: captured response cookie
             record.termination_state = termination_state(f.next(BAD_TERMINATION_STATE)?, 4)?;
         }
         EntryKind::Tcp => {
             [record.queued, record.connect, record.session] = [timers[0], timers[1], timers[2]];
-            record.bytes_read = number(plus(f.next(BAD_BYTES)?)).ok_or(BAD_BYTES)?;
+            record.bytes_read = number(plus(f.next(BAD_BYTES)?.as_bytes())).ok_or(BAD_BYTES)?;
             record.termination_state = termination_state(f.next(BAD_TERMINATION_STATE)?, 2)?;
         }
     }
@@ -276,6 +295,7 @@ fn parse_traffic(message: &[u8]) -> Result<LogRecord<'_>, ParseError> {
     // %ac/%fc/%bc/%sc/%rc: five counts; %rc gets a `+` when the session was redispatched.
     let connections = f.next(BAD_CONNECTIONS)?;
     let valid_counts = connections
+        .as_bytes()
         .split(|&b| b == b'/')
         .map(|c| number(plus(c)).is_some())
         .fold((0, true), |(n, ok), valid| (n + 1, ok && valid));
@@ -283,7 +303,7 @@ fn parse_traffic(message: &[u8]) -> Result<LogRecord<'_>, ParseError> {
         return Err(BAD_CONNECTIONS);
     }
 
-    let queues = f.next(BAD_QUEUES)?;
+    let queues = f.next(BAD_QUEUES)?.as_bytes();
     let slash = memchr(b'/', queues).ok_or(BAD_QUEUES)?;
     record.server_queue = number(&queues[..slash]).ok_or(BAD_QUEUES)?;
     record.backend_queue = number(&queues[slash + 1..]).ok_or(BAD_QUEUES)?;
@@ -301,19 +321,16 @@ fn parse_traffic(message: &[u8]) -> Result<LogRecord<'_>, ParseError> {
 
 /// After `%sq/%bq` in httplog: up to two `{capture}` blocks, then `"request line"`. A line
 /// may end anywhere here when HAProxy cut it at `len`; what is there is used.
-fn parse_request_tail<'a>(
-    mut rest: &'a [u8],
-    record: &mut LogRecord<'a>,
-) -> Result<(), ParseError> {
+fn parse_request_tail<'a>(mut rest: &'a str, record: &mut LogRecord<'a>) -> Result<(), ParseError> {
     for _ in 0..2 {
-        if rest.first() != Some(&b'{') {
+        if !rest.starts_with('{') {
             break;
         }
         // HAProxy escapes `{`, `|`, `}` and `"` inside captures, so the first `}` closes it.
-        match memchr(b'}', rest) {
+        match memchr(b'}', rest.as_bytes()) {
             Some(close) => {
-                rest = &rest[close + 1..];
-                rest = rest.strip_prefix(b" ").unwrap_or(rest);
+                rest = rest.get(close + 1..).unwrap_or_default();
+                rest = rest.strip_prefix(' ').unwrap_or(rest);
             }
             None => {
                 record.truncated = true;
@@ -325,38 +342,35 @@ fn parse_request_tail<'a>(
         record.truncated = true;
         return Ok(());
     }
-    let Some(request) = rest.strip_prefix(b"\"") else {
-        return Err(if rest.first() == Some(&b'{') {
+    let Some(request) = rest.strip_prefix('"') else {
+        return Err(if rest.starts_with('{') {
             BAD_CAPTURE
         } else {
             BAD_REQUEST_LINE
         });
     };
-    let request = match memchr(b'"', request) {
-        Some(close) if close + 1 == request.len() => &request[..close],
+    let request = match memchr(b'"', request.as_bytes()) {
+        Some(close) if close + 1 == request.len() => request.get(..close).unwrap_or_default(),
         Some(_) => return Err(TRAILING_DATA),
         None => {
             record.truncated = true;
             request
         }
     };
-    if request == b"<BADREQ>" {
+    if request == "<BADREQ>" {
         return Ok(());
     }
     let mut parts = Fields { rest: request };
     let Some(method) = parts.next_opt(BAD_REQUEST_LINE)? else {
         return Ok(());
     };
-    if record.truncated && parts.rest.is_empty() && !request.ends_with(b" ") {
+    if record.truncated && parts.rest.is_empty() && !request.ends_with(' ') {
         // Cut inside the method itself: the method is unknown, so is the path.
         return Ok(());
     }
-    if !method.iter().all(|b| b.is_ascii_graphic()) {
-        return Err(BAD_REQUEST_LINE);
-    }
-    record.http_request_method = ascii(method, BAD_REQUEST_LINE)?;
+    record.http_request_method = graphic(method, BAD_REQUEST_LINE)?;
     if let Some(uri) = parts.next_opt(BAD_REQUEST_LINE)? {
-        record.http_request_path = request_path(uri);
+        record.http_request_path = path_of(uri);
     }
     Ok(())
 }
@@ -364,24 +378,47 @@ fn parse_request_tail<'a>(
 /// The path of a request URI: without scheme and authority (HTTP/2 logs absolute URIs),
 /// query string or fragment, with HAProxy's `#XX` escapes decoded.
 pub fn request_path(uri: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(uri) {
+        Ok(uri) => path_of(uri),
+        Err(_) => Cow::Owned(path_of(&String::from_utf8_lossy(uri)).into_owned()),
+    }
+}
+
+fn path_of(uri: &str) -> Cow<'_, str> {
     let mut path = uri;
-    if let Some(scheme_end) = find(path, b"://") {
-        if path[..scheme_end]
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(b))
-        {
-            let authority = &path[scheme_end + 3..];
-            path = match memchr(b'/', authority) {
-                Some(slash) => &authority[slash..],
-                None => b"/",
-            };
+    // Only an absolute URI has a scheme; a path starts with `/`.
+    if !path.starts_with('/') {
+        if let Some(scheme_end) = find(path.as_bytes(), b"://") {
+            if path.as_bytes()[..scheme_end]
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(b))
+            {
+                let authority = path.get(scheme_end + 3..).unwrap_or_default();
+                path = match memchr(b'/', authority.as_bytes()) {
+                    Some(slash) => authority.get(slash..).unwrap_or("/"),
+                    None => "/",
+                };
+            }
         }
     }
-    let end = path.iter().position(|&b| b == b'?').unwrap_or(path.len());
-    let path = &path[..end];
-    if memchr(b'#', path).is_none() {
-        return String::from_utf8_lossy(path);
+    // One pass: up to the query string, noting whether there is an escape to decode.
+    let mut escaped = false;
+    let mut end = path.len();
+    for (i, &b) in path.as_bytes().iter().enumerate() {
+        match b {
+            b'?' => {
+                end = i;
+                break;
+            }
+            b'#' => escaped = true,
+            _ => {}
+        }
     }
+    let path = path.get(..end).unwrap_or_default();
+    if !escaped {
+        return Cow::Borrowed(path);
+    }
+    let path = path.as_bytes();
     let mut decoded = Vec::with_capacity(path.len());
     let mut i = 0;
     while i < path.len() {
@@ -411,11 +448,12 @@ pub(super) fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 
 /// `%tsc` (4 characters) or `%ts` (2): the label keeps the first two, the termination
 /// cause and the session state; the cookie flags would only multiply series.
-fn termination_state(field: &[u8], len: usize) -> Result<&str, ParseError> {
-    if field.len() != len || !field.iter().all(u8::is_ascii_graphic) {
+fn termination_state(field: &str, len: usize) -> Result<&str, ParseError> {
+    if field.len() != len {
         return Err(BAD_TERMINATION_STATE);
     }
-    ascii(&field[..2], BAD_TERMINATION_STATE)
+    graphic(field, BAD_TERMINATION_STATE)?;
+    Ok(field.get(..2).unwrap_or_default())
 }
 
 /// Drops the `+` that logasap (and redispatch, on `%rc`) put before a value.
@@ -447,9 +485,9 @@ pub(super) fn is_status(field: &[u8]) -> bool {
 }
 
 /// Label values must be text; HAProxy writes these fields in printable ASCII.
-fn ascii(field: &[u8], err: ParseError) -> Result<&str, ParseError> {
-    if field.iter().all(u8::is_ascii_graphic) {
-        std::str::from_utf8(field).map_err(|_| err)
+fn graphic(field: &str, err: ParseError) -> Result<&str, ParseError> {
+    if field.bytes().all(|b| b.is_ascii_graphic()) {
+        Ok(field)
     } else {
         Err(err)
     }

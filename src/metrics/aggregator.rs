@@ -89,7 +89,7 @@ struct Group {
 /// The series of one group, in parallel vectors indexed by slot.
 #[derive(Default, Clone)]
 struct Series {
-    index: HashMap<Arc<[u8]>, usize>,
+    index: HashMap<Arc<[u8]>, usize, foldhash::fast::RandomState>,
     keys: Vec<Arc<[u8]>>,
     /// When each series was last updated, in sweep ticks.
     touched: Vec<u32>,
