@@ -171,7 +171,7 @@ const FIXED: &[(&str, &str, &str)] = &[
     (
         "HLE_MAX_SERIES_PER_METRIC",
         "10000",
-        "series per metric; new label sets beyond it go to one __overflow__ series",
+        "series per metric (a histogram bucket counts as one); new label sets beyond it go to one __overflow__ series",
     ),
     (
         "HLE_SERIES_TTL",

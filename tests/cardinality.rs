@@ -130,12 +130,22 @@ fn check_capped(samples: &Samples, lines: usize) {
         assert_eq!(s.value, if repeated { 2.0 } else { 1.0 }, "{s}");
     }
 
-    // response_processing_seconds: a line without a response is not observed, and does
-    // not count as sent to the overflow series.
-    let responses = (0..400).chain(0..10).filter(|n| n % 7 != 0).count() as f64;
-    let own_responses = (0..CAP - 1).chain(0..10).filter(|n| n % 7 != 0).count() as f64;
+    // response_processing_seconds: each label set is 16 series (13 buckets, +Inf, sum
+    // and count), so CAP / 16 label sets fit, the overflow one included. A line without
+    // a response is not observed, and does not count as sent to the overflow series.
+    let label_sets = CAP / 16;
     let metric = "haproxy_log_response_processing_seconds";
-    assert_eq!(samples.find(RESPONSE_COUNT, &[]).count(), CAP);
+    let with_response = |n: &usize| n % 7 != 0;
+    let responses = (0..400).chain(0..10).filter(with_response).count() as f64;
+    let own_responses = (0..label_sets - 1)
+        .chain(0..label_sets - 1)
+        .filter(with_response)
+        .count() as f64;
+    assert_eq!(samples.find(RESPONSE_COUNT, &[]).count(), label_sets);
+    assert_eq!(
+        samples.get(SERIES, &[("metric", metric)]),
+        Some((label_sets * 16) as f64)
+    );
     assert_eq!(samples.sum(RESPONSE_COUNT, &[]), responses);
     assert_eq!(
         samples.get(RESPONSE_COUNT, &[("http_request_path", OVERFLOW)]),

@@ -41,7 +41,8 @@ pub struct Cardinality {
     pub path: PathNormaliser,
     /// `HLE_CLIENT_IP_PREFIX_V4/V6`: applied to `client_ip`.
     pub client_ip: ClientIpPrefix,
-    /// `HLE_MAX_SERIES_PER_METRIC`: series per metric, the overflow series included.
+    /// `HLE_MAX_SERIES_PER_METRIC`: Prometheus series per metric (a histogram's buckets,
+    /// sum and count each count), the overflow series included.
     pub max_series: usize,
     /// `HLE_SERIES_TTL`: series not updated for this long leave the exposition.
     pub ttl: Option<Duration>,
@@ -76,10 +77,15 @@ struct Metric {
     series: IntGauge,
 }
 
-/// The metrics that share one label list, and so one set of series.
+/// The metrics that share one label list and one number of Prometheus series per label
+/// set (so one cap on label sets), and so one set of series.
 struct Group {
     labels: Vec<Label>,
     metrics: Vec<usize>,
+    /// Prometheus series each label set has in each metric: 1 for a counter.
+    exposed: usize,
+    /// Label sets that fit in `HLE_MAX_SERIES_PER_METRIC` series, the overflow one included.
+    max_label_sets: usize,
     /// Counts per series.
     stride: usize,
     /// Sums per series.
@@ -155,7 +161,7 @@ impl Aggregator {
         let series = IntGaugeVec::new(
             Opts::new(
                 "haproxy_log_exporter_series",
-                "Series each traffic metric has in the exposition, the overflow series included.",
+                "Series each traffic metric has in the exposition (a histogram's buckets, sum and count each count), the overflow series included.",
             ),
             &["metric"],
         )?;
@@ -172,7 +178,15 @@ impl Aggregator {
         let mut groups: Vec<Group> = Vec::new();
         let mut metrics = Vec::with_capacity(configs.len());
         for config in configs {
-            let group = match groups.iter().position(|g| g.labels == config.labels) {
+            let (buckets, width, sums) = match config.def.kind {
+                Kind::Counter => (Vec::new(), 1, 0),
+                Kind::Histogram => (config.buckets.clone(), config.buckets.len() + 1, 1),
+            };
+            // Prometheus series per label set: a histogram has one per bucket, `+Inf`
+            // included, plus `_sum` and `_count`.
+            let exposed = width + sums * 2;
+            let same = |g: &Group| g.labels == config.labels && g.exposed == exposed;
+            let group = match groups.iter().position(same) {
                 Some(group) => group,
                 None => {
                     groups.push(Group {
@@ -180,19 +194,21 @@ impl Aggregator {
                         metrics: Vec::new(),
                         stride: 0,
                         sum_stride: 0,
+                        exposed,
+                        max_label_sets: (cardinality.max_series / exposed).max(1),
                     });
                     groups.len() - 1
                 }
             };
             let g = &mut groups[group];
-            let (buckets, width, sums) = match config.def.kind {
-                Kind::Counter => (Vec::new(), 1, 0),
-                Kind::Histogram => (config.buckets.clone(), config.buckets.len() + 1, 1),
-            };
             g.metrics.push(metrics.len());
             let full_name = config.def.full_name();
             let gauge = series.with_label_values(&[&full_name]);
-            gauge.set(if config.labels.is_empty() { 1 } else { 0 });
+            gauge.set(if config.labels.is_empty() {
+                exposed as i64
+            } else {
+                0
+            });
             metrics.push(Metric {
                 def: config.def,
                 overflow: overflow.with_label_values(&[&full_name]),
@@ -300,7 +316,7 @@ impl Aggregator {
         }
         // One series is kept for the overflow, so the cap holds once it exists.
         let regular = series.keys.len() - usize::from(series.overflow.is_some());
-        if regular + 1 < self.cardinality.max_series {
+        if regular + 1 < group.max_label_sets {
             let slot = series.insert(Arc::from(key), group, 0);
             self.publish(series, group);
             return (slot, false);
@@ -325,7 +341,10 @@ impl Aggregator {
     /// Sets the series gauge of every metric of `group`.
     fn publish(&self, series: &Series, group: &Group) {
         for &m in &group.metrics {
-            self.metrics[m].series.set(series.keys.len() as i64);
+            let exposed = series.keys.len() * group.exposed;
+            self.metrics[m]
+                .series
+                .set(i64::try_from(exposed).unwrap_or(i64::MAX));
         }
     }
 
