@@ -62,6 +62,8 @@ impl Default for Cardinality {
 /// One enabled metric.
 struct Metric {
     def: &'static MetricDef,
+    /// `def.source`, kept here to spare the hot loop an indirection.
+    source: Source,
     full_name: String,
     /// Upper bounds of a histogram's buckets; empty for counters.
     buckets: Vec<f64>,
@@ -211,6 +213,7 @@ impl Aggregator {
             });
             metrics.push(Metric {
                 def: config.def,
+                source: config.def.source,
                 overflow: overflow.with_label_values(&[&full_name]),
                 series: gauge,
                 full_name,
@@ -288,15 +291,12 @@ impl Aggregator {
             let sums = &mut series.sums[slot * group.sum_stride..][..group.sum_stride];
             for &m in &group.metrics {
                 let metric = &self.metrics[m];
-                match observation(metric.def.source, record) {
+                match observation(metric.source, record) {
                     None => continue,
                     Some(Observation::Count(n)) => counts[metric.offset] += n,
                     Some(Observation::Value(v)) => {
-                        let bucket = metric
-                            .buckets
-                            .iter()
-                            .position(|&bound| v <= bound)
-                            .unwrap_or(metric.buckets.len());
+                        // The first bound at or above v; past the last one: `+Inf`.
+                        let bucket = metric.buckets.partition_point(|&bound| bound < v);
                         counts[metric.offset + bucket] += 1;
                         sums[metric.sum] += v;
                     }
