@@ -60,7 +60,7 @@ pub struct RawConfig {
     pub max_series_per_metric: String,
     #[envconfig(from = "HLE_SERIES_TTL", default = "0")]
     pub series_ttl: String,
-    #[envconfig(from = "HLE_UDP_RECV_BUFFER_BYTES", default = "0")]
+    #[envconfig(from = "HLE_UDP_RECV_BUFFER_BYTES", default = "4194304")]
     pub udp_recv_buffer_bytes: String,
     #[envconfig(from = "HLE_LOG_LEVEL", default = "info")]
     pub log_level: String,
@@ -180,8 +180,8 @@ const FIXED: &[(&str, &str, &str)] = &[
     ),
     (
         "HLE_UDP_RECV_BUFFER_BYTES",
-        "0",
-        "receive buffer of the UDP socket (SO_RCVBUF); 0: the kernel's default",
+        "4194304",
+        "receive buffer of the UDP socket (SO_RCVBUF), up to net.core.rmem_max; 0: the kernel's default",
     ),
     (
         "HLE_LOG_LEVEL",
@@ -285,6 +285,9 @@ pub struct Config {
     pub cardinality: Cardinality,
     /// `SO_RCVBUF` of the UDP socket; `None`: the kernel's default.
     pub udp_recv_buffer_bytes: Option<usize>,
+    /// Whether `HLE_UDP_RECV_BUFFER_BYTES` was set: only then is a smaller buffer from
+    /// the kernel worth a warning.
+    pub udp_recv_buffer_explicit: bool,
     pub log_level: String,
     pub log_format: LogFormat,
 }
@@ -449,6 +452,7 @@ impl Config {
             metrics,
             cardinality,
             udp_recv_buffer_bytes,
+            udp_recv_buffer_explicit: env.contains_key("HLE_UDP_RECV_BUFFER_BYTES"),
             log_level: raw.log_level,
             log_format,
         })

@@ -74,9 +74,12 @@ impl Server {
                 let socket = UdpSocket::bind(addr)
                     .await
                     .map_err(bind_error("syslog UDP", addr))?;
-                let buffer =
-                    ingest::datagram::set_recv_buffer(&socket, config.udp_recv_buffer_bytes)
-                        .map_err(bind_error("syslog UDP", addr))?;
+                let buffer = ingest::datagram::set_recv_buffer(
+                    &socket,
+                    config.udp_recv_buffer_bytes,
+                    config.udp_recv_buffer_explicit,
+                )
+                .map_err(bind_error("syslog UDP", addr))?;
                 registry.register(Box::new(ingest::datagram::UdpKernelStats::new(
                     &socket, buffer,
                 )?))?;

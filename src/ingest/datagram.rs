@@ -111,20 +111,32 @@ fn datagram(pipeline: &Pipeline, transport: Transport, datagram: &[u8], max_line
     pipeline.process_bounded(transport, &datagram[..end], max_line_bytes);
 }
 
-/// Sets the UDP socket's receive buffer (`HLE_UDP_RECV_BUFFER_BYTES`); warns when the
-/// kernel grants less (it caps requests at `net.core.rmem_max`). Returns what the kernel
-/// reports: on Linux twice the usable size, the other half being its bookkeeping.
-pub fn set_recv_buffer(socket: &UdpSocket, bytes: Option<usize>) -> io::Result<usize> {
+/// Sets the UDP socket's receive buffer (`HLE_UDP_RECV_BUFFER_BYTES`). The kernel caps
+/// the request at `net.core.rmem_max`: that is a warning when the operator asked for the
+/// size, and worth a note when it is the default. Returns what the kernel reports: on
+/// Linux twice the usable size, the other half being its bookkeeping.
+pub fn set_recv_buffer(
+    socket: &UdpSocket,
+    bytes: Option<usize>,
+    explicit: bool,
+) -> io::Result<usize> {
     let socket = socket2::SockRef::from(socket);
     if let Some(requested) = bytes {
         socket.set_recv_buffer_size(requested)?;
-        let granted = socket.recv_buffer_size()?;
-        if granted / 2 < requested {
+        let granted = socket.recv_buffer_size()? / 2;
+        let hint = "raise net.core.rmem_max to get it; bursts beyond the buffer are dropped \
+                    and counted in haproxy_log_exporter_udp_receive_drops_total";
+        if granted < requested && explicit {
             tracing::warn!(
                 requested,
-                granted = granted / 2,
-                "the kernel granted a smaller UDP receive buffer than HLE_UDP_RECV_BUFFER_BYTES; \
-                 raise net.core.rmem_max to get it"
+                granted,
+                "the kernel granted a smaller UDP receive buffer than HLE_UDP_RECV_BUFFER_BYTES; {hint}"
+            );
+        } else if granted < requested {
+            tracing::info!(
+                requested,
+                granted,
+                "the kernel granted a smaller UDP receive buffer than the default request; {hint}"
             );
         }
     }
