@@ -731,7 +731,7 @@ fn unknown_variables(env: &HashMap<String, String>, p: &mut Problems) {
     );
     let mut unknown: Vec<&String> = env
         .keys()
-        .filter(|k| k.starts_with("HLE_") && !known.contains(*k))
+        .filter(|k| k.starts_with("HLE_") && !known.contains(*k) && !is_service_link(k))
         .collect();
     unknown.sort();
     for name in unknown {
@@ -739,6 +739,24 @@ fn unknown_variables(env: &HashMap<String, String>, p: &mut Problems) {
             "{name}: unknown variable (see --help for the list)"
         ));
     }
+}
+
+/// Kubernetes gives a pod (unless `enableServiceLinks: false`) variables for every Service
+/// in its namespace: `<NAME>_SERVICE_HOST`, `<NAME>_SERVICE_PORT[_<PORT>]`, `<NAME>_PORT`
+/// and `<NAME>_PORT_<N>_<PROTO>[_PROTO|_PORT|_ADDR]`. A Service called `hle...` must not
+/// stop a sidecar from starting, so these names are not ours to refuse.
+fn is_service_link(name: &str) -> bool {
+    if name.contains("_SERVICE_HOST") || name.contains("_SERVICE_PORT") || name.ends_with("_PORT") {
+        return true;
+    }
+    let Some((_, rest)) = name.rsplit_once("_PORT_") else {
+        return false;
+    };
+    let mut parts = rest.split('_');
+    let number = parts.next().is_some_and(|n| n.parse::<u16>().is_ok());
+    let proto = matches!(parts.next(), Some("TCP" | "UDP" | "SCTP"));
+    let suffix = matches!(parts.next(), None | Some("PROTO" | "PORT" | "ADDR"));
+    number && proto && suffix && parts.next().is_none()
 }
 
 /// Items of a comma-separated list, trimmed, empty ones skipped.
@@ -881,6 +899,24 @@ mod tests {
         assert_eq!(parsed.len(), FIXED.len());
         for ((name, default, _), value) in FIXED.iter().zip(parsed) {
             assert_eq!(default, value, "{name}");
+        }
+    }
+
+    #[test]
+    fn kubernetes_service_links_are_not_unknown_variables() {
+        let links = [
+            ("HLE_SERVICE_HOST", "10.0.0.1"),
+            ("HLE_SERVICE_PORT", "9129"),
+            ("HLE_SERVICE_PORT_METRICS", "9129"),
+            ("HLE_PORT", "tcp://10.0.0.1:9129"),
+            ("HLE_PORT_9129_TCP", "tcp://10.0.0.1:9129"),
+            ("HLE_METRICS_PORT_5140_UDP_PROTO", "udp"),
+            ("HLE_PORT_5140_UDP_ADDR", "10.0.0.1"),
+        ];
+        assert!(Config::from_env(&env(&links)).is_ok());
+        for typo in ["HLE_PORT_9129", "HLE_WEB_PORT_X_TCP", "HLE_LISTEN_PORTS"] {
+            let err = Config::from_env(&env(&[(typo, "1")])).unwrap_err();
+            assert!(err.to_string().contains(typo), "{err}");
         }
     }
 
