@@ -1,0 +1,243 @@
+{{/*
+Names and labels.
+*/}}
+{{- define "haproxy-log-exporter.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "haproxy-log-exporter.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "haproxy-log-exporter.namespace" -}}
+{{- default .Release.Namespace .Values.namespaceOverride }}
+{{- end }}
+
+{{- define "haproxy-log-exporter.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "haproxy-log-exporter.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "haproxy-log-exporter.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "haproxy-log-exporter.labels" -}}
+helm.sh/chart: {{ include "haproxy-log-exporter.chart" . }}
+{{ include "haproxy-log-exporter.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/component: {{ .Values.mode }}
+{{- end }}
+
+{{- define "haproxy-log-exporter.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "haproxy-log-exporter.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "haproxy-log-exporter.image" -}}
+{{- $repo := .Values.image.repository }}
+{{- if .Values.image.registry }}
+{{- $repo = printf "%s/%s" .Values.image.registry .Values.image.repository }}
+{{- end }}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" $repo .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" $repo (default .Chart.AppVersion .Values.image.tag | toString) }}
+{{- end }}
+{{- end }}
+
+{{/*
+Mode checks, done once by every template that depends on the mode.
+*/}}
+{{- define "haproxy-log-exporter.standalone" -}}
+{{- if not (has .Values.mode (list "standalone" "sidecar")) }}
+{{- fail (printf "mode must be standalone or sidecar, not %q" (toString .Values.mode)) }}
+{{- end }}
+{{- if eq .Values.mode "standalone" }}true{{ end }}
+{{- end }}
+
+{{/*
+A comma-separated list from a string or a list.
+*/}}
+{{- define "haproxy-log-exporter.csv" -}}
+{{- if kindIs "slice" . }}{{ join "," . }}{{ else }}{{ toString . }}{{ end }}
+{{- end }}
+
+{{/*
+The exporter's environment as a YAML map, NAME: value. The first-class values
+come first; `config` is merged over them, so any HLE_ variable can be set or
+overridden without a change to the chart. A setting that is null (or an empty
+string, for the optional ones) is left out, so that the exporter's own default
+applies.
+*/}}
+{{- define "haproxy-log-exporter.envMap" -}}
+{{- $v := .Values }}
+{{- $env := dict }}
+{{- $bind := $v.syslog.bindAddress }}
+{{- if not $bind }}
+{{- $bind = ternary "0.0.0.0" "127.0.0.1" (eq $v.mode "standalone") }}
+{{- end }}
+{{- $_ := set $env "HLE_SYSLOG_UDP_ADDR" (ternary (printf "%s:%d" $bind (int $v.syslog.udp.port)) "" $v.syslog.udp.enabled) }}
+{{- $_ = set $env "HLE_SYSLOG_TCP_ADDR" (ternary (printf "%s:%d" $bind (int $v.syslog.tcp.port)) "" $v.syslog.tcp.enabled) }}
+{{- if $v.syslog.unixSocket.enabled }}
+{{- $_ = set $env "HLE_SYSLOG_UNIX_PATH" $v.syslog.unixSocket.path }}
+{{- $_ = set $env "HLE_SYSLOG_UNIX_MODE" (toString $v.syslog.unixSocket.mode) }}
+{{- end }}
+{{- if not (kindIs "invalid" $v.syslog.udpReceiveBufferBytes) }}
+{{- $_ = set $env "HLE_UDP_RECV_BUFFER_BYTES" (toString (int64 $v.syslog.udpReceiveBufferBytes)) }}
+{{- end }}
+{{- $_ = set $env "HLE_WEB_LISTEN_ADDR" (printf "0.0.0.0:%d" (int $v.web.port)) }}
+{{- $_ = set $env "HLE_WEB_TELEMETRY_PATH" $v.web.telemetryPath }}
+{{- $_ = set $env "HLE_LOG_LEVEL" $v.logLevel }}
+{{- $_ = set $env "HLE_LOG_FORMAT" $v.logOutput }}
+{{- $_ = set $env "HLE_ENABLED_METRICS" (include "haproxy-log-exporter.csv" $v.metrics.enabled) }}
+{{- range $metric, $labels := $v.metrics.labels }}
+{{- if not (kindIs "invalid" $labels) }}
+{{- $_ = set $env (printf "HLE_%s_LABELS" (upper $metric)) (include "haproxy-log-exporter.csv" $labels) }}
+{{- end }}
+{{- end }}
+{{- range $metric, $buckets := $v.metrics.buckets }}
+{{- if not (kindIs "invalid" $buckets) }}
+{{- $_ = set $env (printf "HLE_%s_BUCKETS" (upper $metric)) (include "haproxy-log-exporter.csv" $buckets) }}
+{{- end }}
+{{- end }}
+{{- if $v.metrics.customLabels }}
+{{- $_ = set $env "HLE_CUSTOM_LABELS" (include "haproxy-log-exporter.csv" $v.metrics.customLabels) }}
+{{- end }}
+{{- if not (kindIs "invalid" $v.metrics.maxSeriesPerMetric) }}
+{{- $_ = set $env "HLE_MAX_SERIES_PER_METRIC" (toString (int64 $v.metrics.maxSeriesPerMetric)) }}
+{{- end }}
+{{- if $v.metrics.seriesTTL }}
+{{- $_ = set $env "HLE_SERIES_TTL" (toString $v.metrics.seriesTTL) }}
+{{- end }}
+{{- if $v.paths.rules }}
+{{- $_ = set $env "HLE_PATH_RULES" $v.paths.rules }}
+{{- end }}
+{{- if not (kindIs "invalid" $v.paths.autoTemplates) }}
+{{- $_ = set $env "HLE_PATH_AUTO_TEMPLATES" (toString $v.paths.autoTemplates) }}
+{{- end }}
+{{- if $v.paths.allow }}
+{{- $_ = set $env "HLE_PATH_ALLOW" $v.paths.allow }}
+{{- end }}
+{{- if not (kindIs "invalid" $v.paths.maxSegments) }}
+{{- $_ = set $env "HLE_PATH_MAX_SEGMENTS" (toString (int64 $v.paths.maxSegments)) }}
+{{- end }}
+{{- if not (kindIs "invalid" $v.clientIP.prefixV4) }}
+{{- $_ = set $env "HLE_CLIENT_IP_PREFIX_V4" (toString (int64 $v.clientIP.prefixV4)) }}
+{{- end }}
+{{- if not (kindIs "invalid" $v.clientIP.prefixV6) }}
+{{- $_ = set $env "HLE_CLIENT_IP_PREFIX_V6" (toString (int64 $v.clientIP.prefixV6)) }}
+{{- end }}
+{{- range $name, $value := $v.config }}
+{{- if not (regexMatch "^HLE_[A-Z0-9_]+$" $name) }}
+{{- fail (printf "config: %q is not an exporter variable (HLE_ and upper-case letters, digits, underscores)" $name) }}
+{{- end }}
+{{- if kindIs "invalid" $value }}
+{{- $_ = unset $env $name }}
+{{- else if kindIs "float64" $value }}
+{{- $_ = set $env $name (ternary (toString (int64 $value)) (toString $value) (eq (float64 (int64 $value)) $value)) }}
+{{- else }}
+{{- $_ = set $env $name (toString $value) }}
+{{- end }}
+{{- end }}
+{{- toYaml $env }}
+{{- end }}
+
+{{/*
+The exporter container: the Deployment's only container in standalone mode,
+and the container the sidecar values snippets add to HAProxy's pods.
+*/}}
+{{- define "haproxy-log-exporter.container" -}}
+{{- $v := .Values }}
+{{- $standalone := include "haproxy-log-exporter.standalone" . }}
+name: {{ $v.containerName }}
+image: {{ include "haproxy-log-exporter.image" . | quote }}
+imagePullPolicy: {{ $v.image.pullPolicy }}
+env:
+{{- range $name, $value := include "haproxy-log-exporter.envMap" . | fromYaml }}
+  - name: {{ $name }}
+    value: {{ $value | toString | quote }}
+{{- end }}
+{{- with $v.extraEnv }}
+{{- toYaml . | nindent 2 }}
+{{- end }}
+ports:
+  - name: hle-metrics
+    containerPort: {{ $v.web.port }}
+    protocol: TCP
+{{- if and $standalone $v.syslog.udp.enabled }}
+  - name: hle-syslog-udp
+    containerPort: {{ $v.syslog.udp.port }}
+    protocol: UDP
+{{- end }}
+{{- if and $standalone $v.syslog.tcp.enabled }}
+  - name: hle-syslog-tcp
+    containerPort: {{ $v.syslog.tcp.port }}
+    protocol: TCP
+{{- end }}
+{{- with $v.livenessProbe }}
+livenessProbe:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- if or $standalone $v.sidecar.readinessProbe }}
+{{- with $v.readinessProbe }}
+readinessProbe:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+{{- with $v.lifecycle }}
+lifecycle:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $v.resources }}
+resources:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $v.securityContext }}
+securityContext:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- if or $v.syslog.unixSocket.enabled $v.extraVolumeMounts }}
+volumeMounts:
+{{- if $v.syslog.unixSocket.enabled }}
+  - name: {{ $v.syslog.unixSocket.volumeName }}
+    mountPath: {{ dir $v.syslog.unixSocket.path }}
+{{- end }}
+{{- with $v.extraVolumeMounts }}
+{{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+The emptyDir volume of the unix socket, as an item of a pod's volumes.
+*/}}
+{{- define "haproxy-log-exporter.socketVolume" -}}
+- name: {{ .Values.syslog.unixSocket.volumeName }}
+  emptyDir:
+    medium: Memory
+    sizeLimit: 1Mi
+{{- end }}
+
+{{/*
+A label selector for PromQL: `{a="1",b="2"}` from a list of matchers (empty
+ones left out), or nothing when there is none.
+*/}}
+{{- define "haproxy-log-exporter.promSelector" -}}
+{{- $m := list }}
+{{- range . }}{{ if . }}{{ $m = append $m . }}{{ end }}{{ end }}
+{{- if $m }}{{ printf "{%s}" (join ", " $m) }}{{ end }}
+{{- end }}
