@@ -127,6 +127,19 @@ pub enum Header {
     Raw,
 }
 
+/// The value called `name` in a table of (value, name) pairs.
+fn from_name<T: Copy>(table: &[(T, &'static str)], name: &str) -> Option<T> {
+    table.iter().find(|(_, n)| *n == name).map(|(v, _)| *v)
+}
+
+/// The name of `value` in a table of (value, name) pairs.
+fn name_of<T: PartialEq>(table: &[(T, &'static str)], value: T) -> &'static str {
+    table
+        .iter()
+        .find(|(v, _)| *v == value)
+        .map_or("?", |(_, n)| n)
+}
+
 impl Header {
     pub const ALL: [(Header, &'static str); 5] = [
         (Header::Local, "local"),
@@ -137,17 +150,11 @@ impl Header {
     ];
 
     pub fn from_name(name: &str) -> Option<Header> {
-        Header::ALL
-            .iter()
-            .find(|(_, n)| *n == name)
-            .map(|(h, _)| *h)
+        from_name(&Header::ALL, name)
     }
 
     pub fn name(self) -> &'static str {
-        Header::ALL
-            .iter()
-            .find(|(h, _)| *h == self)
-            .map_or("?", |(_, n)| n)
+        name_of(&Header::ALL, self)
     }
 }
 
@@ -177,17 +184,11 @@ impl Layout {
     ];
 
     pub fn from_name(name: &str) -> Option<Layout> {
-        Layout::ALL
-            .iter()
-            .find(|(_, n)| *n == name)
-            .map(|(l, _)| *l)
+        from_name(&Layout::ALL, name)
     }
 
     pub fn name(self) -> &'static str {
-        Layout::ALL
-            .iter()
-            .find(|(l, _)| *l == self)
-            .map_or("?", |(_, n)| n)
+        name_of(&Layout::ALL, self)
     }
 
     /// The value of `HLE_HAPROXY_LOG_FORMAT` that reads this layout.
