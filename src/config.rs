@@ -389,16 +389,7 @@ impl Config {
             1,
             1_000_000,
         );
-        let tcp_idle_timeout = match parse_duration(&raw.tcp_idle_timeout) {
-            Ok(d) => (!d.is_zero()).then_some(d),
-            Err(why) => {
-                p.add(format!(
-                    "HLE_TCP_IDLE_TIMEOUT={:?}: {why}",
-                    raw.tcp_idle_timeout
-                ));
-                None
-            }
-        };
+        let tcp_idle_timeout = p.optional_duration("HLE_TCP_IDLE_TIMEOUT", &raw.tcp_idle_timeout);
 
         let path = raw.web_telemetry_path.trim().to_string();
         if !path.starts_with('/')
@@ -479,22 +470,16 @@ fn cardinality(raw: &RawConfig, p: &mut Problems) -> Cardinality {
         0,
         MAX_PATH_SEGMENTS,
     );
-    let path = PathNormaliser::from_settings(
+    let path = p.or_default(PathNormaliser::from_settings(
         &raw.path_rules,
         auto_templates,
         &raw.path_allow,
         max_segments.unwrap_or_default(),
-    )
-    .unwrap_or_else(|problems| {
-        problems.into_iter().for_each(|problem| p.add(problem));
-        PathNormaliser::default()
-    });
-    let client_ip =
-        ClientIpPrefix::from_settings(&raw.client_ip_prefix_v4, &raw.client_ip_prefix_v6)
-            .unwrap_or_else(|problems| {
-                problems.into_iter().for_each(|problem| p.add(problem));
-                ClientIpPrefix::default()
-            });
+    ));
+    let client_ip = p.or_default(ClientIpPrefix::from_settings(
+        &raw.client_ip_prefix_v4,
+        &raw.client_ip_prefix_v6,
+    ));
     let max_series = p
         .number(
             "HLE_MAX_SERIES_PER_METRIC",
@@ -503,20 +488,15 @@ fn cardinality(raw: &RawConfig, p: &mut Problems) -> Cardinality {
             MAX_SERIES_PER_METRIC,
         )
         .unwrap_or(defaults.max_series);
-    let ttl = match parse_duration(&raw.series_ttl) {
-        Ok(d) if d.is_zero() => None,
-        Ok(d) if d < Duration::from_secs(1) => {
+    let ttl = match p.optional_duration("HLE_SERIES_TTL", &raw.series_ttl) {
+        Some(d) if d < Duration::from_secs(1) => {
             p.add(format!(
                 "HLE_SERIES_TTL={:?}: at least 1s, or 0 for never",
                 raw.series_ttl
             ));
             None
         }
-        Ok(d) => Some(d),
-        Err(why) => {
-            p.add(format!("HLE_SERIES_TTL={:?}: {why}", raw.series_ttl));
-            None
-        }
+        ttl => ttl,
     };
     Cardinality {
         path,
@@ -812,6 +792,25 @@ impl Problems {
         } else {
             self.addr(var, value)
         }
+    }
+
+    /// A duration; `None` for `0` (never) and for a bad value, which is a problem.
+    fn optional_duration(&mut self, var: &str, value: &str) -> Option<Duration> {
+        match parse_duration(value) {
+            Ok(d) => (!d.is_zero()).then_some(d),
+            Err(why) => {
+                self.add(format!("{var}={value:?}: {why}"));
+                None
+            }
+        }
+    }
+
+    /// The value of a setting that reports its own problems; the default when it has some.
+    fn or_default<T: Default>(&mut self, result: Result<T, Vec<String>>) -> T {
+        result.unwrap_or_else(|problems| {
+            self.0.extend(problems);
+            T::default()
+        })
     }
 
     fn number(&mut self, var: &str, value: &str, min: usize, max: usize) -> Option<usize> {

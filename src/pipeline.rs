@@ -26,16 +26,7 @@ impl Pipeline {
     /// Registers the enabled traffic metrics and the self-metrics in `registry`; lines
     /// are read in HAProxy's built-in formats.
     pub fn new(metrics: &[MetricConfig], registry: &Registry) -> Result<Self, prometheus::Error> {
-        Pipeline::with_parser(metrics, Parser::default(), registry)
-    }
-
-    /// Like `new`, with the configured log formats.
-    pub fn with_parser(
-        metrics: &[MetricConfig],
-        parser: Parser,
-        registry: &Registry,
-    ) -> Result<Self, prometheus::Error> {
-        Pipeline::build(metrics, parser, Cardinality::default(), registry)
+        Pipeline::build(metrics, Parser::default(), Cardinality::default(), registry)
     }
 
     /// Everything as configured: formats, metrics, label rules and series limits.

@@ -123,16 +123,19 @@ pub fn set_recv_buffer(
     let socket = socket2::SockRef::from(socket);
     if let Some(requested) = bytes {
         socket.set_recv_buffer_size(requested)?;
-        let granted = socket.recv_buffer_size()? / 2;
+    }
+    let reported = socket.recv_buffer_size()?;
+    let granted = reported / 2;
+    if let Some(requested) = bytes.filter(|&requested| granted < requested) {
         let hint = "raise net.core.rmem_max to get it; bursts beyond the buffer are dropped \
                     and counted in haproxy_log_exporter_udp_receive_drops_total";
-        if granted < requested && explicit {
+        if explicit {
             tracing::warn!(
                 requested,
                 granted,
                 "the kernel granted a smaller UDP receive buffer than HLE_UDP_RECV_BUFFER_BYTES; {hint}"
             );
-        } else if granted < requested {
+        } else {
             tracing::info!(
                 requested,
                 granted,
@@ -140,7 +143,7 @@ pub fn set_recv_buffer(
             );
         }
     }
-    socket.recv_buffer_size()
+    Ok(reported)
 }
 
 /// `haproxy_log_exporter_udp_receive_drops_total` and `..._udp_receive_buffer_bytes`:

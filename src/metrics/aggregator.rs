@@ -62,8 +62,6 @@ impl Default for Cardinality {
 /// One enabled metric.
 struct Metric {
     def: &'static MetricDef,
-    /// `def.source`, kept here to spare the hot loop an indirection.
-    source: Source,
     full_name: String,
     /// Upper bounds of a histogram's buckets; empty for counters.
     buckets: Vec<f64>,
@@ -213,7 +211,6 @@ impl Aggregator {
             });
             metrics.push(Metric {
                 def: config.def,
-                source: config.def.source,
                 overflow: overflow.with_label_values(&[&full_name]),
                 series: gauge,
                 full_name,
@@ -235,7 +232,7 @@ impl Aggregator {
         // A metric without labels has exactly one series, there from the start.
         for (group, series) in groups.iter().zip(&mut state.groups) {
             if group.labels.is_empty() {
-                series.insert(Arc::from(&[][..]), group, 0);
+                series.insert(Arc::from(&[][..]), group);
             }
         }
         Ok(Aggregator {
@@ -291,7 +288,7 @@ impl Aggregator {
             let sums = &mut series.sums[slot * group.sum_stride..][..group.sum_stride];
             for &m in &group.metrics {
                 let metric = &self.metrics[m];
-                match observation(metric.source, record) {
+                match observation(metric.def.source, record) {
                     None => continue,
                     Some(Observation::Count(n)) => counts[metric.offset] += n,
                     Some(Observation::Value(v)) => {
@@ -317,7 +314,7 @@ impl Aggregator {
         // One series is kept for the overflow, so the cap holds once it exists.
         let regular = series.keys.len() - usize::from(series.overflow.is_some());
         if regular + 1 < group.max_label_sets {
-            let slot = series.insert(Arc::from(key), group, 0);
+            let slot = series.insert(Arc::from(key), group);
             self.publish(series, group);
             return (slot, false);
         }
@@ -329,7 +326,7 @@ impl Aggregator {
                     key.extend_from_slice(OVERFLOW.as_bytes());
                     key.push(SEPARATOR);
                 }
-                let slot = series.insert(Arc::from(key), group, 0);
+                let slot = series.insert(Arc::from(key), group);
                 series.overflow = Some(slot);
                 self.publish(series, group);
                 slot
@@ -340,11 +337,9 @@ impl Aggregator {
 
     /// Sets the series gauge of every metric of `group`.
     fn publish(&self, series: &Series, group: &Group) {
+        let exposed = i64::try_from(series.keys.len() * group.exposed).unwrap_or(i64::MAX);
         for &m in &group.metrics {
-            let exposed = series.keys.len() * group.exposed;
-            self.metrics[m]
-                .series
-                .set(i64::try_from(exposed).unwrap_or(i64::MAX));
+            self.metrics[m].series.set(exposed);
         }
     }
 
@@ -429,9 +424,10 @@ impl Aggregator {
                     let _ = write!(labels, "{}=\"{}\",", label.name(), escape_value(&value));
                 }
                 let counts = &series.counts[slot * group.stride + metric.offset..];
+                let braced = braces(&labels);
                 match metric.def.kind {
                     Kind::Counter => {
-                        let _ = writeln!(out, "{name}{} {}", braces(&labels), counts[0]);
+                        let _ = writeln!(out, "{name}{braced} {}", counts[0]);
                     }
                     Kind::Histogram => {
                         let mut cumulative = 0;
@@ -445,8 +441,8 @@ impl Aggregator {
                         cumulative += counts[metric.buckets.len()];
                         let _ = writeln!(out, "{name}_bucket{{{labels}le=\"+Inf\"}} {cumulative}");
                         let sum = series.sums[slot * group.sum_stride + metric.sum];
-                        let _ = writeln!(out, "{name}_sum{} {sum}", braces(&labels));
-                        let _ = writeln!(out, "{name}_count{} {cumulative}", braces(&labels));
+                        let _ = writeln!(out, "{name}_sum{braced} {sum}");
+                        let _ = writeln!(out, "{name}_count{braced} {cumulative}");
                     }
                 }
             }
@@ -455,12 +451,13 @@ impl Aggregator {
 }
 
 impl Series {
-    /// Adds a series with zero counts; returns its slot.
-    fn insert(&mut self, key: Arc<[u8]>, group: &Group, now: u32) -> usize {
+    /// Adds a series with zero counts; returns its slot. The line that brought it
+    /// stamps its time.
+    fn insert(&mut self, key: Arc<[u8]>, group: &Group) -> usize {
         let slot = self.keys.len();
         self.index.insert(key.clone(), slot);
         self.keys.push(key);
-        self.touched.push(now);
+        self.touched.push(0);
         self.counts.resize(self.counts.len() + group.stride, 0);
         self.sums.resize(self.sums.len() + group.sum_stride, 0.0);
         slot
