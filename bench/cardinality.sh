@@ -75,7 +75,7 @@ run() {
     shift 2
     local log="$work/$name.err"
     env -i PATH="$PATH" HLE_SYSLOG_UDP_ADDR= HLE_SYSLOG_TCP_ADDR=127.0.0.1:0 \
-        HLE_WEB_LISTEN_ADDR=127.0.0.1:0 HLE_LOG_FORMAT=json "$@" \
+        HLE_WEB_LISTEN_ADDR=127.0.0.1:0 HLE_LOG_OUTPUT=json "$@" \
         "$exporter" 2>"$log" &
     pid=$!
     local tcp= web= i

@@ -1,5 +1,5 @@
 //! Bench, pipeline stage 4: the HAProxy entry parser, per log format, on messages whose
-//! syslog header was already removed. The parser is built from `HLE_HAPROXY_LOG_FORMAT`
+//! syslog header was already removed. The parser is built from `HLE_LOG_FORMAT`
 //! exactly as the exporter builds it: the built-in parser for `httplog` (which also reads
 //! the tcplog lines mixed in), compiled formats for the others. Throughput is in lines.
 //!
@@ -20,7 +20,7 @@ fn parse(c: &mut Criterion) {
     let n = support::sized(support::STAGE_LINES);
     group.throughput(Throughput::Elements(n as u64));
     for (layout, name) in Layout::ALL {
-        let config = support::config(&[("HLE_HAPROXY_LOG_FORMAT", layout.log_format_env())]);
+        let config = support::config(&[("HLE_LOG_FORMAT", layout.log_format_env())]);
         let lines = support::lines_with(Header::Raw, layout, n);
         let messages: Vec<&[u8]> = lines.iter().map(|l| syslog::split(l).message).collect();
         for message in &messages {

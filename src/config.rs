@@ -28,8 +28,8 @@ pub struct RawConfig {
     pub syslog_unix_path: String,
     #[envconfig(from = "HLE_SYSLOG_UNIX_MODE", default = "0660")]
     pub syslog_unix_mode: String,
-    #[envconfig(from = "HLE_HAPROXY_LOG_FORMAT", default = "httplog")]
-    pub haproxy_log_format: String,
+    #[envconfig(from = "HLE_LOG_FORMAT", default = "httplog")]
+    pub log_format: String,
     #[envconfig(from = "HLE_CUSTOM_LABELS", default = "")]
     pub custom_labels: String,
     #[envconfig(from = "HLE_MAX_LINE_BYTES", default = "65536")]
@@ -64,8 +64,8 @@ pub struct RawConfig {
     pub udp_recv_buffer_bytes: String,
     #[envconfig(from = "HLE_LOG_LEVEL", default = "info")]
     pub log_level: String,
-    #[envconfig(from = "HLE_LOG_FORMAT", default = "text")]
-    pub log_format: String,
+    #[envconfig(from = "HLE_LOG_OUTPUT", default = "text")]
+    pub log_output: String,
 }
 
 /// A documented variable: name, default, meaning. `--help` and the README list these.
@@ -99,7 +99,7 @@ const FIXED: &[(&str, &str, &str)] = &[
         "permissions of the unix socket file, octal",
     ),
     (
-        "HLE_HAPROXY_LOG_FORMAT",
+        "HLE_LOG_FORMAT",
         "httplog",
         "HAProxy's log format: httplog, tcplog, httpslog, clf, httplog-clf, tcplog-clf, or a log-format string; several (one a line, or names with commas) are tried in order",
     ),
@@ -188,7 +188,7 @@ const FIXED: &[(&str, &str, &str)] = &[
         "info",
         "log level or tracing filter (error, warn, info, debug, trace)",
     ),
-    ("HLE_LOG_FORMAT", "text", "log output format: text or json"),
+    ("HLE_LOG_OUTPUT", "text", "log output format: text or json"),
 ];
 
 /// Every variable, the per-metric ones included.
@@ -261,7 +261,7 @@ fn format_buckets(buckets: &[f64]) -> String {
 
 /// How the exporter writes its own logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
+pub enum LogOutput {
     Text,
     Json,
 }
@@ -273,7 +273,7 @@ pub struct Config {
     pub syslog_tcp_addr: Option<SocketAddr>,
     pub syslog_unix_path: Option<PathBuf>,
     pub syslog_unix_mode: u32,
-    /// How lines are read: the formats of `HLE_HAPROXY_LOG_FORMAT`, in order.
+    /// How lines are read: the formats of `HLE_LOG_FORMAT`, in order.
     pub parser: Parser,
     pub max_line_bytes: usize,
     pub tcp_max_connections: usize,
@@ -289,7 +289,7 @@ pub struct Config {
     /// the kernel worth a warning.
     pub udp_recv_buffer_explicit: bool,
     pub log_level: String,
-    pub log_format: LogFormat,
+    pub log_output: LogOutput,
 }
 
 /// Every problem found in the environment.
@@ -375,7 +375,7 @@ impl Config {
             }
         }
 
-        let mut parser = log_formats(&raw.haproxy_log_format, &mut p);
+        let mut parser = log_formats(&raw.log_format, &mut p);
         let custom = custom_labels(&raw.custom_labels, &mut parser, &mut p);
         let max_line_bytes = p.number(
             "HLE_MAX_LINE_BYTES",
@@ -405,12 +405,12 @@ impl Config {
         if let Err(err) = tracing_subscriber::EnvFilter::try_new(&raw.log_level) {
             p.add(format!("HLE_LOG_LEVEL={:?}: {err}", raw.log_level));
         }
-        let log_format = match raw.log_format.trim() {
-            "text" => LogFormat::Text,
-            "json" => LogFormat::Json,
+        let log_output = match raw.log_output.trim() {
+            "text" => LogOutput::Text,
+            "json" => LogOutput::Json,
             other => {
-                p.add(format!("HLE_LOG_FORMAT={other:?}: must be text or json"));
-                LogFormat::Text
+                p.add(format!("HLE_LOG_OUTPUT={other:?}: must be text or json"));
+                LogOutput::Text
             }
         };
 
@@ -445,7 +445,7 @@ impl Config {
             udp_recv_buffer_bytes,
             udp_recv_buffer_explicit: env.contains_key("HLE_UDP_RECV_BUFFER_BYTES"),
             log_level: raw.log_level,
-            log_format,
+            log_output,
         })
     }
 }
@@ -506,9 +506,16 @@ fn cardinality(raw: &RawConfig, p: &mut Problems) -> Cardinality {
     }
 }
 
-/// `HLE_HAPROXY_LOG_FORMAT`: names separated by commas (`httplog,clf`), or entries one a
+/// `HLE_LOG_FORMAT`: names separated by commas (`httplog,clf`), or entries one a
 /// line (a log-format string may itself contain commas).
 fn log_formats(value: &str, p: &mut Problems) -> Parser {
+    // Before HAProxy's format took this name, it chose the exporter's own log output.
+    if let output @ ("text" | "json") = value.trim() {
+        p.add(format!(
+            "HLE_LOG_FORMAT={output:?}: HLE_LOG_FORMAT is HAProxy's log format; the exporter's own log output is HLE_LOG_OUTPUT={output}"
+        ));
+        return Parser::new(Vec::new());
+    }
     let is_name = |s: &str| BUILT_IN.iter().any(|(name, _)| *name == s);
     let entries: Vec<&str> = if list(value).all(is_name) {
         list(value).collect()
@@ -530,11 +537,11 @@ fn log_formats(value: &str, p: &mut Problems) -> Parser {
         }
         match Format::named_or_compiled(entry) {
             Ok(format) => formats.push(LineFormat::Compiled(format)),
-            Err(err) => p.add(format!("HLE_HAPROXY_LOG_FORMAT: {err}")),
+            Err(err) => p.add(format!("HLE_LOG_FORMAT: {err}")),
         }
     }
     if formats.is_empty() && p.0.is_empty() {
-        p.add("HLE_HAPROXY_LOG_FORMAT is empty: name a format (httplog, clf, ...) or give a log-format string");
+        p.add("HLE_LOG_FORMAT is empty: name a format (httplog, clf, ...) or give a log-format string");
     }
     Parser::new(formats)
 }
@@ -598,7 +605,7 @@ fn custom_labels(value: &str, parser: &mut Parser, p: &mut Problems) -> Vec<Labe
     for (field, found) in fields.iter().zip(parser.bind_custom(&fields)) {
         if !found {
             p.add(format!(
-                "HLE_CUSTOM_LABELS: {field:?} is not a field of any format in HLE_HAPROXY_LOG_FORMAT (write it exactly as in the format)"
+                "HLE_CUSTOM_LABELS: {field:?} is not a field of any format in HLE_LOG_FORMAT (write it exactly as in the format)"
             ));
         }
     }
@@ -700,6 +707,9 @@ fn parse_buckets(var: &str, value: &str, p: &mut Problems) -> Vec<f64> {
     buckets
 }
 
+/// Variables that had another name in earlier builds: old, new.
+const RENAMED: &[(&str, &str)] = &[("HLE_HAPROXY_LOG_FORMAT", "HLE_LOG_FORMAT")];
+
 /// A `HLE_` variable nobody reads is most likely a typo that would silently do nothing.
 fn unknown_variables(env: &HashMap<String, String>, p: &mut Problems) {
     let mut known: HashSet<String> = variables().into_iter().map(|v| v.name).collect();
@@ -715,9 +725,12 @@ fn unknown_variables(env: &HashMap<String, String>, p: &mut Problems) {
         .collect();
     unknown.sort();
     for name in unknown {
-        p.add(format!(
-            "{name}: unknown variable (see --help for the list)"
-        ));
+        match RENAMED.iter().find(|(old, _)| old == name) {
+            Some((_, new)) => p.add(format!("{name}: renamed, use {new}")),
+            None => p.add(format!(
+                "{name}: unknown variable (see --help for the list)"
+            )),
+        }
     }
 }
 
@@ -875,7 +888,7 @@ mod tests {
             &raw.syslog_tcp_addr,
             &raw.syslog_unix_path,
             &raw.syslog_unix_mode,
-            &raw.haproxy_log_format,
+            &raw.log_format,
             &raw.custom_labels,
             &raw.max_line_bytes,
             &raw.tcp_max_connections,
@@ -893,7 +906,7 @@ mod tests {
             &raw.series_ttl,
             &raw.udp_recv_buffer_bytes,
             &raw.log_level,
-            &raw.log_format,
+            &raw.log_output,
         ];
         assert_eq!(parsed.len(), FIXED.len());
         for ((name, default, _), value) in FIXED.iter().zip(parsed) {
@@ -948,6 +961,24 @@ mod tests {
     }
 
     #[test]
+    fn the_old_meanings_of_renamed_variables_point_to_the_new_names() {
+        let err = Config::from_env(&env(&[
+            ("HLE_LOG_FORMAT", "json"),
+            ("HLE_HAPROXY_LOG_FORMAT", "clf"),
+        ]))
+        .unwrap_err();
+        assert_eq!(
+            err.problems,
+            vec![
+                "HLE_LOG_FORMAT=\"json\": HLE_LOG_FORMAT is HAProxy's log format; the exporter's own log output is HLE_LOG_OUTPUT=json",
+                "HLE_HAPROXY_LOG_FORMAT: renamed, use HLE_LOG_FORMAT",
+            ]
+        );
+        let config = Config::from_env(&env(&[("HLE_LOG_OUTPUT", "json")])).unwrap();
+        assert_eq!(config.log_output, LogOutput::Json);
+    }
+
+    #[test]
     fn every_problem_is_reported_at_once() {
         let err = Config::from_env(&env(&[
             ("HLE_SYSLOG_UDP_ADDR", "nonsense"),
@@ -955,7 +986,7 @@ mod tests {
             ("HLE_MAX_LINE_BYTES", "10"),
             ("HLE_TCP_IDLE_TIMEOUT", "5 weeks"),
             ("HLE_WEB_TELEMETRY_PATH", "metrics"),
-            ("HLE_LOG_FORMAT", "xml"),
+            ("HLE_LOG_OUTPUT", "xml"),
             (
                 "HLE_REQUESTS_TOTAL_LABELS",
                 "status,backend_name,backend_name",
@@ -973,7 +1004,7 @@ mod tests {
             "HLE_MAX_LINE_BYTES=\"10\"",
             "HLE_TCP_IDLE_TIMEOUT",
             "HLE_WEB_TELEMETRY_PATH",
-            "HLE_LOG_FORMAT=\"xml\"",
+            "HLE_LOG_OUTPUT=\"xml\"",
             "unknown label \"status\"; valid: status_code,status_class,frontend_name",
             "label \"backend_name\" is listed twice",
             "HLE_SESSION_DURATION_SECONDS_BUCKETS: buckets must be strictly ascending",
@@ -1009,7 +1040,7 @@ mod tests {
 
     #[test]
     fn log_formats_by_name_string_or_list() {
-        let parse = |value: &str| Config::from_env(&env(&[("HLE_HAPROXY_LOG_FORMAT", value)]));
+        let parse = |value: &str| Config::from_env(&env(&[("HLE_LOG_FORMAT", value)]));
         assert_eq!(parse("httplog").unwrap().parser, Parser::default());
         assert_eq!(parse("httplog,tcplog").unwrap().parser, Parser::default());
         let clf = Format::named_or_compiled("clf").unwrap();
@@ -1039,7 +1070,7 @@ mod tests {
     fn custom_labels_from_format_fields() {
         let config = Config::from_env(&env(&[
             (
-                "HLE_HAPROXY_LOG_FORMAT",
+                "HLE_LOG_FORMAT",
                 "%ci:%cp %ft %ST %[var(txn.route),lower] %hr",
             ),
             (

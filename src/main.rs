@@ -52,7 +52,7 @@ fn serve() -> ExitCode {
         Ok(config) => config,
         Err(code) => return code,
     };
-    telemetry::init(&config.log_level, config.log_format);
+    telemetry::init(&config.log_level, config.log_output);
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -83,7 +83,7 @@ fn replay(inputs: &[String]) -> ExitCode {
         Ok(config) => config,
         Err(code) => return code,
     };
-    telemetry::init(&config.log_level, config.log_format);
+    telemetry::init(&config.log_level, config.log_output);
     match replay::run(&config, inputs, &mut std::io::stdout().lock()) {
         Ok(summary) => {
             eprint!("{summary}");

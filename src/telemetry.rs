@@ -4,10 +4,10 @@ use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
-use crate::config::LogFormat;
+use crate::config::LogOutput;
 
 /// Installs the global subscriber. `level` was validated with the configuration.
-pub fn init(level: &str, format: LogFormat) {
+pub fn init(level: &str, format: LogOutput) {
     let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -16,7 +16,7 @@ pub fn init(level: &str, format: LogFormat) {
         .with_ansi(std::io::stderr().is_terminal());
     // `try_init` fails only when a subscriber is already set (tests); keep that one.
     let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogOutput::Text => builder.try_init(),
+        LogOutput::Json => builder.json().flatten_event(true).try_init(),
     };
 }

@@ -192,10 +192,7 @@ fn check_config_prints_what_is_in_force() {
         stdout.contains("\nhaproxy_log_requests_total labels=[client_ip]\n"),
         "{stdout}"
     );
-    let out = exporter(
-        &["check-config"],
-        &[("HLE_HAPROXY_LOG_FORMAT", "clf,httplog")],
-    );
+    let out = exporter(&["check-config"], &[("HLE_LOG_FORMAT", "clf,httplog")]);
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert!(
         stdout.contains(

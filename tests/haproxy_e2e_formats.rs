@@ -10,7 +10,7 @@
 //! 1. brings `lo` up and makes a self-signed certificate with
 //!    `openssl req -x509` in the test's temporary work directory;
 //! 2. starts the exporter (UDP 127.0.0.1:5140, TCP 127.0.0.1:5141, web
-//!    127.0.0.1:9129) with three formats in `HLE_HAPROXY_LOG_FORMAT`, one a
+//!    127.0.0.1:9129) with three formats in `HLE_LOG_FORMAT`, one a
 //!    line: `clf`, `httpslog` and [`CUSTOM_LOG_FORMAT`];
 //!    `HLE_CUSTOM_LABELS` makes `route` and `host` of two fields of the
 //!    custom format ([`CUSTOM_LABELS`]);
@@ -89,7 +89,7 @@ const CUSTOM_LOG_FORMAT: &str = "\"%ci:%cp [%tr] %ft %b/%s %TR/%Tw/%Tc/%Tr/%Ta %
 /// labels `route` and `host`, written as in the format.
 const CUSTOM_LABELS: &str = "route=%[var(txn.route)],host=%hr#0";
 
-/// `HLE_HAPROXY_LOG_FORMAT`: the formats of the three frontends, one a line,
+/// `HLE_LOG_FORMAT`: the formats of the three frontends, one a line,
 /// tried in order; the built-in ones first, as when a custom format is added
 /// to a configuration that has them. Each line must still be read by its
 /// own frontend's format.
@@ -355,13 +355,13 @@ fn run_inside_private_netns() {
     let formats = log_formats();
     let mut exporter = inner.start_exporter(
         &[
-            ("HLE_HAPROXY_LOG_FORMAT", &formats),
+            ("HLE_LOG_FORMAT", &formats),
             ("HLE_CUSTOM_LABELS", CUSTOM_LABELS),
             ("HLE_BYTES_READ_TOTAL_LABELS", "frontend_name,client_ip"),
             ("HLE_SESSION_DURATION_SECONDS_LABELS", SESSION_LABELS),
             ("HLE_RESPONSE_PROCESSING_SECONDS_LABELS", RESPONSE_LABELS),
         ],
-        &format!(" with HLE_HAPROXY_LOG_FORMAT={formats:?} and HLE_CUSTOM_LABELS={CUSTOM_LABELS}"),
+        &format!(" with HLE_LOG_FORMAT={formats:?} and HLE_CUSTOM_LABELS={CUSTOM_LABELS}"),
     );
 
     // --- HAProxy ------------------------------------------------------------

@@ -1,7 +1,7 @@
 //! Every traffic line of every capture in `tests/fixtures/haproxy` is counted, and every
 //! other line ignored, in the capture's own format: the test reads the HAProxy
 //! configuration that produced the capture (`<name>.cfg`) to find its log formats, as an
-//! operator would copy them into `HLE_HAPROXY_LOG_FORMAT`.
+//! operator would copy them into `HLE_LOG_FORMAT`.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -56,8 +56,7 @@ fn every_capture_in_its_own_format() {
         };
         let log = std::fs::read_to_string(&path).unwrap();
         let formats = formats_of(&cfg);
-        let env: HashMap<String, String> =
-            [("HLE_HAPROXY_LOG_FORMAT".to_string(), formats.clone())].into();
+        let env: HashMap<String, String> = [("HLE_LOG_FORMAT".to_string(), formats.clone())].into();
         let config = Config::from_env(&env).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let input = path.to_str().unwrap().to_string();
         let summary = replay::run(&config, &[input], &mut Vec::new()).unwrap();

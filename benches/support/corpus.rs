@@ -166,7 +166,7 @@ pub enum Layout {
     Httplog,
     /// `option tcplog` only.
     Tcplog,
-    /// `option httplog clf` (`HLE_HAPROXY_LOG_FORMAT=clf`).
+    /// `option httplog clf` (`HLE_LOG_FORMAT=clf`).
     Clf,
     /// An operator's `log-format` ([`CUSTOM_FORMAT`]).
     Custom,
@@ -191,7 +191,7 @@ impl Layout {
         name_of(&Layout::ALL, self)
     }
 
-    /// The value of `HLE_HAPROXY_LOG_FORMAT` that reads this layout.
+    /// The value of `HLE_LOG_FORMAT` that reads this layout.
     pub fn log_format_env(self) -> &'static str {
         match self {
             Layout::Httplog => "httplog",

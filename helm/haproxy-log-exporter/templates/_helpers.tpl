@@ -102,7 +102,7 @@ applies.
 {{- $_ = set $env "HLE_WEB_LISTEN_ADDR" (printf "0.0.0.0:%d" (int $v.web.port)) }}
 {{- $_ = set $env "HLE_WEB_TELEMETRY_PATH" $v.web.telemetryPath }}
 {{- $_ = set $env "HLE_LOG_LEVEL" $v.logLevel }}
-{{- $_ = set $env "HLE_LOG_FORMAT" $v.logOutput }}
+{{- $_ = set $env "HLE_LOG_OUTPUT" $v.logOutput }}
 {{- $_ = set $env "HLE_ENABLED_METRICS" (include "haproxy-log-exporter.csv" $v.metrics.enabled) }}
 {{- range $metric, $labels := $v.metrics.labels }}
 {{- if not (kindIs "invalid" $labels) }}

@@ -97,7 +97,7 @@ haproxy_log_response_processing_seconds.
         description: >-
           {{`{{ $value | humanizePercentage }}`}} of the lines {{`{{ $labels.instance }}`}}
           received over the last {{ $w }} could not be counted: HAProxy's log format
-          and the exporter's configuration (HLE_HAPROXY_LOG_FORMAT) probably disagree.
+          and the exporter's configuration (HLE_LOG_FORMAT) probably disagree.
           haproxy_log_exporter_lines_rejected_total has the reason, the exporter's
           log the first bytes of the lines.
     {{- end }}
