@@ -100,7 +100,9 @@ struct Series {
     /// When each series was last updated, in sweep ticks.
     touched: Vec<u32>,
     counts: Vec<u64>,
-    sums: Vec<f64>,
+    /// Histogram sums in the unit HAProxy logs (milliseconds, queue slots): integers, so
+    /// the sum does not depend on the order lines arrive in.
+    sums: Vec<u64>,
     overflow: Option<usize>,
 }
 
@@ -112,25 +114,35 @@ struct State {
     now: u32,
 }
 
-/// What one line adds to one metric: counters count, histograms observe.
+/// What one line adds to one metric: counters count, histograms observe a value in the
+/// unit HAProxy logs it in.
 enum Observation {
     Count(u64),
-    Value(f64),
+    Value(u64),
+}
+
+/// How many of the logged unit make the metric's base unit: timers are logged in
+/// milliseconds and exposed in seconds.
+fn per_base_unit(source: Source) -> f64 {
+    match source {
+        Source::Timer(_) => 1000.0,
+        _ => 1.0,
+    }
 }
 
 fn observation(source: Source, record: &LogRecord<'_>) -> Option<Observation> {
     Some(match source {
         Source::Requests => Observation::Count(1),
         Source::BytesRead => Observation::Count(record.bytes_read),
-        Source::Timer(timer) => Observation::Value(timer.get(record)? as f64 / 1000.0),
+        Source::Timer(timer) => Observation::Value(timer.get(record)?),
         Source::Abort(timer) => {
             if timer.get(record).is_some() || !timer.applies_to(record.kind) {
                 return None;
             }
             Observation::Count(1)
         }
-        Source::ServerQueue => Observation::Value(record.server_queue as f64),
-        Source::BackendQueue => Observation::Value(record.backend_queue as f64),
+        Source::ServerQueue => Observation::Value(record.server_queue),
+        Source::BackendQueue => Observation::Value(record.backend_queue),
     })
 }
 
@@ -291,11 +303,12 @@ impl Aggregator {
                 match observation(metric.def.source, record) {
                     None => continue,
                     Some(Observation::Count(n)) => counts[metric.offset] += n,
-                    Some(Observation::Value(v)) => {
+                    Some(Observation::Value(raw)) => {
+                        let v = raw as f64 / per_base_unit(metric.def.source);
                         // The first bound at or above v; past the last one: `+Inf`.
                         let bucket = metric.buckets.partition_point(|&bound| bound < v);
                         counts[metric.offset + bucket] += 1;
-                        sums[metric.sum] += v;
+                        sums[metric.sum] = sums[metric.sum].saturating_add(raw);
                     }
                 }
                 if overflowed {
@@ -440,7 +453,8 @@ impl Aggregator {
                         }
                         cumulative += counts[metric.buckets.len()];
                         let _ = writeln!(out, "{name}_bucket{{{labels}le=\"+Inf\"}} {cumulative}");
-                        let sum = series.sums[slot * group.sum_stride + metric.sum];
+                        let sum = series.sums[slot * group.sum_stride + metric.sum] as f64
+                            / per_base_unit(metric.def.source);
                         let _ = writeln!(out, "{name}_sum{braced} {sum}");
                         let _ = writeln!(out, "{name}_count{braced} {cumulative}");
                     }
@@ -459,7 +473,7 @@ impl Series {
         self.keys.push(key);
         self.touched.push(0);
         self.counts.resize(self.counts.len() + group.stride, 0);
-        self.sums.resize(self.sums.len() + group.sum_stride, 0.0);
+        self.sums.resize(self.sums.len() + group.sum_stride, 0);
         slot
     }
 
