@@ -51,7 +51,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// The exporter with every socket bound, ready to run.
 pub struct Server {
     config: Config,
-    udp: Option<UdpSocket>,
+    udp: Option<(UdpSocket, Option<ingest::datagram::Batching>)>,
     tcp: Option<TcpListener>,
     unix: Option<UnixDatagram>,
     web: TcpListener,
@@ -83,7 +83,7 @@ impl Server {
                 registry.register(Box::new(ingest::datagram::UdpKernelStats::new(
                     &socket, buffer,
                 )?))?;
-                Some(socket)
+                Some((socket, ingest::datagram::Batching::for_udp_buffer(buffer)))
             }
             None => None,
         };
@@ -117,7 +117,7 @@ impl Server {
 
     /// The bound UDP syslog address, if enabled.
     pub fn udp_addr(&self) -> Option<SocketAddr> {
-        self.udp.as_ref().and_then(|s| s.local_addr().ok())
+        self.udp.as_ref().and_then(|(s, _)| s.local_addr().ok())
     }
 
     /// The bound TCP syslog address, if enabled.
@@ -150,6 +150,9 @@ impl Server {
     /// frame already read, and returns.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
         let token = CancellationToken::new();
+        // The datagram sources are threads: should this future be dropped instead of
+        // finishing (a runtime shut down under it), they must stop too.
+        let _stop_sources = token.clone().drop_guard();
         let tracker = TaskTracker::new();
         let config = &self.config;
         let show =
@@ -164,14 +167,16 @@ impl Server {
         );
 
         let datagram_sockets = [
-            self.udp.map(DatagramSocket::Udp),
-            self.unix.map(DatagramSocket::Unix),
+            self.udp
+                .map(|(socket, batching)| (DatagramSocket::Udp(socket), batching)),
+            self.unix.map(|socket| (DatagramSocket::Unix(socket), None)),
         ];
-        for socket in datagram_sockets.into_iter().flatten() {
+        for (socket, batching) in datagram_sockets.into_iter().flatten() {
             tracker.spawn(ingest::datagram::serve(
                 socket,
                 self.pipeline.clone(),
                 config.max_line_bytes,
+                batching,
                 token.clone(),
             ));
         }

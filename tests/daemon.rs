@@ -559,3 +559,30 @@ async fn udp_datagrams_the_kernel_drops_are_counted() {
     let received = exposition(&registry).sum("haproxy_log_exporter_lines_received_total", &[]);
     assert_eq!(received + dropped, sent as f64);
 }
+
+/// The datagram sources are threads of their own. A server whose `run` is dropped
+/// instead of stopped (its runtime shut down under it) must end them, or the runtime's
+/// shutdown waits for them forever.
+#[test]
+fn a_runtime_shut_down_under_the_server_does_not_wait_for_its_sources() {
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let daemon = Daemon::start(&[]).await;
+            // A counted datagram shows the UDP source thread is running.
+            send_udp(daemon.udp, &lines(H_EDGE)[..1]).await;
+            daemon.scrape_after(1.0).await;
+            std::mem::forget(daemon.stop);
+        });
+        drop(runtime);
+        let _ = done.send(());
+    });
+    finished
+        .recv_timeout(WAIT)
+        .expect("the runtime's shutdown waited for the datagram sources");
+}
