@@ -2,8 +2,8 @@
 # The load scenarios, run against a freshly built exporter on free loopback ports
 # (examples/loadgen.rs starts it, sends, reads its counters, stops it):
 #
-#   1. UDP at a realistic 30k lines/s: the exporter's CPU (% of one core) and RSS, with
-#      /metrics scraped every 5 s;
+#   1. UDP at a realistic 30k lines/s, one datagram at a time as HAProxy sends them: the
+#      exporter's CPU (% of one core) and RSS, with /metrics scraped every 5 s;
 #   2. UDP at 300k lines/s for 30 s: must be lossless (fails otherwise);
 #   3. UDP above the lossless rate (as fast as the generator can): every lost datagram
 #      must be in haproxy_log_exporter_udp_receive_drops_total;
@@ -35,7 +35,7 @@ for scenario in "${scenarios[@]}"; do
     echo
     case "$scenario" in
         1)  echo "== 1. UDP, 30k lines/s, ${SECONDS_30K:-20} s: CPU and RSS"
-            "${loadgen[@]}" --transport udp --rate 30000 --duration "${SECONDS_30K:-20}" \
+            "${loadgen[@]}" --transport udp --rate 30000 --batch 1 --duration "${SECONDS_30K:-20}" \
                 --scrape-every 5 || status=1 ;;
         2)  echo "== 2. UDP, 300k lines/s, ${SECONDS_300K:-30} s: no loss (receive buffer $buffer)"
             "${loadgen[@]}" --transport udp --rate 300000 --senders "${SENDERS_300K:-1}" --duration "${SECONDS_300K:-30}" \

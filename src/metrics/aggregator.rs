@@ -65,6 +65,9 @@ struct Metric {
     full_name: String,
     /// Upper bounds of a histogram's buckets; empty for counters.
     buckets: Vec<f64>,
+    /// The same bounds in the unit HAProxy logs: the largest logged value that falls in
+    /// each bucket, so that a line is bucketed by integer comparisons.
+    thresholds: Vec<i64>,
     group: usize,
     /// Where this metric's counts start in a series' counts: one for a counter, one per
     /// bucket plus one above the last bound for a histogram (not cumulative).
@@ -119,6 +122,31 @@ struct State {
 enum Observation {
     Count(u64),
     Value(u64),
+}
+
+/// The largest value `raw` in the logged unit with `raw / per_unit <= bound` as the
+/// exposition computes it (in floating point), or -1 when there is none.
+fn threshold(bound: f64, per_unit: f64) -> i64 {
+    let fits = |raw: i64| raw as f64 / per_unit <= bound;
+    if !fits(0) {
+        return -1;
+    }
+    // Bounds are finite (validated); beyond 2^62 no logged value is near them.
+    const FAR: i64 = 1 << 62;
+    let product = (bound * per_unit).floor();
+    if product >= FAR as f64 {
+        return FAR;
+    }
+    let mut raw = product.max(0.0) as i64;
+    // Rounding puts the product at most a step or two off.
+    for _ in 0..4 {
+        if raw > 0 && !fits(raw) {
+            raw -= 1;
+        } else if fits(raw + 1) {
+            raw += 1;
+        }
+    }
+    raw
 }
 
 /// How many of the logged unit make the metric's base unit: timers are logged in
@@ -221,8 +249,13 @@ impl Aggregator {
             } else {
                 0
             });
+            let thresholds = buckets
+                .iter()
+                .map(|&bound| threshold(bound, per_base_unit(config.def.source)))
+                .collect();
             metrics.push(Metric {
                 def: config.def,
+                thresholds,
                 overflow: overflow.with_label_values(&[&full_name]),
                 series: gauge,
                 full_name,
@@ -304,9 +337,10 @@ impl Aggregator {
                     None => continue,
                     Some(Observation::Count(n)) => counts[metric.offset] += n,
                     Some(Observation::Value(raw)) => {
-                        let v = raw as f64 / per_base_unit(metric.def.source);
-                        // The first bound at or above v; past the last one: `+Inf`.
-                        let bucket = metric.buckets.partition_point(|&bound| bound < v);
+                        // The first bound at or above the value; past the last one:
+                        // `+Inf`. Counting (not searching) compiles to vector compares.
+                        let value = i64::try_from(raw).unwrap_or(i64::MAX);
+                        let bucket = metric.thresholds.iter().filter(|&&t| t < value).count();
                         counts[metric.offset + bucket] += 1;
                         sums[metric.sum] = sums[metric.sum].saturating_add(raw);
                     }
@@ -534,6 +568,21 @@ fn escape_help(help: &str) -> Cow<'_, str> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn thresholds_bucket_a_logged_value_as_its_value_in_base_units() {
+        for bound in [0.0, 0.001, 0.005, 0.1, 0.3, 0.7, 1.0, 2.5, 1.1, 9.999, 60.0, 1e6] {
+            let t = threshold(bound, 1000.0);
+            for raw in [t - 1, t, t + 1].into_iter().filter(|&r| r >= 0) {
+                assert_eq!(raw <= t, raw as f64 / 1000.0 <= bound, "{bound} {raw}");
+            }
+        }
+        assert_eq!(threshold(-1.0, 1000.0), -1);
+        assert_eq!(threshold(-0.5, 1.0), -1);
+        assert_eq!(threshold(0.0, 1.0), 0);
+        assert_eq!(threshold(2.5, 1.0), 2);
+        assert_eq!(threshold(1e300, 1000.0), 1 << 62);
+    }
+
     use super::*;
     use crate::haproxy::EntryKind;
     use crate::metrics::MetricDef;
