@@ -340,3 +340,86 @@ fn socket_drops(table: &str, inode: u64) -> Option<u64> {
         (row_inode == inode).then(|| columns.last()?.parse().ok())?
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batching_only_where_the_buffer_absorbs_a_pause() {
+        // The kernel reports twice the usable size.
+        let four_mib = Batching::for_udp_buffer(2 * 4 * 1024 * 1024).unwrap();
+        assert_eq!(four_mib.busy_batch, 1024);
+        assert_eq!(
+            Batching::for_udp_buffer(2 * 212_992).unwrap().busy_batch,
+            52
+        );
+        assert_eq!(
+            Batching::for_udp_buffer(2 * 128 * 1024),
+            Some(Batching {
+                pause: Duration::from_millis(1),
+                busy_batch: 32,
+            })
+        );
+        assert_eq!(Batching::for_udp_buffer(2 * 128 * 1024 - 2), None);
+    }
+
+    /// Every datagram the kernel kept is read exactly once, through pauses, busy periods
+    /// (a tiny `busy_batch`), full batches and the drain at shutdown.
+    #[test]
+    fn the_batching_reader_reads_every_datagram_once() {
+        let receiver = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let to = receiver.local_addr().unwrap();
+        let inode = std::fs::metadata(format!("/proc/self/fd/{}", receiver.as_raw_fd()))
+            .unwrap()
+            .ino();
+        let socket = StdSocket::Udp(receiver);
+        socket.set_read_timeout(SHUTDOWN_POLL).unwrap();
+        let batching = Batching {
+            pause: Duration::from_millis(1),
+            busy_batch: 8,
+        };
+        let shutdown = CancellationToken::new();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let reader = {
+            let (shutdown, seen) = (shutdown.clone(), seen.clone());
+            std::thread::spawn(move || {
+                receive(&socket, Some(batching), &shutdown, |d| {
+                    seen.lock()
+                        .unwrap()
+                        .push(String::from_utf8_lossy(d).into_owned())
+                })
+            })
+        };
+
+        let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let sent = 3000;
+        for i in 0..sent {
+            sender.send_to(format!("{i}").as_bytes(), to).unwrap();
+            // Bursts of varied sizes with gaps, so each path of the reader runs.
+            if i % 97 == 0 {
+                std::thread::sleep(Duration::from_millis(3));
+            }
+        }
+        let drops = || {
+            ["/proc/net/udp", "/proc/net/udp6"]
+                .iter()
+                .filter_map(|path| std::fs::read_to_string(path).ok())
+                .find_map(|table| socket_drops(&table, inode))
+                .unwrap_or(0) as usize
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while seen.lock().unwrap().len() + drops() < sent && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        shutdown.cancel();
+        reader.join().unwrap().unwrap();
+
+        let seen = seen.lock().unwrap();
+        let mut unique: Vec<usize> = seen.iter().map(|s| s.parse().unwrap()).collect();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), seen.len(), "a datagram was read twice");
+        assert_eq!(seen.len() + drops(), sent);
+    }
+}

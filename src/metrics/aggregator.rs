@@ -570,7 +570,9 @@ fn escape_help(help: &str) -> Cow<'_, str> {
 mod tests {
     #[test]
     fn thresholds_bucket_a_logged_value_as_its_value_in_base_units() {
-        for bound in [0.0, 0.001, 0.005, 0.1, 0.3, 0.7, 1.0, 2.5, 1.1, 9.999, 60.0, 1e6] {
+        for bound in [
+            0.0, 0.001, 0.005, 0.1, 0.3, 0.7, 1.0, 2.5, 1.1, 9.999, 60.0, 1e6,
+        ] {
             let t = threshold(bound, 1000.0);
             for raw in [t - 1, t, t + 1].into_iter().filter(|&r| r >= 0) {
                 assert_eq!(raw <= t, raw as f64 / 1000.0 <= bound, "{bound} {raw}");
