@@ -300,11 +300,9 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
-            f,
-            "invalid configuration ({} problems):",
-            self.problems.len()
-        )?;
+        let count = self.problems.len();
+        let noun = if count == 1 { "problem" } else { "problems" };
+        writeln!(f, "invalid configuration ({count} {noun}):")?;
         for problem in &self.problems {
             writeln!(f, "  - {problem}")?;
         }
@@ -1016,6 +1014,20 @@ mod tests {
             assert!(text.contains(want), "missing {want:?} in:\n{text}");
         }
         assert_eq!(err.problems.len(), expected.len(), "{text}");
+        assert!(
+            text.starts_with("invalid configuration (12 problems):\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn one_problem_is_one_problem() {
+        let err = Config::from_env(&env(&[("HLE_LOG_OUTPUT", "xml")])).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("invalid configuration (1 problem):\n  - HLE_LOG_OUTPUT"),
+            "{err}"
+        );
     }
 
     #[test]
