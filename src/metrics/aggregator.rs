@@ -568,6 +568,10 @@ fn escape_help(help: &str) -> Cow<'_, str> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use crate::haproxy::EntryKind;
+    use crate::metrics::MetricDef;
+
     #[test]
     fn thresholds_bucket_a_logged_value_as_its_value_in_base_units() {
         for bound in [
@@ -584,10 +588,6 @@ mod tests {
         assert_eq!(threshold(2.5, 1.0), 2);
         assert_eq!(threshold(1e300, 1000.0), 1 << 62);
     }
-
-    use super::*;
-    use crate::haproxy::EntryKind;
-    use crate::metrics::MetricDef;
 
     fn config(name: &str, labels: &[Label]) -> MetricConfig {
         let def = MetricDef::by_name(name).unwrap();
