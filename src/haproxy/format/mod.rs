@@ -85,10 +85,24 @@ pub enum FieldKind {
     Count,
     /// `%hr`, `%hs`: `{a|b}` blocks, absent when nothing is captured.
     Captures,
+    /// `%hrl`, `%hsl`: one value per capture, separated by spaces (each in quotes with
+    /// `+Q`), absent when nothing is captured.
+    CaptureList,
+    /// `%T`, `%Tl`, `%trg`, `%trl`: a date with its zone, `01/Dec/2026:19:53:06 +0000`.
+    ZonedDate,
     /// A valid alias whose value no metric uses (`%ID`, `%ac`, `%tr` ...).
     Other,
     /// `%[sample,converter...]`.
     Sample,
+}
+
+impl FieldKind {
+    /// Whether HAProxy writes the value as it is, so that with `+Q` (and without `+E`) it
+    /// may hold quotes: samples and free-form aliases (`%ID`, cookies). Request lines,
+    /// paths and captures are encoded (`#22`), names and numbers hold no quotes.
+    fn raw(self) -> bool {
+        matches!(self, FieldKind::Sample | FieldKind::Other)
+    }
 }
 
 /// Every alias HAProxy 2.6 documents (configuration.txt 8.2.4), and what it holds.
@@ -141,20 +155,20 @@ const ALIASES: &[(&str, FieldKind)] = &[
     ("ms", FieldKind::Other),
     ("pid", FieldKind::Other),
     ("rt", FieldKind::Other),
-    ("T", FieldKind::Other),
+    ("T", FieldKind::ZonedDate),
     ("Td", FieldKind::Other),
     ("Th", FieldKind::Other),
     ("Ti", FieldKind::Other),
-    ("Tl", FieldKind::Other),
+    ("Tl", FieldKind::ZonedDate),
     ("Ts", FieldKind::Other),
     ("Tu", FieldKind::Other),
     ("t", FieldKind::Other),
     ("tr", FieldKind::Other),
-    ("trg", FieldKind::Other),
-    ("trl", FieldKind::Other),
+    ("trg", FieldKind::ZonedDate),
+    ("trl", FieldKind::ZonedDate),
     ("U", FieldKind::Other),
-    ("hrl", FieldKind::Other),
-    ("hsl", FieldKind::Other),
+    ("hrl", FieldKind::CaptureList),
+    ("hsl", FieldKind::CaptureList),
     ("sslc", FieldKind::Other),
     ("sslv", FieldKind::Other),
 ];
@@ -198,6 +212,10 @@ pub struct Field {
     pub text: String,
     /// Written in double quotes (`+Q`).
     pub quoted: bool,
+    /// Quotes and backslashes escaped with a backslash (`+E`).
+    pub escaped: bool,
+    /// Whether the value may end in more than one place (see [`Format::extract`]).
+    branches: bool,
     /// Column of the `%` in the format as given (for error messages).
     pub column: usize,
     /// The rejection reason for a line that does not match here.
@@ -305,98 +323,47 @@ impl Format {
     }
 
     /// Matches `line` (the syslog message) and extracts a record.
+    ///
+    /// Most fields end in exactly one place. Where a value may itself hold what follows it
+    /// in the format (a raw quoted sample, a list of captures, an address before `:`), the
+    /// matcher tries each place in turn, the likeliest first, and keeps the first reading
+    /// of the whole line that fits; [`MAX_ATTEMPTS`] bounds the work a line can cause.
+    ///
+    /// Only a line that fits no way whole is read as one HAProxy cut short (`len`), and
+    /// then with each field ending in its likeliest place: reading a long line's extra
+    /// text into free-form fields would otherwise make most bad lines look cut.
     pub fn extract<'a>(&self, line: &'a [u8]) -> Result<LogRecord<'a>, Mismatch> {
-        let mut record = LogRecord::empty(self.kind);
-        let mut pos = 0;
+        let mut walk = Walk {
+            format: self,
+            line,
+            attempts: MAX_ATTEMPTS,
+            cuts: false,
+            furthest: None,
+        };
         // HAProxy does not start a line with a separator.
-        let mut last_was_space = true;
-        let mut field_number = 0;
-        let mut path_seen = false;
-        for (i, token) in self.tokens.iter().enumerate() {
-            match token {
-                Token::Literal { text, .. } => {
-                    if !line[pos..].starts_with(text) {
-                        // Cut inside the literal; a line ending just before it is more
-                        // likely another, shorter format than a cut.
-                        let rest = &line[pos..];
-                        if !rest.is_empty() && text.starts_with(rest) && self.cut_ok(field_number) {
-                            return Ok(cut(record));
-                        }
-                        return Err(self.mismatch(i, pos));
-                    }
-                    pos += text.len();
-                    last_was_space = text.last() == Some(&b' ');
-                }
-                Token::Separator { .. } => {
-                    if !last_was_space {
-                        // A line that ends at a separator ends on a whole field: that is a
-                        // shorter format, not a cut (HAProxy cuts at any byte).
-                        if line.get(pos) != Some(&b' ') {
-                            return Err(self.mismatch(i, pos));
-                        }
-                        pos += 1;
-                        last_was_space = true;
-                    }
-                }
-                Token::Field(field) => {
-                    // Nothing left where a field should start, after a literal or a
-                    // separator (never after another field): cut here. (An empty last
-                    // field reads the same and is counted too, marked cut.)
-                    if pos >= line.len() && i > 0 && self.cut_ok(field_number) {
-                        return Ok(cut(record));
-                    }
-                    let Some((value, end)) = self.field_value(i, field, line, pos) else {
-                        // The field runs to the end of a cut line: use what is there.
-                        if self.cut_ok(field_number) {
-                            let rest = &line[pos..];
-                            let rest = if field.quoted {
-                                rest.strip_prefix(b"\"").unwrap_or(rest)
-                            } else {
-                                rest
-                            };
-                            let _ = store(field, rest, &mut record, &mut path_seen, self);
-                            return Ok(cut(record));
-                        }
-                        return Err(self.mismatch(i, pos));
-                    };
-                    // A field that wrote anything (`""` included) ends any run of spaces.
-                    if end > pos {
-                        last_was_space = false;
-                    }
-                    pos = end;
-                    if store(field, value, &mut record, &mut path_seen, self).is_none() {
-                        // A value cut in the middle (`0/` for `%sq/%bq`) is no bad value.
-                        if pos >= line.len() && self.cut_ok(field_number) {
-                            return Ok(cut(record));
-                        }
-                        return Err(self.mismatch(i, pos));
-                    }
-                    for custom in self.custom.iter().filter(|c| c.field == field_number) {
-                        let value = match custom.capture {
-                            Some(n) => capture(value, n),
-                            None => value,
-                        };
-                        record.custom[custom.slot] =
-                            std::str::from_utf8(value).map_err(|_| self.mismatch(i, pos))?;
-                    }
-                    field_number += 1;
-                }
+        let start = Cursor {
+            pos: 0,
+            last_was_space: true,
+            field: 0,
+            path_seen: false,
+            primary: true,
+        };
+        let mut record = LogRecord::empty(self.kind);
+        if walk.tokens(0, start, &mut record).is_some() {
+            return Ok(record);
+        }
+        if self.cut_after.is_some() {
+            walk.cuts = true;
+            let mut record = LogRecord::empty(self.kind);
+            if walk.tokens(0, start, &mut record).is_some() {
+                record.truncated = true;
+                return Ok(record);
             }
         }
-        // HAProxy may end a line with a space (the CLF formats do).
-        if line[pos..].iter().any(|&b| b != b' ') {
-            return Err(Mismatch {
-                reason: "trailing_data",
-                offset: pos,
-            });
-        }
-        Ok(record)
-    }
-
-    /// A line that ends before the format does may be counted once `fields_read` fields
-    /// are behind, the status among them.
-    fn cut_ok(&self, fields_read: usize) -> bool {
-        self.cut_after.is_some_and(|after| fields_read > after)
+        Err(walk.furthest.unwrap_or(Mismatch {
+            reason: "trailing_data",
+            offset: 0,
+        }))
     }
 
     fn mismatch(&self, token: usize, offset: usize) -> Mismatch {
@@ -406,84 +373,465 @@ impl Format {
         }
     }
 
-    /// The value of the field at `pos` and where it ends in the line.
-    fn field_value<'a>(
+    /// Where the value of field `i` (at `pos`) may end: the first place when `prev` is
+    /// `None`, else the next place after `prev`; `None` when there is no (other) place.
+    fn candidate(
         &self,
         i: usize,
         field: &Field,
-        line: &'a [u8],
+        line: &[u8],
         pos: usize,
-    ) -> Option<(&'a [u8], usize)> {
+        prev: Option<Candidate>,
+    ) -> Option<Candidate> {
         let rest = &line[pos..];
-        if field.quoted && rest.first() == Some(&b'"') {
-            let mut j = 1;
-            while j < rest.len() {
-                match rest[j] {
-                    b'\\' => j += 2,
-                    b'"' => return Some((&rest[1..j], pos + j + 1)),
-                    _ => j += 1,
-                }
-            }
-            return None;
-        }
+        let next = self.tokens.get(i + 1);
+        // Offsets below are relative to `pos`.
+        let at = |start: usize, value_end: usize, end: usize| Candidate {
+            value: (pos + start, pos + value_end),
+            end: pos + end,
+            wrote: true,
+        };
+        let nothing = Candidate {
+            value: (pos, pos),
+            end: pos,
+            wrote: false,
+        };
+        let only = |c: Option<Candidate>| if prev.is_none() { c } else { None };
+        let prev_end = prev.map(|p| p.end - pos);
         if field.kind == FieldKind::Captures {
-            if rest.first() != Some(&b'{') {
-                return Some((&rest[..0], pos));
+            // `{a|b}` (in quotes with +Q), or nothing at all when nothing was captured.
+            let open: &[u8] = if field.quoted { b"\"{" } else { b"{" };
+            if !rest.starts_with(open) {
+                return only(Some(nothing));
             }
             let close = rest.iter().position(|&b| b == b'}')?;
-            return Some((&rest[..close + 1], pos + close + 1));
+            let quote = usize::from(field.quoted && rest.get(close + 1) == Some(&b'"'));
+            return only(Some(at(open.len() - 1, close + 1, close + 1 + quote)));
         }
-        let word_end = rest.iter().position(|&b| b == b' ').unwrap_or(rest.len());
-        if field.kind == FieldKind::RequestLine {
-            // Unquoted: `METHOD URI VERSION`, or one word (`<BADREQ>`).
-            let mut end = word_end;
-            if !rest.starts_with(b"<BADREQ>") {
-                for _ in 0..2 {
-                    if rest.get(end) == Some(&b' ') {
-                        end += 1 + rest[end + 1..]
-                            .iter()
-                            .position(|&b| b == b' ')
-                            .unwrap_or(rest.len() - end - 1);
+        if field.kind == FieldKind::CaptureList && field.quoted {
+            // `"a" "b"`: one quoted value per capture (HAProxy encodes quotes inside),
+            // nothing when nothing was captured. As many values as possible first.
+            if rest.first() != Some(&b'"') {
+                return only(Some(nothing));
+            }
+            let mut best = None;
+            let mut j = 0;
+            while let Some(close) = rest[j + 1..].iter().position(|&b| b == b'"') {
+                let end = j + 1 + close + 1;
+                if prev_end.is_some_and(|p| end >= p) {
+                    break;
+                }
+                best = Some(end);
+                if !rest[end..].starts_with(b" \"") {
+                    break;
+                }
+                j = end + 1;
+            }
+            return best.map(|end| at(1, end - 1, end));
+        }
+        if field.quoted && rest.first() == Some(&b'"') {
+            if field.escaped || !field.kind.raw() {
+                // `+E` escapes quotes and backslashes; other values never hold a quote.
+                if prev.is_some() {
+                    return None;
+                }
+                let mut j = 1;
+                while j < rest.len() {
+                    match rest[j] {
+                        b'\\' if field.escaped => j += 2,
+                        b'"' => return Some(at(1, j, j + 1)),
+                        _ => j += 1,
                     }
                 }
+                return None;
             }
-            return Some((&rest[..end], pos + end));
+            // A raw value in quotes (HAProxy 2.6 does not escape it): any quote after
+            // which the line goes on as the format does.
+            let from = prev_end.unwrap_or(1);
+            return rest[from..]
+                .iter()
+                .enumerate()
+                .filter(|&(_, &b)| b == b'"')
+                .map(|(j, _)| from + j)
+                .find(|&j| followed_by(next, &rest[j + 1..]))
+                .map(|j| at(1, j, j + 1));
         }
-        let next = self.tokens.get(i + 1);
-        let end = match next {
-            // A sample's value may hold spaces; the last one takes the rest of the line.
-            None if field.kind == FieldKind::Sample => {
-                rest.len() - rest.iter().rev().take_while(|&&b| b == b' ').count()
+        let word_end = rest.iter().position(|&b| b == b' ').unwrap_or(rest.len());
+        match field.kind {
+            FieldKind::RequestLine if !rest.starts_with(b"<BADREQ>") => {
+                // Unquoted: `METHOD URI VERSION`, up to what follows the version.
+                let mut version = 0;
+                for _ in 0..2 {
+                    match rest[version..].iter().position(|&b| b == b' ') {
+                        Some(space) => version += space + 1,
+                        None => break,
+                    }
+                }
+                let end = match next {
+                    Some(Token::Literal { text, .. }) => version + find(&rest[version..], text)?,
+                    _ => {
+                        version
+                            + rest[version..]
+                                .iter()
+                                .position(|&b| b == b' ')
+                                .unwrap_or(rest.len() - version)
+                    }
+                };
+                only(Some(at(0, end, end)))
             }
-            None | Some(Token::Separator { .. }) => word_end,
-            Some(Token::Literal { text, .. }) if is_address(field.kind) => {
-                rfind(&rest[..word_end.max(text.len()).min(rest.len())], text)?
+            FieldKind::ZonedDate => {
+                // `01/Dec/2026:19:53:06 +0000`: two words.
+                let zone = (word_end + 1).min(rest.len());
+                let end = match next {
+                    Some(Token::Literal { text, .. }) => zone + find(&rest[zone..], text)?,
+                    _ => {
+                        zone + rest[zone..]
+                            .iter()
+                            .position(|&b| b == b' ')
+                            .unwrap_or(rest.len() - zone)
+                    }
+                };
+                only(Some(at(0, end, end)))
             }
-            Some(Token::Literal { text, .. }) => find(rest, text)?,
-            // Rejected at compile time: two fields with nothing between them.
-            Some(Token::Field(_)) => return None,
-        };
-        Some((&rest[..end], pos + end))
+            FieldKind::Sample | FieldKind::CaptureList => {
+                // Free text, spaces included: wherever what follows occurs, the first
+                // first. A list of captures may also have written nothing.
+                if prev.is_some_and(|p| !p.wrote) {
+                    return None;
+                }
+                let end = match next {
+                    None if prev.is_none() => {
+                        Some(rest.len() - rest.iter().rev().take_while(|&&b| b == b' ').count())
+                    }
+                    None => None,
+                    Some(Token::Separator { .. }) => match prev_end {
+                        None => Some(word_end),
+                        Some(p) if p < rest.len() => Some(
+                            p + 1
+                                + rest[p + 1..]
+                                    .iter()
+                                    .position(|&b| b == b' ')
+                                    .unwrap_or(rest.len() - p - 1),
+                        ),
+                        Some(_) => None,
+                    },
+                    Some(Token::Literal { text, .. }) => {
+                        let from = prev_end.map_or(0, |p| p + 1).min(rest.len());
+                        find(&rest[from..], text).map(|j| from + j)
+                    }
+                    // Rejected at compile time: two fields with nothing between them.
+                    Some(Token::Field(_)) => None,
+                };
+                match end {
+                    Some(end) => Some(at(0, end, end)),
+                    None if field.kind == FieldKind::CaptureList && prev.is_some() => Some(nothing),
+                    None => None,
+                }
+            }
+            FieldKind::ClientIp => {
+                let Some(Token::Literal { text, .. }) = next else {
+                    return only(Some(at(0, word_end, word_end)));
+                };
+                // IPv6 holds colons: the address ends at the last occurrence of what
+                // follows it among the address's characters, then the one before ...
+                let run = rest
+                    .iter()
+                    .position(|&b| !(b.is_ascii_alphanumeric() || b == b':' || b == b'.'))
+                    .unwrap_or(rest.len());
+                let window = match prev_end {
+                    None => (run + text.len()).min(rest.len()),
+                    Some(p) => (p + text.len()).saturating_sub(1),
+                };
+                match rfind(&rest[..window], text) {
+                    Some(end) => Some(at(0, end, end)),
+                    // ... or, outside them, at its first occurrence.
+                    None if prev.is_none() => find(rest, text).map(|end| at(0, end, end)),
+                    None => None,
+                }
+            }
+            _ => {
+                let end = match next {
+                    None | Some(Token::Separator { .. }) => word_end,
+                    Some(Token::Literal { text, .. }) => find(rest, text)?,
+                    Some(Token::Field(_)) => return None,
+                };
+                only(Some(at(0, end, end)))
+            }
+        }
     }
 }
 
-/// A record of a line HAProxy cut short.
-fn cut(mut record: LogRecord<'_>) -> LogRecord<'_> {
-    record.truncated = true;
-    record
+/// How many places a line may try for its fields in all, before it is rejected.
+const MAX_ATTEMPTS: u32 = 256;
+
+/// One place a field's value may end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Candidate {
+    /// The value, without its quotes: start and end in the line.
+    value: (usize, usize),
+    /// Where the line goes on after the field.
+    end: usize,
+    /// Whether HAProxy wrote anything for the field: only capture aliases with nothing
+    /// captured write nothing, and leave a run of spaces open.
+    wrote: bool,
 }
 
-/// The `n`-th value of a capture block `{a|b|c}`; empty if there is none.
-fn capture(block: &[u8], n: usize) -> &[u8] {
-    let inner = block
+/// Whether `after` (the line after a quoted value's closing quote) goes on as token
+/// `next` says.
+fn followed_by(next: Option<&Token>, after: &[u8]) -> bool {
+    match next {
+        None => after.iter().all(|&b| b == b' '),
+        Some(Token::Separator { .. }) => after.first() == Some(&b' '),
+        // A line cut inside the literal also goes on as the format does.
+        Some(Token::Literal { text, .. }) => {
+            after.starts_with(text) || (!after.is_empty() && text.starts_with(after))
+        }
+        Some(Token::Field(_)) => false,
+    }
+}
+
+/// Where matching stands between two tokens.
+#[derive(Debug, Clone, Copy)]
+struct Cursor {
+    pos: usize,
+    /// The last thing written was a space (or nothing yet): a separator writes nothing.
+    last_was_space: bool,
+    /// Fields read so far.
+    field: usize,
+    /// The path label came from `%HU`/`%HP`/`%HPO` already.
+    path_seen: bool,
+    /// Every field so far ends in its likeliest place: where a line stops matching on
+    /// this path is what its rejection reason tells.
+    primary: bool,
+}
+
+/// One line being matched against a format.
+struct Walk<'f, 'a> {
+    format: &'f Format,
+    line: &'a [u8],
+    attempts: u32,
+    /// Whether the line may be read as cut short, with only the likeliest place for
+    /// each field; otherwise every place, and only whole lines.
+    cuts: bool,
+    /// The failure furthest into the line, for the rejection reason.
+    furthest: Option<Mismatch>,
+}
+
+/// What taking one field's value led to.
+enum Step {
+    Next,
+    Cut,
+    Fail,
+}
+
+impl<'a> Walk<'_, 'a> {
+    /// A line that ends before the format does may be counted once `fields_read` fields
+    /// are behind, the status among them.
+    fn cut_ok(&self, fields_read: usize) -> bool {
+        self.cuts && self.could_be_cut(fields_read)
+    }
+
+    fn could_be_cut(&self, fields_read: usize) -> bool {
+        self.format
+            .cut_after
+            .is_some_and(|after| fields_read > after)
+    }
+
+    /// Notes where a reading of the line failed; only the likeliest reading gives the
+    /// reason (another reading of free text often gets further, only to fail later).
+    fn fail(&mut self, primary: bool, mismatch: Mismatch) {
+        if primary
+            && self
+                .furthest
+                .is_none_or(|furthest| mismatch.offset >= furthest.offset)
+        {
+            self.furthest = Some(mismatch);
+        }
+    }
+
+    /// Matches the tokens from `i` on. `Some(cut)` when the rest of the line fits: whole
+    /// (`false`) or cut short by HAProxy (`true`).
+    fn tokens(&mut self, mut i: usize, mut at: Cursor, record: &mut LogRecord<'a>) -> Option<bool> {
+        let format = self.format;
+        let line = self.line;
+        while let Some(token) = format.tokens.get(i) {
+            match token {
+                Token::Literal { text, .. } => {
+                    if !line[at.pos..].starts_with(text) {
+                        // Cut inside the literal; a line ending just before it is more
+                        // likely another, shorter format than a cut.
+                        let rest = &line[at.pos..];
+                        if !rest.is_empty() && text.starts_with(rest) && self.cut_ok(at.field) {
+                            return Some(true);
+                        }
+                        self.fail(at.primary, format.mismatch(i, at.pos));
+                        return None;
+                    }
+                    at.pos += text.len();
+                    at.last_was_space = text.last() == Some(&b' ');
+                }
+                Token::Separator { .. } => {
+                    if !at.last_was_space {
+                        // A line that ends at a separator ends on a whole field: that is a
+                        // shorter format, not a cut (HAProxy cuts at any byte).
+                        if line.get(at.pos) != Some(&b' ') {
+                            self.fail(at.primary, format.mismatch(i, at.pos));
+                            return None;
+                        }
+                        at.pos += 1;
+                        at.last_was_space = true;
+                    }
+                }
+                Token::Field(field) => {
+                    // Nothing left where a field should start, after a literal or a
+                    // separator (never after another field): cut here. (An empty last
+                    // field reads the same and is counted too, marked cut; captures
+                    // write nothing when there are none, as CLF lines end.)
+                    let writes =
+                        !matches!(field.kind, FieldKind::Captures | FieldKind::CaptureList);
+                    if at.pos >= line.len() && i > 0 && writes && self.could_be_cut(at.field) {
+                        if self.cuts {
+                            return Some(true);
+                        }
+                        self.fail(at.primary, format.mismatch(i, at.pos));
+                        return None;
+                    }
+                    let Some(first) = format.candidate(i, field, line, at.pos, None) else {
+                        // The field runs to the end of a cut line: use what is there.
+                        if self.cut_ok(at.field) {
+                            let rest = &line[at.pos..];
+                            let rest = match field.quoted {
+                                true => rest.strip_prefix(b"\"").unwrap_or(rest),
+                                false => rest,
+                            };
+                            let _ = store(field, rest, record, &mut at.path_seen, format);
+                            return Some(true);
+                        }
+                        self.fail(at.primary, format.mismatch(i, at.pos));
+                        return None;
+                    };
+                    if !field.branches || self.cuts {
+                        match self.take(i, field, first, &mut at, record) {
+                            Step::Next => {}
+                            Step::Cut => return Some(true),
+                            Step::Fail => return None,
+                        }
+                    } else {
+                        let saved = record.clone();
+                        let mut candidate = Some(first);
+                        while let Some(c) = candidate {
+                            if self.attempts == 0 {
+                                self.fail(at.primary, format.mismatch(i, at.pos));
+                                return None;
+                            }
+                            self.attempts -= 1;
+                            let mut after = at;
+                            after.primary = at.primary && c == first;
+                            let matched = match self.take(i, field, c, &mut after, record) {
+                                Step::Next => self.tokens(i + 1, after, record),
+                                Step::Cut => Some(true),
+                                Step::Fail => None,
+                            };
+                            if matched.is_some() {
+                                return matched;
+                            }
+                            record.clone_from(&saved);
+                            candidate = format.candidate(i, field, line, at.pos, Some(c));
+                        }
+                        return None;
+                    }
+                }
+            }
+            i += 1;
+        }
+        // HAProxy may end a line with a space (the CLF formats do).
+        if line[at.pos..].iter().any(|&b| b != b' ') {
+            self.fail(
+                at.primary,
+                Mismatch {
+                    reason: "trailing_data",
+                    offset: at.pos,
+                },
+            );
+            return None;
+        }
+        Some(false)
+    }
+
+    /// Takes candidate `c` as the value of field `i`.
+    fn take(
+        &mut self,
+        i: usize,
+        field: &Field,
+        c: Candidate,
+        at: &mut Cursor,
+        record: &mut LogRecord<'a>,
+    ) -> Step {
+        let format = self.format;
+        let value = &self.line[c.value.0..c.value.1];
+        if c.wrote {
+            at.last_was_space = false;
+        }
+        at.pos = c.end;
+        if store(field, value, record, &mut at.path_seen, format).is_none() {
+            // A value cut in the middle (`0/` for `%sq/%bq`) is no bad value.
+            if at.pos >= self.line.len() && self.cut_ok(at.field) {
+                return Step::Cut;
+            }
+            self.fail(at.primary, format.mismatch(i, at.pos));
+            return Step::Fail;
+        }
+        for custom in format.custom.iter().filter(|c| c.field == at.field) {
+            let value = match custom.capture {
+                Some(n) => capture(field, value, n),
+                None => value,
+            };
+            match std::str::from_utf8(value) {
+                Ok(value) => record.custom[custom.slot] = value,
+                Err(_) => {
+                    self.fail(at.primary, format.mismatch(i, at.pos));
+                    return Step::Fail;
+                }
+            }
+        }
+        at.field += 1;
+        Step::Next
+    }
+}
+
+/// The `n`-th value of a capture block `{a|b|c}` or of a capture list (`a" "b` quoted,
+/// `a b` not); empty if there is none.
+fn capture<'v>(field: &Field, value: &'v [u8], n: usize) -> &'v [u8] {
+    if field.kind == FieldKind::CaptureList {
+        let values = match field.quoted {
+            true => split_on(value, b"\" \"").nth(n),
+            false => value.split(|&b| b == b' ').nth(n),
+        };
+        return values.unwrap_or_default();
+    }
+    let inner = value
         .strip_prefix(b"{")
         .and_then(|b| b.strip_suffix(b"}"))
-        .unwrap_or(block);
+        .unwrap_or(value);
     inner.split(|&b| b == b'|').nth(n).unwrap_or_default()
 }
 
-fn is_address(kind: FieldKind) -> bool {
-    matches!(kind, FieldKind::ClientIp)
+/// `haystack` split at each occurrence of `separator`.
+fn split_on<'h>(haystack: &'h [u8], separator: &'h [u8]) -> impl Iterator<Item = &'h [u8]> {
+    let mut rest = Some(haystack);
+    std::iter::from_fn(move || {
+        let current = rest?;
+        match find(current, separator) {
+            Some(i) => {
+                rest = Some(&current[i + separator.len()..]);
+                Some(&current[..i])
+            }
+            None => {
+                rest = None;
+                Some(current)
+            }
+        }
+    })
 }
 
 /// Puts a field's value into the record; `None` if it is malformed.
@@ -560,7 +908,11 @@ fn store<'a>(
         FieldKind::Count => {
             number(plus(value))?;
         }
-        FieldKind::Captures | FieldKind::Other | FieldKind::Sample => {}
+        FieldKind::Captures
+        | FieldKind::CaptureList
+        | FieldKind::ZonedDate
+        | FieldKind::Other
+        | FieldKind::Sample => {}
     }
     Some(())
 }
@@ -649,6 +1001,7 @@ pub fn compile(format: &str) -> Result<Format, FormatError> {
     };
     let mut tokens: Vec<Token> = Vec::new();
     let mut quote_all = false;
+    let mut escape_all = false;
     let mut i = 0;
     let literal = |tokens: &mut Vec<Token>, b: u8, at: usize| {
         let reason = || {
@@ -681,7 +1034,9 @@ pub fn compile(format: &str) -> Result<Format, FormatError> {
             continue;
         }
         let mut quoted = quote_all;
+        let mut escaped = escape_all;
         let mut flags_given = None;
+        let mut escape_given = None;
         if bytes.get(i) == Some(&b'{') {
             let close = bytes[i..]
                 .iter()
@@ -692,7 +1047,9 @@ pub fn compile(format: &str) -> Result<Format, FormatError> {
                 match flag {
                     "+Q" => flags_given = Some(true),
                     "-Q" => flags_given = Some(false),
-                    "+X" | "-X" | "+E" | "-E" | "+json" | "-json" | "+cbor" | "" => {}
+                    "+E" => escape_given = Some(true),
+                    "-E" => escape_given = Some(false),
+                    "+X" | "-X" | "+json" | "-json" | "+cbor" | "" => {}
                     other => {
                         return Err(error(
                             start + 2,
@@ -703,6 +1060,9 @@ pub fn compile(format: &str) -> Result<Format, FormatError> {
             }
             if let Some(q) = flags_given {
                 quoted = q;
+            }
+            if let Some(e) = escape_given {
+                escaped = e;
             }
             i += close + 1;
         }
@@ -736,6 +1096,7 @@ pub fn compile(format: &str) -> Result<Format, FormatError> {
             if alias == "o" {
                 // `%{+Q}o`: the flags apply to every field after it.
                 quote_all = flags_given.unwrap_or(quote_all);
+                escape_all = escape_given.unwrap_or(escape_all);
                 i += len;
                 continue;
             }
@@ -764,13 +1125,25 @@ pub fn compile(format: &str) -> Result<Format, FormatError> {
             kind,
             text,
             quoted,
+            escaped,
             column,
             reason,
+            branches: false,
         }));
         i = name_end;
     }
     if tokens.is_empty() {
         return Err(error(0, "the format is empty".into()));
+    }
+    for i in 0..tokens.len() {
+        let next_is_literal = matches!(tokens.get(i + 1), Some(Token::Literal { .. }));
+        if let Token::Field(field) = &mut tokens[i] {
+            field.branches = match field.kind {
+                FieldKind::Sample | FieldKind::CaptureList => true,
+                FieldKind::ClientIp => next_is_literal,
+                kind => field.quoted && !field.escaped && kind.raw(),
+            };
+        }
     }
     let has = |k: FieldKind| {
         tokens

@@ -411,3 +411,177 @@ proptest! {
         }
     }
 }
+
+/// The log-format of a capture's configuration, as written after `log-format`.
+fn log_format_of(cfg: &str) -> &str {
+    cfg.lines()
+        .find_map(|l| l.trim().strip_prefix("log-format "))
+        .unwrap()
+}
+
+/// The `w_*` captures: one traffic mix that HAProxy 2.6 logged in formats operators use.
+/// Each reads back what the hand-written parser reads from the same traffic in httplog:
+/// statuses, bytes, backends and servers, and methods and paths where the format has
+/// them. (The traffic is the same, the order of its lines not quite.)
+#[test]
+fn formats_in_the_wild_read_the_same_traffic() {
+    type Values = (String, u64, String, String);
+    let reference: &[u8] = include_bytes!("../../../tests/fixtures/haproxy/w_httplog.log");
+    let mut want: Vec<(Values, (String, String))> = lines(reference)
+        .map(|line| {
+            let Ok(Entry::Traffic(r)) = parse(message(line)) else {
+                panic!("{}", String::from_utf8_lossy(line));
+            };
+            let values = (
+                r.status_code.to_string(),
+                r.bytes_read,
+                r.backend_name.to_string(),
+                r.server_name.to_string(),
+            );
+            let request = (
+                r.http_request_method.to_string(),
+                r.http_request_path.into_owned(),
+            );
+            (values, request)
+        })
+        .collect();
+    want.sort();
+    assert_eq!(want.len(), 17);
+
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/haproxy");
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("w_") && n.ends_with(".log") && n != "w_httplog.log")
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 15, "{names:?}");
+    for name in names {
+        let log = std::fs::read(format!("{dir}/{name}")).unwrap();
+        let cfg =
+            std::fs::read_to_string(format!("{dir}/{}", name.replace(".log", ".cfg"))).unwrap();
+        let format = compile(log_format_of(&cfg)).unwrap();
+        let mut got: Vec<(Values, (String, String))> = lines(&log)
+            .map(|line| {
+                let r = format
+                    .extract(message(line))
+                    .unwrap_or_else(|e| panic!("{name}: {e:?}: {}", String::from_utf8_lossy(line)));
+                assert!(!r.truncated, "{name}: {}", String::from_utf8_lossy(line));
+                let values = (
+                    r.status_code.to_string(),
+                    r.bytes_read,
+                    r.backend_name.to_string(),
+                    r.server_name.to_string(),
+                );
+                (
+                    values,
+                    (
+                        r.http_request_method.to_string(),
+                        r.http_request_path.into_owned(),
+                    ),
+                )
+            })
+            .collect();
+        got.sort();
+        let values = |v: &[(Values, (String, String))]| -> Vec<Values> {
+            let mut values: Vec<Values> = v.iter().map(|(values, _)| values.clone()).collect();
+            values.sort();
+            values
+        };
+        assert_eq!(values(&got), values(&want), "{name}");
+        // The Kubernetes ingress format logs `base` (host and path) instead of a path.
+        if got.iter().any(|(_, (_, path))| !path.is_empty()) {
+            assert_eq!(got, want, "{name}");
+        }
+    }
+}
+
+/// Values HAProxy writes as they are: a quoted sample may hold quotes and end in a
+/// backslash; a capture list has one quoted value per capture, a block none when
+/// nothing was captured.
+#[test]
+fn custom_labels_from_formats_in_the_wild() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/haproxy");
+    let values = |name: &str, fields: &[&str]| -> Vec<Vec<String>> {
+        let cfg = std::fs::read_to_string(format!("{dir}/{name}.cfg")).unwrap();
+        let log = std::fs::read(format!("{dir}/{name}.log")).unwrap();
+        let mut format = compile(log_format_of(&cfg)).unwrap();
+        assert!(format.bind_custom(fields).iter().all(|&found| found));
+        let mut values: Vec<Vec<String>> = lines(&log)
+            .map(|line| {
+                let r = format.extract(message(line)).unwrap();
+                r.custom[..fields.len()]
+                    .iter()
+                    .map(|v| v.to_string())
+                    .collect()
+            })
+            .collect();
+        values.sort();
+        values.dedup();
+        values
+    };
+    let agents = values("w_sample_captures", &["%{+Q}[capture.req.hdr(1)]"]);
+    assert!(agents.contains(&vec![
+        r#"Mozilla/5.0 (X11; Linux) "quoted" back\\slash}"#.to_string()
+    ]));
+    assert!(agents.contains(&vec![r"Agent\".to_string()]));
+    assert!(agents.contains(&vec!["curl/7.88.1".to_string()]));
+
+    // Two request captures (Host, User-Agent) and one response capture (Content-Type).
+    let clf = values("w_clf", &["%hrl#0", "%hrl#1", "%hsl#0"]);
+    assert!(clf.contains(&vec![
+        "127.0.0.1:8080".to_string(),
+        "curl/7.88.1".to_string(),
+        "text/plain".to_string()
+    ]));
+    assert!(clf.contains(&vec!["".to_string(), "".to_string(), "".to_string()]));
+
+    let hosts = values("w_quoted_captures", &["%{+Q}hr#0"]);
+    assert!(hosts.contains(&vec!["127.0.0.1:8080".to_string()]));
+    assert!(hosts.contains(&vec!["[::1]:8080".to_string()]));
+}
+
+/// Where HAProxy writes an empty value it still writes the separator after it; only the
+/// capture aliases write nothing at all when nothing was captured.
+#[test]
+fn empty_values_keep_their_separator_captures_do_not() {
+    let parts = compile("%ST %HM %HPO %HQ %HV %B").unwrap();
+    let r = parts.extract(b"200 GET /a  HTTP/1.1 12").unwrap();
+    assert_eq!((r.http_request_path.as_ref(), r.bytes_read), ("/a", 12));
+    let captures = compile("%ST %{+Q}hr %{+Q}hs %{+Q}r %B").unwrap();
+    let r = captures.extract(br#"400 "<BADREQ>" 0"#).unwrap();
+    assert_eq!((r.status_code, r.bytes_read), ("400", 0));
+    let r = captures
+        .extract(br#"200 "{a}" "{b}" "GET / HTTP/1.1" 5"#)
+        .unwrap();
+    assert_eq!((r.http_request_method, r.bytes_read), ("GET", 5));
+}
+
+/// An address ends where the address ends, even in a line without spaces.
+#[test]
+fn addresses_in_lines_without_spaces() {
+    let format = compile(r#"'{"c":"%ci:%cp","r":"%r","s":%ST}'"#).unwrap();
+    for (line, ip) in [
+        (
+            r#"{"c":"10.0.0.1:5","r":"GET /a:b HTTP/1.1","s":200}"#,
+            "10.0.0.1",
+        ),
+        (
+            r#"{"c":"2001:db8::1:443","r":"GET / HTTP/1.1","s":200}"#,
+            "2001:db8::1",
+        ),
+    ] {
+        let r = format.extract(line.as_bytes()).unwrap();
+        assert_eq!(r.client_ip, ip);
+    }
+}
+
+/// However a line is made, trying the places a field may end is bounded.
+#[test]
+fn ambiguous_lines_are_bounded() {
+    let format = compile("%[a] %[b] %[c] %[d] %ST x").unwrap();
+    let line = "a ".repeat(2000);
+    let err = format.extract(line.as_bytes()).unwrap_err();
+    assert!(err.reason.starts_with("format_mismatch"), "{err:?}");
+}
