@@ -3,18 +3,26 @@
 //! `compile` takes a format exactly as written after `log-format` in haproxy.cfg (HAProxy's
 //! quoting rules apply: `"..."`, `'...'`, `\ `), and turns it into a list of tokens:
 //! literal text, separators and fields. `Format::extract` then walks a line along those
-//! tokens, in one pass and without allocating, and fills a `LogRecord`.
+//! tokens, without allocating, and fills a `LogRecord`.
 //!
-//! Two rules of HAProxy's log builder shape the matcher:
+//! HAProxy 2.6's log builder decides how a line reads back:
 //! - a run of spaces in the format is a *separator*: HAProxy writes one space, and only
-//!   when the last thing written was not already a space, so an empty field (`%hr` without
-//!   captures) takes its separator with it;
-//! - with `+Q`, string fields are written in double quotes (HAProxy escapes quotes inside);
-//!   numbers never are.
+//!   when the last thing written was not already a space. Every field writes something
+//!   (`-` for an absent value, possibly an empty string, as `%HQ` without a query), except
+//!   the capture aliases `%hr %hs %hrl %hsl` when nothing is captured: those take their
+//!   separator with them;
+//! - with `+Q`, text is written in double quotes, numbers never are. Request lines, paths
+//!   and captures are encoded (a quote becomes `#22`), but a sample's value is written as
+//!   it is: `"Agent "x" \"` is one quoted User-Agent. `+E` escapes quotes and backslashes;
+//! - `%hrl`/`%hsl` write one value per capture, separated by spaces, each quoted on its
+//!   own with `+Q`; `%T %Tl %trg %trl` are dates with a zone (two words).
 //!
-//! A field ends where the next literal begins (the first occurrence), except addresses,
-//! which end at the last occurrence within their word (IPv6 has colons), capture blocks,
-//! which end at their closing brace, and an unquoted request line, which is three words.
+//! A field ends where the next literal begins (the first occurrence), or at the next
+//! space. Some have more than one possible end: a raw quoted value (at any quote followed
+//! by what the format says comes next), a sample (its value may hold spaces), a capture
+//! list (as many values as fit), an address (IPv6 holds colons: the last occurrence of
+//! what follows among the address's characters first). Those are tried in turn, the
+//! likeliest first, when a line does not read the likeliest way.
 
 use std::fmt;
 
@@ -259,6 +267,8 @@ pub struct Format {
     /// A line cut short (HAProxy's `len`, a ring's `maxlen`) is still counted once this
     /// field, the status (or, without one, the bytes), has been read; `None`: never.
     cut_after: Option<usize>,
+    /// Some field may end in more than one place.
+    branches: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -325,19 +335,21 @@ impl Format {
     /// Matches `line` (the syslog message) and extracts a record.
     ///
     /// Most fields end in exactly one place. Where a value may itself hold what follows it
-    /// in the format (a raw quoted sample, a list of captures, an address before `:`), the
-    /// matcher tries each place in turn, the likeliest first, and keeps the first reading
-    /// of the whole line that fits; [`MAX_ATTEMPTS`] bounds the work a line can cause.
+    /// in the format (a raw quoted sample, a list of captures, an address before `:`),
+    /// the likeliest place is tried first, in one pass over the line that reads nearly
+    /// every line. Only a line that does not fit that way is searched: each place in turn,
+    /// keeping the first reading of the whole line that fits, within `MAX_ATTEMPTS`.
     ///
     /// Only a line that fits no way whole is read as one HAProxy cut short (`len`), and
     /// then with each field ending in its likeliest place: reading a long line's extra
-    /// text into free-form fields would otherwise make most bad lines look cut.
+    /// text into free-form fields would otherwise make most bad lines look cut. The
+    /// rejection reason tells where the likeliest reading stopped.
     pub fn extract<'a>(&self, line: &'a [u8]) -> Result<LogRecord<'a>, Mismatch> {
         let mut walk = Walk {
             format: self,
             line,
             attempts: MAX_ATTEMPTS,
-            cuts: false,
+            pass: Pass::Likeliest,
             furthest: None,
         };
         // HAProxy does not start a line with a separator.
@@ -346,17 +358,20 @@ impl Format {
             last_was_space: true,
             field: 0,
             path_seen: false,
-            primary: true,
         };
-        let mut record = LogRecord::empty(self.kind);
-        if walk.tokens(0, start, &mut record).is_some() {
-            return Ok(record);
-        }
-        if self.cut_after.is_some() {
-            walk.cuts = true;
+        let passes = [
+            (Pass::Likeliest, true),
+            (Pass::Search, self.branches),
+            (Pass::Cut, self.cut_after.is_some()),
+        ];
+        for (pass, useful) in passes {
+            if !useful {
+                continue;
+            }
+            walk.pass = pass;
             let mut record = LogRecord::empty(self.kind);
             if walk.tokens(0, start, &mut record).is_some() {
-                record.truncated = true;
+                record.truncated = pass == Pass::Cut;
                 return Ok(record);
             }
         }
@@ -375,6 +390,7 @@ impl Format {
 
     /// Where the value of field `i` (at `pos`) may end: the first place when `prev` is
     /// `None`, else the next place after `prev`; `None` when there is no (other) place.
+    #[inline(always)]
     fn candidate(
         &self,
         i: usize,
@@ -447,14 +463,15 @@ impl Format {
             }
             // A raw value in quotes (HAProxy 2.6 does not escape it): any quote after
             // which the line goes on as the format does.
-            let from = prev_end.unwrap_or(1);
-            return rest[from..]
-                .iter()
-                .enumerate()
-                .filter(|&(_, &b)| b == b'"')
-                .map(|(j, _)| from + j)
-                .find(|&j| followed_by(next, &rest[j + 1..]))
-                .map(|j| at(1, j, j + 1));
+            let mut from = prev_end.unwrap_or(1);
+            while let Some(quote) = rest[from..].iter().position(|&b| b == b'"') {
+                let j = from + quote;
+                if followed_by(next, &rest[j + 1..]) {
+                    return Some(at(1, j, j + 1));
+                }
+                from = j + 1;
+            }
+            return None;
         }
         let word_end = rest.iter().position(|&b| b == b' ').unwrap_or(rest.len());
         match field.kind {
@@ -600,9 +617,17 @@ struct Cursor {
     field: usize,
     /// The path label came from `%HU`/`%HP`/`%HPO` already.
     path_seen: bool,
-    /// Every field so far ends in its likeliest place: where a line stops matching on
-    /// this path is what its rejection reason tells.
-    primary: bool,
+}
+
+/// How a line is read: see [`Format::extract`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    /// Each field ends in its likeliest place; whole lines only.
+    Likeliest,
+    /// Every place of every field, in turn; whole lines only.
+    Search,
+    /// Each field ends in its likeliest place; the line may end early.
+    Cut,
 }
 
 /// One line being matched against a format.
@@ -610,9 +635,7 @@ struct Walk<'f, 'a> {
     format: &'f Format,
     line: &'a [u8],
     attempts: u32,
-    /// Whether the line may be read as cut short, with only the likeliest place for
-    /// each field; otherwise every place, and only whole lines.
-    cuts: bool,
+    pass: Pass,
     /// The failure furthest into the line, for the rejection reason.
     furthest: Option<Mismatch>,
 }
@@ -628,7 +651,7 @@ impl<'a> Walk<'_, 'a> {
     /// A line that ends before the format does may be counted once `fields_read` fields
     /// are behind, the status among them.
     fn cut_ok(&self, fields_read: usize) -> bool {
-        self.cuts && self.could_be_cut(fields_read)
+        self.pass == Pass::Cut && self.could_be_cut(fields_read)
     }
 
     fn could_be_cut(&self, fields_read: usize) -> bool {
@@ -637,10 +660,10 @@ impl<'a> Walk<'_, 'a> {
             .is_some_and(|after| fields_read > after)
     }
 
-    /// Notes where a reading of the line failed; only the likeliest reading gives the
+    /// Notes where a reading of the line failed; only the likeliest readings give the
     /// reason (another reading of free text often gets further, only to fail later).
-    fn fail(&mut self, primary: bool, mismatch: Mismatch) {
-        if primary
+    fn fail(&mut self, mismatch: Mismatch) {
+        if self.pass != Pass::Search
             && self
                 .furthest
                 .is_none_or(|furthest| mismatch.offset >= furthest.offset)
@@ -664,7 +687,7 @@ impl<'a> Walk<'_, 'a> {
                         if !rest.is_empty() && text.starts_with(rest) && self.cut_ok(at.field) {
                             return Some(true);
                         }
-                        self.fail(at.primary, format.mismatch(i, at.pos));
+                        self.fail(format.mismatch(i, at.pos));
                         return None;
                     }
                     at.pos += text.len();
@@ -675,7 +698,7 @@ impl<'a> Walk<'_, 'a> {
                         // A line that ends at a separator ends on a whole field: that is a
                         // shorter format, not a cut (HAProxy cuts at any byte).
                         if line.get(at.pos) != Some(&b' ') {
-                            self.fail(at.primary, format.mismatch(i, at.pos));
+                            self.fail(format.mismatch(i, at.pos));
                             return None;
                         }
                         at.pos += 1;
@@ -690,10 +713,10 @@ impl<'a> Walk<'_, 'a> {
                     let writes =
                         !matches!(field.kind, FieldKind::Captures | FieldKind::CaptureList);
                     if at.pos >= line.len() && i > 0 && writes && self.could_be_cut(at.field) {
-                        if self.cuts {
+                        if self.pass == Pass::Cut {
                             return Some(true);
                         }
-                        self.fail(at.primary, format.mismatch(i, at.pos));
+                        self.fail(format.mismatch(i, at.pos));
                         return None;
                     }
                     let Some(first) = format.candidate(i, field, line, at.pos, None) else {
@@ -707,10 +730,10 @@ impl<'a> Walk<'_, 'a> {
                             let _ = store(field, rest, record, &mut at.path_seen, format);
                             return Some(true);
                         }
-                        self.fail(at.primary, format.mismatch(i, at.pos));
+                        self.fail(format.mismatch(i, at.pos));
                         return None;
                     };
-                    if !field.branches || self.cuts {
+                    if !field.branches || self.pass != Pass::Search {
                         match self.take(i, field, first, &mut at, record) {
                             Step::Next => {}
                             Step::Cut => return Some(true),
@@ -721,12 +744,11 @@ impl<'a> Walk<'_, 'a> {
                         let mut candidate = Some(first);
                         while let Some(c) = candidate {
                             if self.attempts == 0 {
-                                self.fail(at.primary, format.mismatch(i, at.pos));
+                                self.fail(format.mismatch(i, at.pos));
                                 return None;
                             }
                             self.attempts -= 1;
                             let mut after = at;
-                            after.primary = at.primary && c == first;
                             let matched = match self.take(i, field, c, &mut after, record) {
                                 Step::Next => self.tokens(i + 1, after, record),
                                 Step::Cut => Some(true),
@@ -746,19 +768,17 @@ impl<'a> Walk<'_, 'a> {
         }
         // HAProxy may end a line with a space (the CLF formats do).
         if line[at.pos..].iter().any(|&b| b != b' ') {
-            self.fail(
-                at.primary,
-                Mismatch {
-                    reason: "trailing_data",
-                    offset: at.pos,
-                },
-            );
+            self.fail(Mismatch {
+                reason: "trailing_data",
+                offset: at.pos,
+            });
             return None;
         }
         Some(false)
     }
 
     /// Takes candidate `c` as the value of field `i`.
+    #[inline(always)]
     fn take(
         &mut self,
         i: usize,
@@ -778,7 +798,7 @@ impl<'a> Walk<'_, 'a> {
             if at.pos >= self.line.len() && self.cut_ok(at.field) {
                 return Step::Cut;
             }
-            self.fail(at.primary, format.mismatch(i, at.pos));
+            self.fail(format.mismatch(i, at.pos));
             return Step::Fail;
         }
         for custom in format.custom.iter().filter(|c| c.field == at.field) {
@@ -789,7 +809,7 @@ impl<'a> Walk<'_, 'a> {
             match std::str::from_utf8(value) {
                 Ok(value) => record.custom[custom.slot] = value,
                 Err(_) => {
-                    self.fail(at.primary, format.mismatch(i, at.pos));
+                    self.fail(format.mismatch(i, at.pos));
                     return Step::Fail;
                 }
             }
@@ -1185,6 +1205,9 @@ pub fn compile(format: &str) -> Result<Format, FormatError> {
         },
         cut_after: field_number_of(&tokens, FieldKind::Status)
             .or_else(|| field_number_of(&tokens, FieldKind::Bytes)),
+        branches: tokens
+            .iter()
+            .any(|t| matches!(t, Token::Field(f) if f.branches)),
         tokens,
         custom: Vec::new(),
     })
