@@ -258,7 +258,7 @@ fn parse_traffic(message: &[u8]) -> Result<LogRecord<'_>, ParseError> {
     };
 
     let mut record = LogRecord {
-        client_ip,
+        client_ip: Cow::Borrowed(client_ip),
         client_port,
         frontend_name,
         backend_name,

@@ -22,8 +22,9 @@ pub type Timer = Option<u64>;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogRecord<'a> {
     pub kind: EntryKind,
-    /// `%ci`: an IPv4 or IPv6 address (or `unix`), without brackets.
-    pub client_ip: &'a str,
+    /// `%ci`: an IPv4 or IPv6 address (or `unix`), without brackets; decoded into an
+    /// owned string where HAProxy logged it in hexadecimal (`%{+X}ci`).
+    pub client_ip: Cow<'a, str>,
     /// `%cp`
     pub client_port: &'a str,
     /// `%ft` without the `~` HAProxy appends for TLS listeners, so it equals `%f`.
@@ -68,7 +69,7 @@ impl LogRecord<'_> {
     pub fn empty(kind: EntryKind) -> Self {
         LogRecord {
             kind,
-            client_ip: "",
+            client_ip: Cow::Borrowed(""),
             client_port: "",
             frontend_name: "",
             backend_name: "",

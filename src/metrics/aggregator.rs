@@ -305,9 +305,9 @@ impl Aggregator {
             Cow::Borrowed(&*record.http_request_path)
         };
         let client_ip = if self.uses_client_ip {
-            self.cardinality.client_ip.apply(record.client_ip)
+            self.cardinality.client_ip.apply(&record.client_ip)
         } else {
-            Cow::Borrowed(record.client_ip)
+            Cow::Borrowed(&*record.client_ip)
         };
         let value = |label: Label| match label {
             Label::HttpRequestPath => &*path,
@@ -792,7 +792,7 @@ haproxy_log_requests_total{status_code=\"503\",http_request_path=\"/b\\\"\\\\\"}
         let aggregator = Aggregator::with_cardinality(&metrics, cardinality, &registry).unwrap();
         for (path, ip) in [("/users/1", "10.0.0.1"), ("/users/22", "10.0.0.2")] {
             let mut line = record(path, "200", 1);
-            line.client_ip = ip;
+            line.client_ip = Cow::Borrowed(ip);
             aggregator.observe(&line);
         }
         assert_eq!(

@@ -74,7 +74,7 @@ impl Label {
             Label::ServerName => record.server_name,
             Label::HttpRequestPath => &record.http_request_path,
             Label::HttpRequestMethod => record.http_request_method,
-            Label::ClientIp => record.client_ip,
+            Label::ClientIp => &record.client_ip,
             Label::ClientPort => record.client_port,
             Label::TerminationState => record.termination_state,
             Label::Custom { slot, .. } => record.custom.get(slot).copied().unwrap_or_default(),

@@ -24,6 +24,7 @@
 //! what follows among the address's characters first). Those are tried in turn, the
 //! likeliest first, when a line does not read the likeliest way.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use super::parser::{find, is_status, number, plus, request_path};
@@ -222,6 +223,8 @@ pub struct Field {
     pub quoted: bool,
     /// Quotes and backslashes escaped with a backslash (`+E`).
     pub escaped: bool,
+    /// Addresses and numbers in hexadecimal (`+X`).
+    pub hex: bool,
     /// Whether the value may end in more than one place (see [`Format::extract`]).
     branches: bool,
     /// Column of the `%` in the format as given (for error messages).
@@ -870,7 +873,12 @@ fn store<'a>(
         }
     };
     match field.kind {
-        FieldKind::ClientIp => record.client_ip = text(value)?,
+        FieldKind::ClientIp => {
+            record.client_ip = match hex_address(field, value) {
+                Some(decoded) => Cow::Owned(decoded),
+                None => Cow::Borrowed(text(value)?),
+            }
+        }
         FieldKind::ClientPort => record.client_port = text(value)?,
         FieldKind::FrontendTransport | FieldKind::Frontend => {
             record.frontend_name = text(value.strip_suffix(b"~").unwrap_or(value))?
@@ -935,6 +943,23 @@ fn store<'a>(
         | FieldKind::Sample => {}
     }
     Some(())
+}
+
+/// An address HAProxy logged in hexadecimal (`+X`): 8 digits for IPv4, 32 for IPv6.
+fn hex_address(field: &Field, value: &[u8]) -> Option<String> {
+    if !field.hex {
+        return None;
+    }
+    let digits = std::str::from_utf8(value).ok()?;
+    match digits.len() {
+        8 => u32::from_str_radix(digits, 16)
+            .ok()
+            .map(|ip| std::net::Ipv4Addr::from(ip).to_string()),
+        32 => u128::from_str_radix(digits, 16)
+            .ok()
+            .map(|ip| std::net::Ipv6Addr::from(ip).to_string()),
+        _ => None,
+    }
 }
 
 fn text(v: &[u8]) -> Option<&str> {
@@ -1022,6 +1047,7 @@ pub fn compile(format: &str) -> Result<Format, FormatError> {
     let mut tokens: Vec<Token> = Vec::new();
     let mut quote_all = false;
     let mut escape_all = false;
+    let mut hex_all = false;
     let mut i = 0;
     let literal = |tokens: &mut Vec<Token>, b: u8, at: usize| {
         let reason = || {
@@ -1055,8 +1081,10 @@ pub fn compile(format: &str) -> Result<Format, FormatError> {
         }
         let mut quoted = quote_all;
         let mut escaped = escape_all;
+        let mut hex = hex_all;
         let mut flags_given = None;
         let mut escape_given = None;
+        let mut hex_given = None;
         if bytes.get(i) == Some(&b'{') {
             let close = bytes[i..]
                 .iter()
@@ -1069,7 +1097,9 @@ pub fn compile(format: &str) -> Result<Format, FormatError> {
                     "-Q" => flags_given = Some(false),
                     "+E" => escape_given = Some(true),
                     "-E" => escape_given = Some(false),
-                    "+X" | "-X" | "+json" | "-json" | "+cbor" | "" => {}
+                    "+X" => hex_given = Some(true),
+                    "-X" => hex_given = Some(false),
+                    "+json" | "-json" | "+cbor" | "" => {}
                     other => {
                         return Err(error(
                             start + 2,
@@ -1083,6 +1113,9 @@ pub fn compile(format: &str) -> Result<Format, FormatError> {
             }
             if let Some(e) = escape_given {
                 escaped = e;
+            }
+            if let Some(x) = hex_given {
+                hex = x;
             }
             i += close + 1;
         }
@@ -1117,6 +1150,7 @@ pub fn compile(format: &str) -> Result<Format, FormatError> {
                 // `%{+Q}o`: the flags apply to every field after it.
                 quote_all = flags_given.unwrap_or(quote_all);
                 escape_all = escape_given.unwrap_or(escape_all);
+                hex_all = hex_given.unwrap_or(hex_all);
                 i += len;
                 continue;
             }
@@ -1146,6 +1180,7 @@ pub fn compile(format: &str) -> Result<Format, FormatError> {
             text,
             quoted,
             escaped,
+            hex,
             column,
             reason,
             branches: false,

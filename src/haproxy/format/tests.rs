@@ -122,7 +122,10 @@ fn clf_reads_like_httplog() {
         want.iter().map(strip).collect::<Vec<_>>()
     );
     let first = extract(&clf, lines(clf_lines).next().unwrap()).unwrap();
-    assert_eq!((first.client_ip, first.client_port), ("127.0.0.1", "47970"));
+    assert_eq!(
+        (first.client_ip.as_ref(), first.client_port),
+        ("127.0.0.1", "47970")
+    );
 }
 
 const E_CUSTOM: &str = "%ci:%cp [%tr] %ft %b/%s %TR/%Tw/%Tc/%Tr/%Ta %ST %B %U %tsc %ac/%fc/%bc/%sc/%rc %sq/%bq rid=%ID m=%HM hp=%HP hpo=%HPO q=%HQ hu=%HU v=%HV ua=%{+Q}[var(txn.ua)] host=%[capture.req.hdr(0)] hr=%hr Th=%Th Ti=%Ti Tq=%Tq TT=%Tt";
@@ -280,7 +283,7 @@ fn ipv6_clients_and_empty_fields() {
         .extract(b"2001:db8::1:443 fe~ q= hu=/a?b 204")
         .unwrap();
     assert_eq!(
-        (r.client_ip, r.client_port, r.frontend_name),
+        (r.client_ip.as_ref(), r.client_port, r.frontend_name),
         ("2001:db8::1", "443", "fe")
     );
     assert_eq!((r.http_request_path.as_ref(), r.status_code), ("/a", "204"));
@@ -584,4 +587,33 @@ fn ambiguous_lines_are_bounded() {
     let line = "a ".repeat(2000);
     let err = format.extract(line.as_bytes()).unwrap_err();
     assert!(err.reason.starts_with("format_mismatch"), "{err:?}");
+}
+
+/// `%{+X}o` logs addresses in hexadecimal; `client_ip` is the address, as without it.
+#[test]
+fn hexadecimal_addresses_are_decoded() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/haproxy");
+    let cfg = std::fs::read_to_string(format!("{dir}/w_hex.cfg")).unwrap();
+    let log = std::fs::read(format!("{dir}/w_hex.log")).unwrap();
+    let format = compile(log_format_of(&cfg)).unwrap();
+    let mut clients: Vec<String> = lines(&log)
+        .map(|line| {
+            format
+                .extract(message(line))
+                .unwrap()
+                .client_ip
+                .into_owned()
+        })
+        .collect();
+    clients.sort();
+    clients.dedup();
+    assert_eq!(clients, ["127.0.0.1", "::1"]);
+    // Without +X the same digits are taken as they are.
+    let plain = compile("%ci:%cp %ST").unwrap();
+    assert_eq!(
+        plain.extract(b"7F000001:E878 200").unwrap().client_ip,
+        "7F000001"
+    );
+    let hex = compile("%{+X}ci:%cp %ST").unwrap();
+    assert_eq!(hex.extract(b"unix:1 200").unwrap().client_ip, "unix");
 }
