@@ -17,11 +17,13 @@
 //!    `HLE_REQUESTS_TOTAL_LABELS=frontend_name,status_class`, and the route
 //!    and host on two histograms; then waits for `/-/ready`;
 //! 3. starts HAProxy from `tests/e2e/haproxy_formats.cfg.in`: `fe_clf`
-//!    (`option httplog clf`, logs over UDP), `fe_tls` (`bind ... ssl crt`,
+//!    (`option httplog clf` with two request captures and one response
+//!    capture, so CLF's `%hrl %hsl` have values; logs over UDP), `fe_tls` (`bind ... ssl crt`,
 //!    `option httpslog`, logs through a ring to TCP) and `fe_custom`
 //!    (`log-format` [`CUSTOM_LOG_FORMAT`], the same string; logs over UDP
 //!    with an rfc3164 header), which sets `txn.route` from the first path
-//!    segment and captures the `Host` header;
+//!    segment and captures the `Host` header, and logs the User-Agent (with
+//!    quotes and a final backslash, [`USER_AGENT`]) in unescaped quotes;
 //! 4. sends a fixed mix to each, a different mix per frontend: 200 (several
 //!    methods; over TLS with and without SNI), 404, 500, 503, a garbage
 //!    request (400 `<BADREQ>` PR--), a connection that sends no request (400
@@ -78,12 +80,18 @@ const WORK_DIR_PREFIX: &str = "hle-e2e-formats";
 
 /// `fe_custom`'s `log-format`, exactly as written in the HAProxy config
 /// (the template's `@CUSTOM_LOG_FORMAT@`) and as given to the exporter. The
-/// route is the first path segment (`txn.route`), the host the first (only)
-/// value of the `capture request header` block `%hr`. Like most custom
+/// route is the first path segment (`txn.route`), the host the first value of
+/// the `capture request header` block `%hr`; the User-Agent, [`USER_AGENT`],
+/// is a quoted sample that HAProxy 2.6 writes unescaped. Like most custom
 /// formats it begins as the built-in ones do (here up to `%ST %B`), so a
 /// format tried before it must not take its lines.
 const CUSTOM_LOG_FORMAT: &str = "\"%ci:%cp [%tr] %ft %b/%s %TR/%Tw/%Tc/%Tr/%Ta %ST %B %tsc \
-     %ac/%fc/%bc/%sc/%rc %sq/%bq host=%hr route=%[var(txn.route)] %{+Q}r\"";
+     %ac/%fc/%bc/%sc/%rc %sq/%bq host=%hr route=%[var(txn.route)] \
+     ua=%{+Q}[capture.req.hdr(1)] %{+Q}r\"";
+
+/// The User-Agent of every request: quotes inside and a backslash at the end,
+/// as HAProxy writes it in `%{+Q}[capture.req.hdr(1)]`: `"e2e "quoted" agent\"`.
+const USER_AGENT: &str = r#"e2e "quoted" agent\"#;
 
 /// `HLE_CUSTOM_LABELS`: the fields of [`CUSTOM_LOG_FORMAT`] that become the
 /// labels `route` and `host`, written as in the format.
@@ -580,7 +588,8 @@ fn histogram_counts(
 
 /// An HTTP/1.1 request to `host`, with `body` as text/plain.
 fn request(method: &str, target: &str, host: &str, body: Option<&str>) -> Vec<u8> {
-    let mut req = format!("{method} {target} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: e2e\r\n");
+    let mut req =
+        format!("{method} {target} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: {USER_AGENT}\r\n");
     if let Some(body) = body {
         req.push_str(&format!(
             "Content-Type: text/plain\r\nContent-Length: {}\r\n",
