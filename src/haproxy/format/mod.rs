@@ -476,6 +476,10 @@ impl Format {
             }
             return None;
         }
+        if field.quoted && field.kind == FieldKind::Sample {
+            // HAProxy writes every sample's value as text: in quotes, `""` when absent.
+            return None;
+        }
         let word_end = rest.iter().position(|&b| b == b' ').unwrap_or(rest.len());
         match field.kind {
             FieldKind::RequestLine if !rest.starts_with(b"<BADREQ>") => {
@@ -572,7 +576,12 @@ impl Format {
             _ => {
                 let end = match next {
                     None | Some(Token::Separator { .. }) => word_end,
-                    Some(Token::Literal { text, .. }) => find(rest, text)?,
+                    // Names, numbers, methods and paths hold no space; free-form
+                    // aliases (`%ID`, cookies) may.
+                    Some(Token::Literal { text, .. }) => match find(rest, text)? {
+                        end if end > word_end && field.kind != FieldKind::Other => return None,
+                        end => end,
+                    },
                     Some(Token::Field(_)) => return None,
                 };
                 only(Some(at(0, end, end)))
