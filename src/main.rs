@@ -116,7 +116,16 @@ fn check_config() -> ExitCode {
                 println!("{}", format.source);
                 let fields: Vec<String> = format
                     .fields()
-                    .map(|f| format!("{}{}", f.text, if f.quoted { "(+Q)" } else { "" }))
+                    .map(|f| {
+                        let flags: Vec<&str> = [(f.quoted, "+Q"), (f.escaped, "+E"), (f.hex, "+X")]
+                            .into_iter()
+                            .filter_map(|(on, flag)| on.then_some(flag))
+                            .collect();
+                        match flags.is_empty() {
+                            true => f.text.clone(),
+                            false => format!("{}({})", f.text, flags.join(",")),
+                        }
+                    })
                     .collect();
                 println!("  fields: {}", fields.join(" "));
             }
