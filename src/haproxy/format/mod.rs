@@ -818,13 +818,7 @@ impl<'a> Walk<'_, 'a> {
                 Some(n) => capture(field, value, n),
                 None => value,
             };
-            match std::str::from_utf8(value) {
-                Ok(value) => record.custom[custom.slot] = value,
-                Err(_) => {
-                    self.fail(format.mismatch(i, at.pos));
-                    return Step::Fail;
-                }
-            }
+            record.custom[custom.slot] = utf8_prefix(value);
         }
         at.field += 1;
         Step::Next
@@ -846,6 +840,15 @@ fn capture<'v>(field: &Field, value: &'v [u8], n: usize) -> &'v [u8] {
         .and_then(|b| b.strip_suffix(b"}"))
         .unwrap_or(value);
     inner.split(|&b| b == b'|').nth(n).unwrap_or_default()
+}
+
+/// A label value: HAProxy writes a header as the client sent it, which need not be
+/// UTF-8; such a value is kept up to its first byte that is not, and the line counted.
+fn utf8_prefix(value: &[u8]) -> &str {
+    match std::str::from_utf8(value) {
+        Ok(text) => text,
+        Err(err) => std::str::from_utf8(&value[..err.valid_up_to()]).unwrap_or_default(),
+    }
 }
 
 /// `haystack` split at each occurrence of `separator`.

@@ -641,3 +641,15 @@ fn hexadecimal_addresses_are_decoded() {
     let hex = compile("%{+X}ci:%cp %ST").unwrap();
     assert_eq!(hex.extract(b"unix:1 200").unwrap().client_ip, "unix");
 }
+
+/// A header that is not UTF-8 (a Latin-1 User-Agent) does not cost the line: the label
+/// keeps the value up to its first byte that is not UTF-8.
+#[test]
+fn custom_labels_that_are_not_utf8_are_cut_not_rejected() {
+    let mut format = compile("%ST %{+Q}[capture.req.hdr(1)] %{+Q}r").unwrap();
+    format.bind_custom(&["%{+Q}[capture.req.hdr(1)]"]);
+    let r = format
+        .extract(b"200 \"caf\xe9 agent\" \"GET / HTTP/1.1\"")
+        .unwrap();
+    assert_eq!((r.status_code, r.custom[0]), ("200", "caf"));
+}
