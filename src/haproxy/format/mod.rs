@@ -361,6 +361,7 @@ impl Format {
             last_was_space: true,
             field: 0,
             path_seen: false,
+            open: false,
         };
         let passes = [
             (Pass::Likeliest, true),
@@ -403,7 +404,8 @@ impl Format {
         prev: Option<Candidate>,
     ) -> Option<Candidate> {
         let rest = &line[pos..];
-        let next = self.tokens.get(i + 1);
+        let following = self.tokens.get(i + 1..).unwrap_or_default();
+        let next = following.first();
         // Offsets below are relative to `pos`.
         let at = |start: usize, value_end: usize, end: usize| Candidate {
             value: (pos + start, pos + value_end),
@@ -469,7 +471,7 @@ impl Format {
             let mut from = prev_end.unwrap_or(1);
             while let Some(quote) = rest[from..].iter().position(|&b| b == b'"') {
                 let j = from + quote;
-                if followed_by(next, &rest[j + 1..]) {
+                if followed_by(following, &rest[j + 1..]) {
                     return Some(at(1, j, j + 1));
                 }
                 from = j + 1;
@@ -528,15 +530,17 @@ impl Format {
                         Some(rest.len() - rest.iter().rev().take_while(|&&b| b == b' ').count())
                     }
                     None => None,
+                    // Each space after which the line goes on as the format does; the
+                    // first is the likeliest even when it does not (a line cut there).
                     Some(Token::Separator { .. }) => match prev_end {
-                        None => Some(word_end),
-                        Some(p) if p < rest.len() => Some(
-                            p + 1
-                                + rest[p + 1..]
-                                    .iter()
-                                    .position(|&b| b == b' ')
-                                    .unwrap_or(rest.len() - p - 1),
+                        None => Some(
+                            spaces(rest, 0)
+                                .find(|&j| followed_by(following, &rest[j..]))
+                                .unwrap_or(word_end),
                         ),
+                        Some(p) if p < rest.len() => {
+                            spaces(rest, p + 1).find(|&j| followed_by(following, &rest[j..]))
+                        }
                         Some(_) => None,
                     },
                     Some(Token::Literal { text, .. }) => {
@@ -590,6 +594,16 @@ impl Format {
     }
 }
 
+/// The positions of the spaces in `text` from `from` on, then its end.
+fn spaces(text: &[u8], from: usize) -> impl Iterator<Item = usize> + '_ {
+    text[from..]
+        .iter()
+        .enumerate()
+        .filter(|&(_, &b)| b == b' ')
+        .map(move |(j, _)| from + j)
+        .chain(std::iter::once(text.len()))
+}
+
 /// How many places a line may try for its fields in all, before it is rejected.
 const MAX_ATTEMPTS: u32 = 256;
 
@@ -605,17 +619,31 @@ struct Candidate {
     wrote: bool,
 }
 
-/// Whether `after` (the line after a quoted value's closing quote) goes on as token
-/// `next` says.
-fn followed_by(next: Option<&Token>, after: &[u8]) -> bool {
-    match next {
+/// Whether `after` (the line after a possible end of a value) may go on with the tokens
+/// `next`: the next one, and through a separator the one after it. A line cut short
+/// (HAProxy's `len`) also goes on as the format does.
+fn followed_by(next: &[Token], after: &[u8]) -> bool {
+    match next.first() {
         None => after.iter().all(|&b| b == b' '),
-        Some(Token::Separator { .. }) => after.first() == Some(&b' '),
-        // A line cut inside the literal also goes on as the format does.
-        Some(Token::Literal { text, .. }) => {
-            after.starts_with(text) || (!after.is_empty() && text.starts_with(after))
+        Some(Token::Separator { .. }) => match after.split_first() {
+            Some((b' ', rest)) => rest.is_empty() || begins(next.get(1), rest),
+            _ => false,
+        },
+        Some(token) => begins(Some(token), after),
+    }
+}
+
+/// Whether `text` may begin with `token`: a literal, or a field that always starts with
+/// a quote (a sample with `+Q`); any other field may start with anything.
+fn begins(token: Option<&Token>, text: &[u8]) -> bool {
+    match token {
+        Some(Token::Literal { text: literal, .. }) => {
+            text.starts_with(literal) || (!text.is_empty() && literal.starts_with(text))
         }
-        Some(Token::Field(_)) => false,
+        Some(Token::Field(field)) if field.quoted && field.kind == FieldKind::Sample => {
+            text.first() == Some(&b'"')
+        }
+        _ => true,
     }
 }
 
@@ -629,6 +657,9 @@ struct Cursor {
     field: usize,
     /// The path label came from `%HU`/`%HP`/`%HPO` already.
     path_seen: bool,
+    /// The last field's value ran to the end of the line with nothing to close it: the
+    /// line may have been cut inside it.
+    open: bool,
 }
 
 /// How a line is read: see [`Format::extract`].
@@ -707,8 +738,12 @@ impl<'a> Walk<'_, 'a> {
                 }
                 Token::Separator { .. } => {
                     if !at.last_was_space {
-                        // A line that ends at a separator ends on a whole field: that is a
-                        // shorter format, not a cut (HAProxy cuts at any byte).
+                        // A line that ends where a separator should be ends on a whole
+                        // field: that is a shorter format, not a cut. Unless the field ran
+                        // to the end of the line unclosed: HAProxy cuts at any byte.
+                        if at.pos >= line.len() && at.open && self.cut_ok(at.field) {
+                            return Some(true);
+                        }
                         if line.get(at.pos) != Some(&b' ') {
                             self.fail(format.mismatch(i, at.pos));
                             return None;
@@ -740,6 +775,7 @@ impl<'a> Walk<'_, 'a> {
                                 false => rest,
                             };
                             let _ = store(field, rest, record, &mut at.path_seen, format);
+                            custom_labels(format, field, at.field, rest, record);
                             return Some(true);
                         }
                         self.fail(format.mismatch(i, at.pos));
@@ -804,6 +840,7 @@ impl<'a> Walk<'_, 'a> {
         if c.wrote {
             at.last_was_space = false;
         }
+        at.open = c.value.1 == c.end && c.end >= self.line.len() && c.end > c.value.0;
         at.pos = c.end;
         if store(field, value, record, &mut at.path_seen, format).is_none() {
             // A value cut in the middle (`0/` for `%sq/%bq`) is no bad value.
@@ -813,15 +850,26 @@ impl<'a> Walk<'_, 'a> {
             self.fail(format.mismatch(i, at.pos));
             return Step::Fail;
         }
-        for custom in format.custom.iter().filter(|c| c.field == at.field) {
-            let value = match custom.capture {
-                Some(n) => capture(field, value, n),
-                None => value,
-            };
-            record.custom[custom.slot] = utf8_prefix(value);
-        }
+        custom_labels(format, field, at.field, value, record);
         at.field += 1;
         Step::Next
+    }
+}
+
+/// Fills the custom label slots that field number `number` feeds with its `value`.
+fn custom_labels<'a>(
+    format: &Format,
+    field: &Field,
+    number: usize,
+    value: &'a [u8],
+    record: &mut LogRecord<'a>,
+) {
+    for custom in format.custom.iter().filter(|c| c.field == number) {
+        let value = match custom.capture {
+            Some(n) => capture(field, value, n),
+            None => value,
+        };
+        record.custom[custom.slot] = utf8_prefix(value);
     }
 }
 

@@ -224,8 +224,9 @@ fn lines_cut_by_len_are_counted_once_the_status_is_read() {
     // Separators are the spaces outside the quoted request line.
     let in_quotes = |end: usize| full[..end].iter().filter(|&&b| b == b'"').count() % 2 == 1;
     for end in (full.len() - 60)..full.len() {
-        if full[end] == b' ' && !in_quotes(end) {
-            // Ending on a whole field, just before a separator: another, shorter format.
+        if full[end] == b' ' && !in_quotes(end) && full[end - 1] == b'"' {
+            // Ending on a closed field, just before a separator: another, shorter format.
+            // (Ending after an unquoted field, the line may have been cut inside it.)
             assert!(httpslog.extract(&full[..end]).is_err(), "cut at {end}");
             continue;
         }
@@ -652,4 +653,36 @@ fn custom_labels_that_are_not_utf8_are_cut_not_rejected() {
         .extract(b"200 \"caf\xe9 agent\" \"GET / HTTP/1.1\"")
         .unwrap();
     assert_eq!((r.status_code, r.custom[0]), ("200", "caf"));
+}
+
+/// A sample's value may hold any number of spaces: its end is the space after which the
+/// line goes on as the format does, not one of a few hundred tries.
+#[test]
+fn a_sample_with_many_spaces_is_read_whole() {
+    let mut format =
+        compile("%ST ua=%[capture.req.hdr(1)] route=%[var(txn.route)] uid=%ID").unwrap();
+    format.bind_custom(&["%[capture.req.hdr(1)]", "%[var(txn.route)]"]);
+    let agent = format!("a{}", " a".repeat(400));
+    let line = format!("200 ua={agent} route=api uid=7F01");
+    let r = format.extract(line.as_bytes()).unwrap();
+    assert_eq!((r.custom[0], r.custom[1]), (agent.as_str(), "api"));
+}
+
+/// HAProxy's `len` cuts at any byte: inside a field the format follows with a space (the
+/// line then ends on an unclosed value), and the field's custom label keeps what is left.
+#[test]
+fn a_line_cut_inside_an_unquoted_field_is_counted() {
+    let mut format = compile("%ST %B path=%HP ua=%[capture.req.hdr(1)] uid=%ID").unwrap();
+    format.bind_custom(&["%[capture.req.hdr(1)]"]);
+    let r = format.extract(b"200 83 path=/long/pppp").unwrap();
+    assert!(r.truncated);
+    assert_eq!(
+        (r.status_code, r.http_request_path.as_ref()),
+        ("200", "/long/pppp")
+    );
+    let r = format.extract(b"200 83 path=/a ua=LLLL").unwrap();
+    assert!(r.truncated);
+    assert_eq!(r.custom[0], "LLLL");
+    // Before the status, a cut line is not counted.
+    assert!(compile("%HP %ST").unwrap().extract(b"/long/pp").is_err());
 }
