@@ -53,9 +53,10 @@ impl Pipeline {
         })
     }
 
-    /// Processes one frame: a line without its terminator.
+    /// Processes one frame: a line without its terminator. The line is counted as
+    /// received after its outcome, so that a scrape that sees it received also sees it
+    /// counted, rejected or ignored.
     pub fn process(&self, transport: Transport, frame: &[u8]) {
-        self.selfmon.received(transport);
         let message = syslog::split(frame).message;
         match self.parser.parse(message) {
             Ok(Entry::Traffic(record)) => {
@@ -65,6 +66,7 @@ impl Pipeline {
             Ok(Entry::Notice(reason)) => self.selfmon.ignored(reason),
             Err(err) => self.selfmon.rejected(transport, err.reason(), frame),
         }
+        self.selfmon.received(transport);
     }
 
     /// Processes a line a source has already delimited (a datagram, a line of a file),

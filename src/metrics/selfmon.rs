@@ -180,8 +180,8 @@ impl SelfMetrics {
     /// Counts a frame that never became a line (too long, or cut by the end of the
     /// stream) as received and rejected; only its length is shown in the log.
     pub fn unreadable_frame(&self, transport: Transport, reason: &str, len: usize) {
-        self.received(transport);
         self.rejected(transport, reason, format!("<{len} bytes>").as_bytes());
+        self.received(transport);
     }
 }
 
