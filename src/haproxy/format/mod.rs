@@ -857,6 +857,7 @@ impl<'a> Walk<'_, 'a> {
 }
 
 /// Fills the custom label slots that field number `number` feeds with its `value`.
+#[inline(always)]
 fn custom_labels<'a>(
     format: &Format,
     field: &Field,
@@ -864,6 +865,9 @@ fn custom_labels<'a>(
     value: &'a [u8],
     record: &mut LogRecord<'a>,
 ) {
+    if format.custom.is_empty() {
+        return;
+    }
     for custom in format.custom.iter().filter(|c| c.field == number) {
         let value = match custom.capture {
             Some(n) => capture(field, value, n),
