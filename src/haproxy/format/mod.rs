@@ -394,6 +394,7 @@ impl Format {
 
     /// Where the value of field `i` (at `pos`) may end: the first place when `prev` is
     /// `None`, else the next place after `prev`; `None` when there is no (other) place.
+    /// In a line that may be `cut` short, free text with no place to end runs to the end.
     #[inline(always)]
     fn candidate(
         &self,
@@ -402,6 +403,7 @@ impl Format {
         line: &[u8],
         pos: usize,
         prev: Option<Candidate>,
+        cut: bool,
     ) -> Option<Candidate> {
         let rest = &line[pos..];
         let following = self.tokens.get(i + 1..).unwrap_or_default();
@@ -536,7 +538,7 @@ impl Format {
                         None => Some(
                             spaces(rest, 0)
                                 .find(|&j| followed_by(following, &rest[j..]))
-                                .unwrap_or(word_end),
+                                .unwrap_or(if cut { rest.len() } else { word_end }),
                         ),
                         Some(p) if p < rest.len() => {
                             spaces(rest, p + 1).find(|&j| followed_by(following, &rest[j..]))
@@ -766,7 +768,9 @@ impl<'a> Walk<'_, 'a> {
                         self.fail(format.mismatch(i, at.pos));
                         return None;
                     }
-                    let Some(first) = format.candidate(i, field, line, at.pos, None) else {
+                    let Some(first) =
+                        format.candidate(i, field, line, at.pos, None, self.pass == Pass::Cut)
+                    else {
                         // The field runs to the end of a cut line: use what is there.
                         if self.cut_ok(at.field) {
                             let rest = &line[at.pos..];
@@ -806,7 +810,7 @@ impl<'a> Walk<'_, 'a> {
                                 return matched;
                             }
                             record.clone_from(&saved);
-                            candidate = format.candidate(i, field, line, at.pos, Some(c));
+                            candidate = format.candidate(i, field, line, at.pos, Some(c), false);
                         }
                         return None;
                     }

@@ -683,6 +683,10 @@ fn a_line_cut_inside_an_unquoted_field_is_counted() {
     let r = format.extract(b"200 83 path=/a ua=LLLL").unwrap();
     assert!(r.truncated);
     assert_eq!(r.custom[0], "LLLL");
+    // Cut inside a sample whose value holds spaces: it runs to the end.
+    let r = format.extract(b"200 83 path=/a ua=a\" b a\" b a").unwrap();
+    assert!(r.truncated);
+    assert_eq!(r.custom[0], "a\" b a\" b a");
     // Before the status, a cut line is not counted.
     assert!(compile("%HP %ST").unwrap().extract(b"/long/pp").is_err());
 }
