@@ -1101,6 +1101,14 @@ fn unquote(format: &str) -> Result<(Vec<u8>, Vec<usize>), FormatError> {
     Ok((out, columns))
 }
 
+/// A field's options: `+Q`, `+E`, `+X`.
+#[derive(Debug, Clone, Copy, Default)]
+struct Flags {
+    quoted: bool,
+    escaped: bool,
+    hex: bool,
+}
+
 /// Compiles a log-format string.
 pub fn compile(format: &str) -> Result<Format, FormatError> {
     let (bytes, columns) = unquote(format)?;
@@ -1113,9 +1121,8 @@ pub fn compile(format: &str) -> Result<Format, FormatError> {
         message,
     };
     let mut tokens: Vec<Token> = Vec::new();
-    let mut quote_all = false;
-    let mut escape_all = false;
-    let mut hex_all = false;
+    // Flags of every field, as `%{...}o` sets them.
+    let mut all = Flags::default();
     let mut i = 0;
     let literal = |tokens: &mut Vec<Token>, b: u8, at: usize| {
         let reason = || {
@@ -1147,26 +1154,21 @@ pub fn compile(format: &str) -> Result<Format, FormatError> {
             i += 1;
             continue;
         }
-        let mut quoted = quote_all;
-        let mut escaped = escape_all;
-        let mut hex = hex_all;
-        let mut flags_given = None;
-        let mut escape_given = None;
-        let mut hex_given = None;
+        let mut flags = all;
         if bytes.get(i) == Some(&b'{') {
             let close = bytes[i..]
                 .iter()
                 .position(|&b| b == b'}')
                 .ok_or_else(|| error(start, "this %{ is never closed".into()))?;
-            let flags = String::from_utf8_lossy(&bytes[i + 1..i + close]).into_owned();
-            for flag in flags.split(',').map(str::trim) {
+            let written = String::from_utf8_lossy(&bytes[i + 1..i + close]).into_owned();
+            for flag in written.split(',').map(str::trim) {
                 match flag {
-                    "+Q" => flags_given = Some(true),
-                    "-Q" => flags_given = Some(false),
-                    "+E" => escape_given = Some(true),
-                    "-E" => escape_given = Some(false),
-                    "+X" => hex_given = Some(true),
-                    "-X" => hex_given = Some(false),
+                    "+Q" => flags.quoted = true,
+                    "-Q" => flags.quoted = false,
+                    "+E" => flags.escaped = true,
+                    "-E" => flags.escaped = false,
+                    "+X" => flags.hex = true,
+                    "-X" => flags.hex = false,
                     "+json" | "-json" | "+cbor" | "" => {}
                     other => {
                         return Err(error(
@@ -1175,15 +1177,6 @@ pub fn compile(format: &str) -> Result<Format, FormatError> {
                         ))
                     }
                 }
-            }
-            if let Some(q) = flags_given {
-                quoted = q;
-            }
-            if let Some(e) = escape_given {
-                escaped = e;
-            }
-            if let Some(x) = hex_given {
-                hex = x;
             }
             i += close + 1;
         }
@@ -1216,9 +1209,7 @@ pub fn compile(format: &str) -> Result<Format, FormatError> {
             let alias = std::str::from_utf8(&bytes[i..i + len]).unwrap_or_default();
             if alias == "o" {
                 // `%{+Q}o`: the flags apply to every field after it.
-                quote_all = flags_given.unwrap_or(quote_all);
-                escape_all = escape_given.unwrap_or(escape_all);
-                hex_all = hex_given.unwrap_or(hex_all);
+                all = flags;
                 i += len;
                 continue;
             }
@@ -1246,9 +1237,9 @@ pub fn compile(format: &str) -> Result<Format, FormatError> {
         tokens.push(Token::Field(Field {
             kind,
             text,
-            quoted,
-            escaped,
-            hex,
+            quoted: flags.quoted,
+            escaped: flags.escaped,
+            hex: flags.hex,
             column,
             reason,
             branches: false,
