@@ -484,26 +484,19 @@ impl Format {
             // HAProxy writes every sample's value as text: in quotes, `""` when absent.
             return None;
         }
-        let word_end = rest.iter().position(|&b| b == b' ').unwrap_or(rest.len());
+        let word_end = space_from(rest, 0);
         match field.kind {
             FieldKind::RequestLine if !rest.starts_with(b"<BADREQ>") => {
                 // Unquoted: `METHOD URI VERSION`, up to what follows the version.
-                let mut version = 0;
-                for _ in 0..2 {
-                    match rest[version..].iter().position(|&b| b == b' ') {
-                        Some(space) => version += space + 1,
-                        None => break,
-                    }
-                }
+                // Past the next space, if there is one.
+                let past = |from: usize| match space_from(rest, from) {
+                    space if space < rest.len() => space + 1,
+                    _ => from,
+                };
+                let version = past(past(0));
                 let end = match next {
                     Some(Token::Literal { text, .. }) => version + find(&rest[version..], text)?,
-                    _ => {
-                        version
-                            + rest[version..]
-                                .iter()
-                                .position(|&b| b == b' ')
-                                .unwrap_or(rest.len() - version)
-                    }
+                    _ => space_from(rest, version),
                 };
                 only(Some(at(0, end, end)))
             }
@@ -512,12 +505,7 @@ impl Format {
                 let zone = (word_end + 1).min(rest.len());
                 let end = match next {
                     Some(Token::Literal { text, .. }) => zone + find(&rest[zone..], text)?,
-                    _ => {
-                        zone + rest[zone..]
-                            .iter()
-                            .position(|&b| b == b' ')
-                            .unwrap_or(rest.len() - zone)
-                    }
+                    _ => space_from(rest, zone),
                 };
                 only(Some(at(0, end, end)))
             }
@@ -596,6 +584,14 @@ impl Format {
     }
 }
 
+/// The position of the first space in `text` from `from` on, or its end.
+fn space_from(text: &[u8], from: usize) -> usize {
+    text[from..]
+        .iter()
+        .position(|&b| b == b' ')
+        .map_or(text.len(), |j| from + j)
+}
+
 /// The positions of the spaces in `text` from `from` on, then its end.
 fn spaces(text: &[u8], from: usize) -> impl Iterator<Item = usize> + '_ {
     text[from..]
@@ -640,13 +636,18 @@ fn followed_by(next: &[Token], after: &[u8]) -> bool {
 fn begins(token: Option<&Token>, text: &[u8]) -> bool {
     match token {
         Some(Token::Literal { text: literal, .. }) => {
-            text.starts_with(literal) || (!text.is_empty() && literal.starts_with(text))
+            text.starts_with(literal) || cut_inside(text, literal)
         }
         Some(Token::Field(field)) if field.quoted && field.kind == FieldKind::Sample => {
             text.first() == Some(&b'"')
         }
         _ => true,
     }
+}
+
+/// Whether `rest`, the end of a line, is the start of `literal`: the line was cut inside it.
+fn cut_inside(rest: &[u8], literal: &[u8]) -> bool {
+    !rest.is_empty() && literal.starts_with(rest)
 }
 
 /// Where matching stands between two tokens.
@@ -729,7 +730,7 @@ impl<'a> Walk<'_, 'a> {
                         // Cut inside the literal; a line ending just before it is more
                         // likely another, shorter format than a cut.
                         let rest = &line[at.pos..];
-                        if !rest.is_empty() && text.starts_with(rest) && self.cut_ok(at.field) {
+                        if cut_inside(rest, text) && self.cut_ok(at.field) {
                             return Some(true);
                         }
                         self.fail(format.mismatch(i, at.pos));
