@@ -440,11 +440,36 @@ proptest! {
     }
 }
 
-/// The log-format of a capture's configuration, as written after `log-format`.
-fn log_format_of(cfg: &str) -> &str {
-    cfg.lines()
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/haproxy");
+
+/// A capture of `tests/fixtures/haproxy` (`name` without extension): the log-format of
+/// its configuration, compiled as written after `log-format`, and its lines.
+fn capture_in_its_format(name: &str) -> (Format, Vec<u8>) {
+    let cfg = std::fs::read_to_string(format!("{FIXTURES}/{name}.cfg")).unwrap();
+    let written = cfg
+        .lines()
         .find_map(|l| l.trim().strip_prefix("log-format "))
-        .unwrap()
+        .unwrap();
+    let log = std::fs::read(format!("{FIXTURES}/{name}.log")).unwrap();
+    (compile(written).unwrap(), log)
+}
+
+/// What the `w_*` captures are compared on: status, bytes, backend and server; method
+/// and path.
+type Traffic = ((String, u64, String, String), (String, String));
+
+fn traffic(r: LogRecord<'_>) -> Traffic {
+    let values = (
+        r.status_code.to_string(),
+        r.bytes_read,
+        r.backend_name.to_string(),
+        r.server_name.to_string(),
+    );
+    let request = (
+        r.http_request_method.to_string(),
+        r.http_request_path.into_owned(),
+    );
+    (values, request)
 }
 
 /// The `w_*` captures: one traffic mix that HAProxy 2.6 logged in formats operators use.
@@ -453,67 +478,41 @@ fn log_format_of(cfg: &str) -> &str {
 /// them. (The traffic is the same, the order of its lines not quite.)
 #[test]
 fn formats_in_the_wild_read_the_same_traffic() {
-    type Values = (String, u64, String, String);
     let reference: &[u8] = include_bytes!("../../../tests/fixtures/haproxy/w_httplog.log");
-    let mut want: Vec<(Values, (String, String))> = lines(reference)
+    let mut want: Vec<Traffic> = lines(reference)
         .map(|line| {
             let Ok(Entry::Traffic(r)) = parse(message(line)) else {
                 panic!("{}", String::from_utf8_lossy(line));
             };
-            let values = (
-                r.status_code.to_string(),
-                r.bytes_read,
-                r.backend_name.to_string(),
-                r.server_name.to_string(),
-            );
-            let request = (
-                r.http_request_method.to_string(),
-                r.http_request_path.into_owned(),
-            );
-            (values, request)
+            traffic(r)
         })
         .collect();
     want.sort();
     assert_eq!(want.len(), 17);
 
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/haproxy");
-    let mut names: Vec<String> = std::fs::read_dir(dir)
+    let mut names: Vec<String> = std::fs::read_dir(FIXTURES)
         .unwrap()
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("w_") && n.ends_with(".log") && n != "w_httplog.log")
+        .filter_map(|n| n.strip_suffix(".log").map(str::to_string))
+        .filter(|n| n.starts_with("w_") && n != "w_httplog")
         .collect();
     names.sort();
     assert_eq!(names.len(), 15, "{names:?}");
     for name in names {
-        let log = std::fs::read(format!("{dir}/{name}")).unwrap();
-        let cfg =
-            std::fs::read_to_string(format!("{dir}/{}", name.replace(".log", ".cfg"))).unwrap();
-        let format = compile(log_format_of(&cfg)).unwrap();
-        let mut got: Vec<(Values, (String, String))> = lines(&log)
+        let (format, log) = capture_in_its_format(&name);
+        let mut got: Vec<Traffic> = lines(&log)
             .map(|line| {
                 let r = format
                     .extract(message(line))
                     .unwrap_or_else(|e| panic!("{name}: {e:?}: {}", String::from_utf8_lossy(line)));
                 assert!(!r.truncated, "{name}: {}", String::from_utf8_lossy(line));
-                let values = (
-                    r.status_code.to_string(),
-                    r.bytes_read,
-                    r.backend_name.to_string(),
-                    r.server_name.to_string(),
-                );
-                (
-                    values,
-                    (
-                        r.http_request_method.to_string(),
-                        r.http_request_path.into_owned(),
-                    ),
-                )
+                traffic(r)
             })
             .collect();
         got.sort();
-        let values = |v: &[(Values, (String, String))]| -> Vec<Values> {
-            let mut values: Vec<Values> = v.iter().map(|(values, _)| values.clone()).collect();
+        let values = |v: &[Traffic]| {
+            let mut values: Vec<_> = v.iter().map(|(values, _)| values.clone()).collect();
             values.sort();
             values
         };
@@ -530,11 +529,8 @@ fn formats_in_the_wild_read_the_same_traffic() {
 /// nothing was captured.
 #[test]
 fn custom_labels_from_formats_in_the_wild() {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/haproxy");
     let values = |name: &str, fields: &[&str]| -> Vec<Vec<String>> {
-        let cfg = std::fs::read_to_string(format!("{dir}/{name}.cfg")).unwrap();
-        let log = std::fs::read(format!("{dir}/{name}.log")).unwrap();
-        let mut format = compile(log_format_of(&cfg)).unwrap();
+        let (mut format, log) = capture_in_its_format(name);
         assert!(format.bind_custom(fields).iter().all(|&found| found));
         let mut values: Vec<Vec<String>> = lines(&log)
             .map(|line| {
@@ -617,10 +613,7 @@ fn ambiguous_lines_are_bounded() {
 /// `%{+X}o` logs addresses in hexadecimal; `client_ip` is the address, as without it.
 #[test]
 fn hexadecimal_addresses_are_decoded() {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/haproxy");
-    let cfg = std::fs::read_to_string(format!("{dir}/w_hex.cfg")).unwrap();
-    let log = std::fs::read(format!("{dir}/w_hex.log")).unwrap();
-    let format = compile(log_format_of(&cfg)).unwrap();
+    let (format, log) = capture_in_its_format("w_hex");
     let mut clients: Vec<String> = lines(&log)
         .map(|line| {
             format
