@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
-use support::{wait_until, ChildGuard};
+use support::{scrape_metrics, wait_until, ChildGuard};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -26,6 +26,7 @@ const RING_LEGACY: &[u8] = include_bytes!("fixtures/haproxy/f_ring_legacy.tcp");
 struct Exporter {
     child: ChildGuard,
     tcp: SocketAddr,
+    web: String,
     log: mpsc::Receiver<String>,
 }
 
@@ -56,7 +57,23 @@ impl Exporter {
         let tcp = field(&listening, "tcp")
             .and_then(|a| a.parse().ok())
             .unwrap_or_else(|| panic!("no tcp address in {listening}"));
-        Exporter { child, tcp, log }
+        let web = field(&listening, "web").unwrap_or_default().to_string();
+        Exporter {
+            child,
+            tcp,
+            web,
+            log,
+        }
+    }
+
+    /// Waits until the exporter has accepted `n` connections.
+    fn accepted(&self, n: usize) {
+        let accepted = wait_until(WAIT, || {
+            let (_, samples) = scrape_metrics(&self.web, WAIT).ok()?;
+            let open = samples.get("haproxy_log_exporter_tcp_connections", &[])?;
+            (open == n as f64).then_some(())
+        });
+        accepted.unwrap_or_else(|e| panic!("{n} connections not accepted: {e}"));
     }
 
     /// SIGTERM (and SIGCONT, should it be stopped); returns the summary line's counts
@@ -64,7 +81,14 @@ impl Exporter {
     fn terminate(mut self) -> Summary {
         self.child.signal("TERM").expect("SIGTERM");
         self.child.signal("CONT").expect("SIGCONT");
-        let status = self.child.wait_timeout(WAIT).expect("exit after SIGTERM");
+        let status = self.child.wait_timeout(WAIT);
+        let status = status.unwrap_or_else(|| {
+            let log: Vec<String> = self.log.try_iter().collect();
+            panic!(
+                "still running {WAIT:?} after SIGTERM; its log:\n{}",
+                log.join("\n")
+            )
+        });
         assert_eq!(status.code(), Some(0));
         let lines: Vec<String> = self.log.try_iter().collect();
         let last = lines.last().cloned().unwrap_or_default();
@@ -153,22 +177,32 @@ fn whole_lines(data: &[u8], bytes: u64) -> u64 {
     bytes / len * newlines(data) + newlines(&data[..(bytes % len) as usize])
 }
 
+/// Connections the exporter has accepted, and connections still waiting in its accept
+/// queue: both hold lines its kernel acknowledged.
 #[test]
 fn sigterm_counts_every_line_the_kernel_acknowledged() {
+    for accepted_first in [true, false] {
+        every_acknowledged_line_counted(accepted_first);
+    }
+}
+
+fn every_acknowledged_line_counted(accepted_first: bool) {
     const CONNECTIONS: usize = 8;
     // About 40 KB a connection: inside one receive buffer, so every byte is
     // acknowledged while the exporter is stopped.
     const LINES: usize = 200;
     let exporter = Exporter::start();
+    let mut streams: Vec<TcpStream> = (0..CONNECTIONS)
+        .map(|_| TcpStream::connect(exporter.tcp).expect("connect"))
+        .collect();
+    if accepted_first {
+        exporter.accepted(CONNECTIONS);
+    }
     exporter.child.signal("STOP").expect("SIGSTOP");
     let data = corpus(LINES);
-    let streams: Vec<TcpStream> = (0..CONNECTIONS)
-        .map(|_| {
-            let mut stream = TcpStream::connect(exporter.tcp).expect("connect");
-            stream.write_all(&data).expect("write");
-            stream
-        })
-        .collect();
+    for stream in &mut streams {
+        stream.write_all(&data).expect("write");
+    }
     let acknowledged = wait_until(WAIT, || {
         streams
             .iter()
@@ -189,13 +223,14 @@ fn sigterm_counts_every_line_the_kernel_acknowledged() {
             counted: sent,
             rejected: 0,
             ignored: 0
-        }
+        },
+        "accepted before the signal: {accepted_first}"
     );
 }
 
 #[test]
 fn sigterm_while_senders_send_loses_nothing_acknowledged_before_it() {
-    const CONNECTIONS: usize = 4;
+    const CONNECTIONS: usize = 8;
     let exporter = Exporter::start();
     let data = Arc::new(corpus(5000));
     let stop = Arc::new(AtomicBool::new(false));
@@ -230,11 +265,11 @@ fn sigterm_while_senders_send_loses_nothing_acknowledged_before_it() {
         })
         .collect();
     // Let the exporter fall behind: stopped, its kernel acknowledges into full buffers.
+    // Running a while, the connections' receive windows grow.
     let written_some = wait_until(WAIT, || {
-        senders
-            .iter()
-            .all(|(_, w, _)| w.load(Ordering::SeqCst) > 100_000)
-            .then_some(())
+        let (_, samples) = scrape_metrics(&exporter.web, WAIT).ok()?;
+        let received = samples.sum("haproxy_log_exporter_lines_received_total", &[]);
+        (received > 50_000.0).then_some(())
     });
     written_some.expect("the senders are sending");
     exporter.child.signal("STOP").expect("SIGSTOP");
@@ -249,12 +284,18 @@ fn sigterm_while_senders_send_loses_nothing_acknowledged_before_it() {
             })
             .collect()
     };
-    // Until the stopped exporter's kernel holds unread lines of every connection.
+    // Until the stopped exporter's kernel holds unread lines of every connection, as
+    // many as its receive buffers take (the same in two polls).
+    let mut before: Option<Vec<u64>> = None;
     let filled = wait_until(WAIT, || {
-        senders
+        let now: Option<Vec<u64>> = senders
             .iter()
-            .all(|(local, _, _)| unread(exporter.tcp, *local).is_some_and(|n| n > 16 * 1024))
-            .then_some(())
+            .map(|(local, _, _)| unread(exporter.tcp, *local))
+            .collect();
+        let now = now.filter(|n| n.iter().all(|&u| u > 0))?;
+        let full = before.as_ref() == Some(&now);
+        before = Some(now.clone());
+        full.then_some(now)
     });
     filled.expect("lines unread by the stopped exporter");
     let filled = acknowledged_now();

@@ -223,12 +223,18 @@ async fn read_to_quiet<S: AsyncRead + AsyncWrite + Unpin>(
         tracing::debug!(%peer, error = %err, "tcp shutdown failed");
     }
     let since = Instant::now();
-    let limit = tokio::time::sleep(SHUTDOWN_READ_LIMIT);
-    tokio::pin!(limit);
+    let limit = since + SHUTDOWN_READ_LIMIT;
     loop {
+        // Looked at on every turn: a timer in the `select!` would not be, as long as the
+        // peer keeps the socket readable (tokio's budget lets a task's first branch use
+        // it all, and a timer polled without budget stays pending).
+        if Instant::now() >= limit {
+            tracing::warn!(%peer, "tcp connection still sending at shutdown: closed");
+            return End::Shutdown;
+        }
         // The peer has a moment to answer our FIN however long it was quiet before.
         let last = frames.get_ref().last_byte.max(since);
-        let quiet = tokio::time::sleep_until(last + SHUTDOWN_QUIET);
+        let quiet = tokio::time::sleep_until((last + SHUTDOWN_QUIET).min(limit));
         tokio::select! {
             biased;
             next = frames.next() => match next {
@@ -239,10 +245,10 @@ async fn read_to_quiet<S: AsyncRead + AsyncWrite + Unpin>(
                 }
                 None => return End::Closed,
             },
-            _ = quiet => return End::Shutdown,
-            _ = &mut limit => {
-                tracing::warn!(%peer, "tcp connection still sending at shutdown: closed");
-                return End::Shutdown;
+            _ = quiet => {
+                if Instant::now() < limit {
+                    return End::Shutdown;
+                }
             }
         }
     }
