@@ -12,6 +12,7 @@ use envconfig::Envconfig;
 
 use crate::haproxy::format::{Format, BUILT_IN};
 use crate::haproxy::{LineFormat, Parser, MAX_CUSTOM_LABELS};
+use crate::ingest::codec::Framing;
 use crate::metrics::client_ip::ClientIpPrefix;
 use crate::metrics::path::PathNormaliser;
 use crate::metrics::{Cardinality, Kind, Label, MetricConfig, MetricDef, METRICS};
@@ -24,6 +25,8 @@ pub struct RawConfig {
     pub syslog_udp_addr: String,
     #[envconfig(from = "HLE_SYSLOG_TCP_ADDR", default = "127.0.0.1:5140")]
     pub syslog_tcp_addr: String,
+    #[envconfig(from = "HLE_SYSLOG_TCP_FRAMING", default = "auto")]
+    pub syslog_tcp_framing: String,
     #[envconfig(from = "HLE_SYSLOG_UNIX_PATH", default = "")]
     pub syslog_unix_path: String,
     #[envconfig(from = "HLE_SYSLOG_UNIX_MODE", default = "0660")]
@@ -87,6 +90,11 @@ const FIXED: &[(&str, &str, &str)] = &[
         "HLE_SYSLOG_TCP_ADDR",
         "127.0.0.1:5140",
         "TCP syslog listen address (newline or octet-counted framing); empty disables",
+    ),
+    (
+        "HLE_SYSLOG_TCP_FRAMING",
+        "auto",
+        "TCP framing: auto (each connection's first frame decides: octet counting when it starts with a count, a space and '<'), octet-count, or lf",
     ),
     (
         "HLE_SYSLOG_UNIX_PATH",
@@ -271,6 +279,7 @@ pub enum LogOutput {
 pub struct Config {
     pub syslog_udp_addr: Option<SocketAddr>,
     pub syslog_tcp_addr: Option<SocketAddr>,
+    pub syslog_tcp_framing: Framing,
     pub syslog_unix_path: Option<PathBuf>,
     pub syslog_unix_mode: u32,
     /// How lines are read: the formats of `HLE_LOG_FORMAT`, in order.
@@ -388,6 +397,16 @@ impl Config {
             1_000_000,
         );
         let tcp_idle_timeout = p.optional_duration("HLE_TCP_IDLE_TIMEOUT", &raw.tcp_idle_timeout);
+        let framing = raw.syslog_tcp_framing.trim();
+        let syslog_tcp_framing = match Framing::NAMES.iter().find(|(name, _)| *name == framing) {
+            Some(&(_, framing)) => framing,
+            None => {
+                p.add(format!(
+                    "HLE_SYSLOG_TCP_FRAMING={framing:?}: must be auto, octet-count or lf"
+                ));
+                Framing::Auto
+            }
+        };
 
         let path = raw.web_telemetry_path.trim().to_string();
         if !path.starts_with('/')
@@ -430,6 +449,7 @@ impl Config {
         Ok(Config {
             syslog_udp_addr,
             syslog_tcp_addr,
+            syslog_tcp_framing,
             syslog_unix_path,
             syslog_unix_mode,
             parser,
@@ -863,6 +883,7 @@ mod tests {
         assert_eq!(config.web_telemetry_path, "/metrics");
         assert_eq!(config.max_line_bytes, 65536);
         assert_eq!(config.tcp_idle_timeout, Some(Duration::from_secs(600)));
+        assert_eq!(config.syslog_tcp_framing, Framing::Auto);
         assert_eq!(config.metrics.len(), METRICS.len());
         let requests = &config.metrics[0];
         assert_eq!(requests.def.name, "requests_total");
@@ -884,6 +905,7 @@ mod tests {
         let parsed = [
             &raw.syslog_udp_addr,
             &raw.syslog_tcp_addr,
+            &raw.syslog_tcp_framing,
             &raw.syslog_unix_path,
             &raw.syslog_unix_mode,
             &raw.log_format,
@@ -983,6 +1005,7 @@ mod tests {
             ("HLE_WEB_LISTEN_ADDR", "127.0.0.1"),
             ("HLE_MAX_LINE_BYTES", "10"),
             ("HLE_TCP_IDLE_TIMEOUT", "5 weeks"),
+            ("HLE_SYSLOG_TCP_FRAMING", "octet"),
             ("HLE_WEB_TELEMETRY_PATH", "metrics"),
             ("HLE_LOG_OUTPUT", "xml"),
             (
@@ -1001,6 +1024,7 @@ mod tests {
             "HLE_WEB_LISTEN_ADDR=\"127.0.0.1\"",
             "HLE_MAX_LINE_BYTES=\"10\"",
             "HLE_TCP_IDLE_TIMEOUT",
+            "HLE_SYSLOG_TCP_FRAMING=\"octet\": must be auto, octet-count or lf",
             "HLE_WEB_TELEMETRY_PATH",
             "HLE_LOG_OUTPUT=\"xml\"",
             "unknown label \"status\"; valid: status_code,status_class,frontend_name",
@@ -1015,7 +1039,7 @@ mod tests {
         }
         assert_eq!(err.problems.len(), expected.len(), "{text}");
         assert!(
-            text.starts_with("invalid configuration (12 problems):\n"),
+            text.starts_with("invalid configuration (13 problems):\n"),
             "{text}"
         );
     }

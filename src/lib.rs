@@ -185,6 +185,7 @@ impl Server {
                 max_connections: config.tcp_max_connections,
                 max_line_bytes: config.max_line_bytes,
                 idle_timeout: config.tcp_idle_timeout,
+                framing: config.syslog_tcp_framing,
             };
             tracker.spawn(ingest::tcp::serve(
                 listener,
@@ -226,7 +227,16 @@ impl Server {
             // writing into the void.
             let _ = std::fs::remove_file(path);
         }
-        tracing::info!("stopped");
+        // The last line: what this process counted, for an operator or a test to compare
+        // with what was sent.
+        let totals = self.pipeline.selfmon().totals();
+        tracing::info!(
+            lines_received = totals.received,
+            lines_counted = totals.counted,
+            lines_rejected = totals.rejected,
+            lines_ignored = totals.ignored,
+            "stopped"
+        );
         Ok(())
     }
 }

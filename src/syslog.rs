@@ -41,15 +41,53 @@ pub fn split(line: &[u8]) -> Syslog<'_> {
     let message = if priority.is_some() && rest.starts_with(b"1 ") {
         rfc5424_message(&rest[2..]).unwrap_or_else(|| loose_message(line, rest))
     } else if let Some(after) = skip_bsd_timestamp(rest) {
-        // RFC 3164: the tag (`haproxy[123]:`) is mandatory, the hostname optional.
-        strip_host_and_tag(after, false).unwrap_or(after)
+        // A relay that reads an RFC 5424 line as BSD syslog keeps that whole header as
+        // its message, behind its own timestamp and hostname.
+        nested_rfc5424(after)
+            // RFC 3164: the tag (`haproxy[123]:`) is mandatory, the hostname optional.
+            .or_else(|| strip_host_and_tag(after, false))
+            .unwrap_or(after)
     } else if let Some(after) = skip_iso_timestamp(rest) {
         // HAProxy's `iso`/`timed` formats have no tag, but daemons writing files do.
         strip_host_and_tag(after, true).unwrap_or(after)
     } else {
         rest
     };
-    Syslog { priority, message }
+    Syslog {
+        priority,
+        message: message_start(message),
+    }
+}
+
+/// The message without what relays put before it: the message's own leading space
+/// (rsyslog's RFC 5424 template writes `SD SP MSG` where MSG already starts with one)
+/// and the UTF-8 byte order mark RFC 5424 allows. An HAProxy entry never starts with a
+/// space.
+fn message_start(message: &[u8]) -> &[u8] {
+    let message = trim_spaces(message);
+    match message.strip_prefix(b"\xEF\xBB\xBF") {
+        Some(rest) => trim_spaces(rest),
+        None => message,
+    }
+}
+
+fn trim_spaces(bytes: &[u8]) -> &[u8] {
+    let start = bytes.iter().position(|&b| b != b' ').unwrap_or(bytes.len());
+    &bytes[start..]
+}
+
+/// `[HOST SP] 1 SP TIMESTAMP ...`, an RFC 5424 header (without its PRI) after a BSD
+/// timestamp: what syslog-ng's default source makes of an RFC 5424 line.
+fn nested_rfc5424(after_timestamp: &[u8]) -> Option<&[u8]> {
+    fn inner(rest: &[u8]) -> Option<&[u8]> {
+        rest.strip_prefix(b"1 ")
+            .filter(|ts| skip_iso_timestamp(ts).is_some())
+            .and_then(rfc5424_message)
+    }
+    inner(after_timestamp).or_else(|| {
+        let host_end = memchr(b' ', after_timestamp)?;
+        inner(&after_timestamp[host_end + 1..])
+    })
 }
 
 /// `<N>` with N in 0..=191 (RFC 5424 PRIVAL).
@@ -164,10 +202,12 @@ fn strip_host_and_tag(rest: &[u8], pid_required: bool) -> Option<&[u8]> {
 }
 
 /// `haproxy[123]:` or `haproxy:` (a syslog TAG is at most 32 alphanumerics, RFC 3164 says;
-/// real tags also use `-`, `_`, `.` and `/`).
+/// real tags also use `-`, `_`, `.` and `/`). rsyslog writes the tag of an RFC 5424 line
+/// it relays as `APP-NAME[PROCID]`, without the colon: with a pid, the colon is optional.
 fn is_tag(token: &[u8], pid_required: bool) -> bool {
-    let Some(body) = token.strip_suffix(b":") else {
-        return false;
+    let (body, colon) = match token.strip_suffix(b":") {
+        Some(body) => (body, true),
+        None => (token, false),
     };
     let (name, pid) = match body.strip_suffix(b"]") {
         Some(inner) => match memchr(b'[', inner) {
@@ -183,7 +223,7 @@ fn is_tag(token: &[u8], pid_required: bool) -> bool {
             .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'/'));
     let pid_ok = match pid {
         Some(pid) => !pid.is_empty() && pid.iter().all(u8::is_ascii_digit),
-        None => !pid_required,
+        None => colon && !pid_required,
     };
     name_ok && pid_ok
 }
@@ -253,6 +293,62 @@ mod tests {
                 "{header:?}"
             );
         }
+    }
+
+    /// What rsyslog and syslog-ng make of HAProxy's lines when they relay or store them.
+    #[test]
+    fn every_header_relays_write() {
+        let cases: &[(&str, Option<u8>)] = &[
+            // rsyslog RSYSLOG_SyslogProtocol23Format of a BSD line: `SD SP MSG`, where the
+            // message keeps its own leading space.
+            ("<134>1 2026-12-02T04:29:32+00:00 host haproxy 7657 - -  ", Some(134)),
+            // rsyslog RSYSLOG_ForwardFormat and RSYSLOG_FileFormat of an RFC 5424 line:
+            // the tag is APP-NAME[PROCID], without a colon.
+            ("<134>2026-12-02T04:44:27.662417+00:00 - ingress[18125] ", Some(134)),
+            ("2026-12-02T04:44:27.662417+00:00 - ingress[18125] ", None),
+            ("2026-12-02T04:44:27.662417+00:00 host haproxy[18125]: ", None),
+            ("<134>Dec  2 04:44:27 host ingress[18125] ", Some(134)),
+            ("Dec  2 04:44:27 host ingress[18125] ", None),
+            // syslog-ng's BSD source given an RFC 5424 line, with and without a hostname.
+            (
+                "<134>Dec  2 04:44:27 localhost 1 2026-12-02T04:44:27.677196+00:00 - ingress 18125 - - ",
+                Some(134),
+            ),
+            (
+                "Dec  2 04:44:27 localhost 1 2026-12-02T04:44:27.677196+00:00 - ingress 18125 - - ",
+                None,
+            ),
+            (
+                "<134>Dec  2 04:44:27 1 2026-12-02T04:44:27.677196+00:00 vm ingress 18125 - [a@1 b=\"c\"] ",
+                Some(134),
+            ),
+            // RFC 5424's byte order mark before a UTF-8 message.
+            ("<134>1 2026-12-02T04:29:32+00:00 host haproxy 7657 - - \u{feff}", Some(134)),
+            ("<134>1 2026-12-02T04:29:32+00:00 host haproxy 7657 - - \u{feff} ", Some(134)),
+        ];
+        for (header, priority) in cases {
+            let line = format!("{header}{ENTRY}");
+            let got = split(line.as_bytes());
+            assert_eq!(got.priority, *priority, "{header:?}");
+            assert_eq!(
+                std::str::from_utf8(got.message).unwrap(),
+                ENTRY,
+                "{header:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_tag_without_colon_needs_a_pid() {
+        // Without a colon, only `name[digits]` is a tag.
+        let got = split(b"2026-12-02T04:44:27+00:00 Proxy fe_http stopped");
+        assert_eq!(got.message, b"Proxy fe_http stopped");
+        let got = split(b"2026-12-02T04:44:27+00:00 host fe[12] stopped");
+        assert_eq!(got.message, b"stopped");
+        let got = split(b"2026-12-02T04:44:27+00:00 host fe[http] stopped");
+        assert_eq!(got.message, b"host fe[http] stopped");
+        let got = split(b"2026-12-02T04:44:27+00:00 host fe[] stopped");
+        assert_eq!(got.message, b"host fe[] stopped");
     }
 
     #[test]

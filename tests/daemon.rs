@@ -249,21 +249,19 @@ async fn oversize_frames_are_discarded_and_the_connection_goes_on() {
         good.len() - 1,
         std::str::from_utf8(&good[..good.len() - 1]).unwrap()
     );
-    let mut stream = Vec::new();
-    for part in [
-        good,
-        long.as_bytes(),
-        good,
+    // A connection keeps its framing: one newline-framed, one octet-counted.
+    let newline_framed = [good, long.as_bytes(), good, good].concat();
+    let octet_counted = [
+        good_octets.as_bytes(),
         long_octets.as_bytes(),
         good_octets.as_bytes(),
-        good,
-    ] {
-        stream.extend_from_slice(part);
-    }
-    send_tcp(daemon.tcp, &stream, 64).await;
+    ]
+    .concat();
+    send_tcp(daemon.tcp, &newline_framed, 64).await;
+    send_tcp(daemon.tcp, &octet_counted, 64).await;
     send_udp(daemon.udp, &[long.as_bytes(), good]).await;
 
-    let samples = daemon.scrape_after(8.0).await;
+    let samples = daemon.scrape_after(9.0).await;
     assert_eq!(
         samples.get(
             "haproxy_log_exporter_oversize_frames_total",
@@ -287,7 +285,7 @@ async fn oversize_frames_are_discarded_and_the_connection_goes_on() {
     );
     assert_eq!(
         samples.sum("haproxy_log_exporter_lines_counted_total", &[]),
-        5.0
+        6.0
     );
     assert_invariant(&samples);
     daemon.stop().await;
@@ -585,4 +583,96 @@ fn a_runtime_shut_down_under_the_server_does_not_wait_for_its_sources() {
     finished
         .recv_timeout(WAIT)
         .expect("the runtime's shutdown waited for the datagram sources");
+}
+
+/// A custom format that starts with `%ST` over newline framing: `200 73 ...` is a line,
+/// not an octet count (before framing was decided per connection, none was counted).
+#[tokio::test]
+async fn a_line_starting_with_a_number_is_not_an_octet_count() {
+    let daemon = Daemon::start(&[
+        ("HLE_LOG_FORMAT", "%ST %B %ci:%cp %b/%s"),
+        ("HLE_REQUESTS_TOTAL_LABELS", "status_code,server_name"),
+    ])
+    .await;
+    let mut stream = String::new();
+    for i in 0..100 {
+        let status = [200, 404, 503][i % 3];
+        stream.push_str(&format!(
+            "{status} {} 127.0.0.1:{} be_app/app{}\n",
+            70 + i,
+            40000 + i,
+            i % 2
+        ));
+    }
+    send_tcp(daemon.tcp, stream.as_bytes(), 37).await;
+    let samples = daemon.scrape_after(100.0).await;
+    assert_eq!(
+        samples.sum("haproxy_log_exporter_lines_counted_total", &[]),
+        100.0
+    );
+    let requests = |status| samples.sum("haproxy_log_requests_total", &[("status_code", status)]);
+    assert_eq!(
+        (requests("200"), requests("404"), requests("503")),
+        (34.0, 33.0, 33.0)
+    );
+    assert_eq!(
+        samples.sum("haproxy_log_bytes_read_total", &[]),
+        (0..100).map(|i| 70.0 + f64::from(i)).sum::<f64>()
+    );
+    assert_invariant(&samples);
+    daemon.stop().await;
+}
+
+/// A first line that looks like a count (`4096 oops`) costs that line only.
+#[tokio::test]
+async fn a_bad_first_frame_never_costs_the_frames_after_it() {
+    let daemon = Daemon::start(&[]).await;
+    let good = lines(RING_LEGACY);
+    let mut stream = b"4096 oops\n".to_vec();
+    for i in 0..100 {
+        stream.extend_from_slice(good[i % good.len()]);
+    }
+    send_tcp(daemon.tcp, &stream, 1000).await;
+    let samples = daemon.scrape_after(101.0).await;
+    assert_eq!(
+        samples.sum("haproxy_log_exporter_lines_counted_total", &[]),
+        100.0
+    );
+    assert_eq!(
+        samples.sum("haproxy_log_exporter_lines_rejected_total", &[]),
+        1.0
+    );
+    assert_invariant(&samples);
+    daemon.stop().await;
+}
+
+/// `HLE_SYSLOG_TCP_FRAMING` fixes the framing for every connection.
+#[tokio::test]
+async fn framing_can_be_fixed_for_every_connection() {
+    // Octet counting: a ring's frames are read; a line without a count is read up to its
+    // newline.
+    let daemon = Daemon::start(&[("HLE_SYSLOG_TCP_FRAMING", "octet-count")]).await;
+    let stream = [b"not counted\n".as_slice(), RING_OCTET].concat();
+    send_tcp(daemon.tcp, &stream, 13).await;
+    let samples = daemon.scrape_after(16.0).await;
+    assert_eq!(
+        samples.sum("haproxy_log_exporter_lines_counted_total", &[]),
+        15.0
+    );
+    assert_invariant(&samples);
+    daemon.stop().await;
+
+    // Newline framing: an octet-counted stream is one long line.
+    let daemon = Daemon::start(&[("HLE_SYSLOG_TCP_FRAMING", "lf")]).await;
+    send_tcp(daemon.tcp, RING_OCTET, 13).await;
+    let samples = daemon.scrape_after(1.0).await;
+    assert_eq!(
+        samples.sum("haproxy_log_exporter_lines_counted_total", &[]),
+        0.0
+    );
+    assert_eq!(
+        samples.sum("haproxy_log_exporter_lines_received_total", &[]),
+        1.0
+    );
+    daemon.stop().await;
 }

@@ -214,7 +214,7 @@ fn ring_streams_in_both_framings() {
         (fixture!("i_ringmaxlen_legacy.tcp"), 2, 1),
     ];
     for ((name, data), want, want_truncated) in cases {
-        let mut codec = SyslogCodec::new(65536);
+        let mut codec = SyslogCodec::new(65536, crate::ingest::codec::Framing::Auto);
         let mut buf = BytesMut::from(*data);
         let mut frames = Vec::new();
         while let Some(frame) = codec.decode_eof(&mut buf).unwrap() {

@@ -2,8 +2,15 @@
 //!
 //! HAProxy's `ring` sends either newline-terminated lines (`log-proto legacy`, the default,
 //! RFC 6587 "non-transparent framing") or octet-counted frames (`log-proto octet-count`,
-//! `LEN SP MSG`, no terminator). The framing is detected at the start of every frame: a
-//! frame that starts with a non-zero digit run followed by a space is octet-counted.
+//! `LEN SP MSG`, no terminator); so do rsyslog and syslog-ng. A connection keeps one
+//! framing, so it is decided once per connection (`HLE_SYSLOG_TCP_FRAMING=auto`): octet
+//! counting when the first frame starts with a count, a space and `<` (a syslog
+//! priority), newline framing otherwise. Deciding per frame would read a newline-framed
+//! line that happens to start with a number and a space (`200 73 ...`, a custom format
+//! starting with `%ST`) as a count, and lose the lines the count swallows.
+//!
+//! On an octet-counted connection a frame that does not start with a count is read up
+//! to the next newline, as rsyslog does: one bad frame never costs the frames after it.
 //!
 //! Problems are reported as items, never as decoder errors, because `FramedRead` ends the
 //! stream after the first `Err` (tokio-rs/tokio#3976): one oversize frame must not cost the
@@ -19,8 +26,28 @@ pub enum Frame {
     Line(BytesMut),
     /// A frame longer than the maximum, of at least this many bytes, is being discarded.
     Oversize(usize),
-    /// The stream ended inside an octet-counted frame, after this many of its bytes.
+    /// The stream ended inside a frame, after this many of its bytes.
     Incomplete(usize),
+}
+
+/// `HLE_SYSLOG_TCP_FRAMING`: how a TCP connection's frames are delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// Decided by each connection's first frame.
+    Auto,
+    /// RFC 6587 octet counting (`LEN SP MSG`), for every connection.
+    OctetCount,
+    /// Newline-terminated lines, for every connection; a leading number is data.
+    Lf,
+}
+
+impl Framing {
+    /// The variable's values, as written in the configuration.
+    pub const NAMES: [(&'static str, Framing); 3] = [
+        ("auto", Framing::Auto),
+        ("octet-count", Framing::OctetCount),
+        ("lf", Framing::Lf),
+    ];
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,11 +64,14 @@ enum State {
     DiscardOctets { remaining: usize },
 }
 
-/// Decodes both syslog TCP framings, detected per frame. Frames longer than `max_len`
-/// bytes are discarded (reported once as `Frame::Oversize`) and decoding goes on.
+/// Decodes the syslog TCP framings of one connection. Frames longer than `max_len` bytes
+/// (line ending excluded) are discarded (reported once as `Frame::Oversize`) and decoding
+/// goes on.
 #[derive(Debug)]
 pub struct SyslogCodec {
     max_len: usize,
+    /// Whether frames are octet-counted; `None` until an `auto` connection's first frame.
+    octets: Option<bool>,
     state: State,
 }
 
@@ -49,10 +79,29 @@ pub struct SyslogCodec {
 const MAX_LEN_DIGITS: usize = 9;
 
 impl SyslogCodec {
-    pub fn new(max_len: usize) -> Self {
+    pub fn new(max_len: usize, framing: Framing) -> Self {
         SyslogCodec {
             max_len,
+            octets: match framing {
+                Framing::Auto => None,
+                Framing::OctetCount => Some(true),
+                Framing::Lf => Some(false),
+            },
             state: State::Start,
+        }
+    }
+
+    /// The frame the stream was cut inside of, when the connection is closed by us (at
+    /// shutdown, or after the idle timeout) rather than by the peer: the bytes of a frame
+    /// begun and not finished. Call after `decode` has returned every complete frame.
+    pub fn cut(&mut self, buf: &mut BytesMut) -> Option<Frame> {
+        let state = std::mem::replace(&mut self.state, State::Start);
+        let rest = buf.split();
+        let begun = rest.iter().any(|&b| !(is_terminator(b) || b == b'\r'));
+        match state {
+            State::Octets { .. } => Some(Frame::Incomplete(rest.len())),
+            State::Start | State::Newline { .. } if begun => Some(Frame::Incomplete(rest.len())),
+            _ => None,
         }
     }
 }
@@ -70,6 +119,46 @@ fn trim_cr(mut line: BytesMut) -> BytesMut {
         line.truncate(line.len() - 1);
     }
     line
+}
+
+/// The length that counts against the limit: without the line ending (a terminator, and
+/// the CR of a CRLF), so that a line of exactly the limit is kept however its CR and LF
+/// are split between reads.
+fn content_len(bytes: &[u8]) -> usize {
+    let bytes = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+    bytes.strip_suffix(b"\r").unwrap_or(bytes).len()
+}
+
+/// What the start of a frame says about octet counting.
+enum Prefix {
+    /// `LEN SP` with this many digits, followed by `<` (`Some(true)`) or something else.
+    Count { digits: usize, priority: bool },
+    /// Not a count.
+    NoCount,
+    /// Too few bytes to tell.
+    Unknown,
+}
+
+fn prefix(buf: &[u8]) -> Prefix {
+    let digits = buf
+        .iter()
+        .take(MAX_LEN_DIGITS + 1)
+        .take_while(|b| b.is_ascii_digit())
+        .count();
+    if digits == buf.len() && digits <= MAX_LEN_DIGITS {
+        // Only digits so far: wait to see what follows them.
+        return Prefix::Unknown;
+    }
+    if digits == 0 || digits > MAX_LEN_DIGITS || buf[0] == b'0' || buf[digits] != b' ' {
+        return Prefix::NoCount;
+    }
+    match buf.get(digits + 1) {
+        None => Prefix::Unknown,
+        Some(&next) => Prefix::Count {
+            digits,
+            priority: next == b'<',
+        },
+    }
 }
 
 impl Decoder for SyslogCodec {
@@ -90,28 +179,33 @@ impl Decoder for SyslogCodec {
                     if buf.is_empty() {
                         return Ok(None);
                     }
-                    let digits = buf
-                        .iter()
-                        .take(MAX_LEN_DIGITS + 1)
-                        .take_while(|b| b.is_ascii_digit())
-                        .count();
-                    if digits == buf.len() && digits <= MAX_LEN_DIGITS {
-                        // Only digits so far: wait to see what follows them.
-                        return Ok(None);
-                    }
-                    let octet_counted = digits > 0
-                        && digits <= MAX_LEN_DIGITS
-                        && buf[0] != b'0'
-                        && buf[digits] == b' ';
-                    if !octet_counted {
+                    if self.octets == Some(false) {
                         self.state = State::Newline { scanned: 0 };
                         continue;
                     }
+                    let digits = match (prefix(buf), self.octets) {
+                        (Prefix::Unknown, _) => return Ok(None),
+                        (Prefix::Count { digits, priority }, None) => {
+                            // An `auto` connection's first frame decides.
+                            self.octets = Some(priority);
+                            if !priority {
+                                continue;
+                            }
+                            digits
+                        }
+                        (Prefix::Count { digits, .. }, Some(_)) => digits,
+                        (Prefix::NoCount, octets) => {
+                            self.octets = Some(octets.unwrap_or(false));
+                            self.state = State::Newline { scanned: 0 };
+                            continue;
+                        }
+                    };
                     let len = buf[..digits]
                         .iter()
                         .fold(0usize, |n, d| n * 10 + usize::from(d - b'0'));
                     buf.advance(digits + 1);
-                    if len > self.max_len {
+                    // The count includes any line ending; `Octets` checks the content.
+                    if len > self.max_len.saturating_add(2) {
                         self.state = State::DiscardOctets { remaining: len };
                         return Ok(Some(Frame::Oversize(len)));
                     }
@@ -123,7 +217,11 @@ impl Decoder for SyslogCodec {
                         return Ok(None);
                     }
                     self.state = State::Start;
-                    let line = trim_cr(buf.split_to(len));
+                    let frame = buf.split_to(len);
+                    if content_len(&frame) > self.max_len {
+                        return Ok(Some(Frame::Oversize(len)));
+                    }
+                    let line = trim_cr(frame);
                     if !line.is_empty() {
                         return Ok(Some(Frame::Line(line)));
                     }
@@ -145,15 +243,16 @@ impl Decoder for SyslogCodec {
                             let line = buf.split_to(scanned + offset);
                             buf.advance(1);
                             self.state = State::Start;
-                            let line = trim_cr(line);
-                            if line.len() > self.max_len {
-                                return Ok(Some(Frame::Oversize(line.len())));
+                            let len = content_len(&line);
+                            if len > self.max_len {
+                                return Ok(Some(Frame::Oversize(len)));
                             }
+                            let line = trim_cr(line);
                             if !line.is_empty() {
                                 return Ok(Some(Frame::Line(line)));
                             }
                         }
-                        None if buf.len() > self.max_len => {
+                        None if content_len(buf) > self.max_len => {
                             let seen = buf.len();
                             buf.clear();
                             self.state = State::DiscardLine;
@@ -188,7 +287,8 @@ impl Decoder for SyslogCodec {
         let rest = buf.split();
         Ok(match state {
             State::Octets { .. } => Some(Frame::Incomplete(rest.len())),
-            // A last line without its newline is still a whole line.
+            // A last line without its newline, the peer having closed the connection, is
+            // still a whole line.
             State::Start | State::Newline { .. } if !rest.is_empty() => {
                 Some(Frame::Line(trim_cr(rest)))
             }
@@ -202,9 +302,14 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    /// Feeds `input` in pieces cut at `cuts` and collects every item, EOF included.
+    /// Feeds `input` in pieces cut at `cuts` and collects every item, EOF included, on
+    /// an `auto` connection.
     fn decode_all(max_len: usize, input: &[u8], cuts: &[usize]) -> Vec<Frame> {
-        let mut codec = SyslogCodec::new(max_len);
+        decode_with(Framing::Auto, max_len, input, cuts)
+    }
+
+    fn decode_with(framing: Framing, max_len: usize, input: &[u8], cuts: &[usize]) -> Vec<Frame> {
+        let mut codec = SyslogCodec::new(max_len, framing);
         let mut buf = BytesMut::new();
         let mut frames = Vec::new();
         let mut start = 0;
@@ -238,16 +343,18 @@ mod tests {
         ]
     }
 
+    /// On an octet-counted connection, a frame without a count is read as a line.
     #[test]
-    fn both_framings_are_detected_per_frame() {
-        assert_eq!(decode_all(1024, MIXED, &[]), mixed_expected());
+    fn octet_counting_reads_a_frame_without_count_as_a_line() {
+        let octets = decode_with(Framing::OctetCount, 1024, MIXED, &[]);
+        assert_eq!(octets, mixed_expected());
     }
 
     #[test]
     fn every_split_point_gives_the_same_frames() {
         for cut in 0..=MIXED.len() {
             assert_eq!(
-                decode_all(1024, MIXED, &[cut]),
+                decode_with(Framing::OctetCount, 1024, MIXED, &[cut]),
                 mixed_expected(),
                 "cut at {cut}"
             );
@@ -255,11 +362,117 @@ mod tests {
         for a in 0..=MIXED.len() {
             for b in a..=MIXED.len() {
                 assert_eq!(
-                    decode_all(1024, MIXED, &[a, b]),
+                    decode_with(Framing::OctetCount, 1024, MIXED, &[a, b]),
                     mixed_expected(),
                     "cuts {a},{b}"
                 );
             }
+        }
+    }
+
+    /// The first frame decides for the whole connection, however the bytes arrive.
+    #[test]
+    fn auto_decides_once_per_connection() {
+        let octets = b"10 <134>first11 <134>second3 abc";
+        let lf = b"<134>first\n12 <134>second\n";
+        let counted_lf = b"200 73 127.0.0.1:1 GET\n4096 oops\n5 <134>x\n";
+        let cases: [(&[u8], Vec<Frame>); 3] = [
+            (
+                octets,
+                vec![line("<134>first"), line("<134>second"), line("abc")],
+            ),
+            (lf, vec![line("<134>first"), line("12 <134>second")]),
+            (
+                counted_lf,
+                vec![
+                    line("200 73 127.0.0.1:1 GET"),
+                    line("4096 oops"),
+                    line("5 <134>x"),
+                ],
+            ),
+        ];
+        for (input, want) in cases {
+            for cut in 0..=input.len() {
+                assert_eq!(decode_all(1024, input, &[cut]), want, "cut at {cut}");
+            }
+        }
+    }
+
+    #[test]
+    fn fixed_framings_ignore_what_the_first_frame_looks_like() {
+        let input = b"200 73 127.0.0.1:1 GET\n4096 oops\n";
+        assert_eq!(
+            decode_with(Framing::Lf, 1024, input, &[]),
+            vec![line("200 73 127.0.0.1:1 GET"), line("4096 oops")]
+        );
+        // Counted as it says, as octet counting asks: `200 ` takes 200 bytes.
+        assert_eq!(
+            decode_with(Framing::OctetCount, 1024, b"5 hello6 world!", &[]),
+            vec![line("hello"), line("world!")]
+        );
+        assert_eq!(
+            decode_with(Framing::Lf, 1024, b"11 <134>first\n", &[]),
+            vec![line("11 <134>first")]
+        );
+    }
+
+    /// A connection cut by us: the frame begun is incomplete, complete ones are not.
+    #[test]
+    fn a_cut_connection_reports_its_partial_frame() {
+        let cases: [(Framing, &[u8], Option<Frame>); 6] = [
+            (
+                Framing::Auto,
+                b"<134>a\n<134>par",
+                Some(Frame::Incomplete(8)),
+            ),
+            (Framing::Auto, b"<134>a\n", None),
+            (Framing::Auto, b"<134>a\r\n\r", None),
+            (
+                Framing::OctetCount,
+                b"6 <134>a10 <134>",
+                Some(Frame::Incomplete(5)),
+            ),
+            (
+                Framing::OctetCount,
+                b"6 <134>a10",
+                Some(Frame::Incomplete(2)),
+            ),
+            (Framing::Lf, b"<134>a\nxyz", Some(Frame::Incomplete(3))),
+        ];
+        for (framing, input, want) in cases {
+            let mut codec = SyslogCodec::new(1024, framing);
+            let mut buf = BytesMut::from(input);
+            while let Some(frame) = codec.decode(&mut buf).unwrap() {
+                assert_eq!(frame, line("<134>a"));
+            }
+            assert_eq!(codec.cut(&mut buf), want, "{framing:?} {input:?}");
+        }
+    }
+
+    /// The CR of a CRLF never counts against the limit, whether or not CR and LF arrive
+    /// in the same read.
+    #[test]
+    fn crlf_at_the_limit_is_kept_at_every_split() {
+        let exact = "z".repeat(20);
+        let newline = format!("<1>a\r\n{exact}\r\n<1>b\r\n");
+        let octets = format!("6 <1>a\r\n22 {exact}\r\n6 <1>b\r\n");
+        for input in [newline, octets] {
+            for cut in 0..=input.len() {
+                assert_eq!(
+                    decode_all(20, input.as_bytes(), &[cut]),
+                    vec![line("<1>a"), line(&exact), line("<1>b")],
+                    "{input:?} cut at {cut}"
+                );
+            }
+        }
+        let over = format!("<1>a\r\n{exact}z\r\n<1>b\r\n");
+        for cut in 0..=over.len() {
+            let frames = decode_all(20, over.as_bytes(), &[cut]);
+            assert_eq!(frames.len(), 3, "cut at {cut}: {frames:?}");
+            assert!(
+                matches!(frames[1], Frame::Oversize(n) if n >= 21),
+                "cut at {cut}"
+            );
         }
     }
 
@@ -284,7 +497,7 @@ mod tests {
         let long = "y".repeat(50);
         let input = format!("3 ok150 {long}3 ok2");
         for cut in 0..=input.len() {
-            let frames = decode_all(20, input.as_bytes(), &[cut]);
+            let frames = decode_with(Framing::OctetCount, 20, input.as_bytes(), &[cut]);
             assert_eq!(
                 frames,
                 vec![line("ok1"), Frame::Oversize(50), line("ok2")],
@@ -309,7 +522,8 @@ mod tests {
             vec![line("no newline")]
         );
         assert_eq!(decode_all(100, b"42", &[]), vec![line("42")]);
-        assert_eq!(decode_all(100, b"10 abc", &[]), vec![Frame::Incomplete(3)]);
+        assert_eq!(decode_all(100, b"10 <bc", &[]), vec![Frame::Incomplete(3)]);
+        assert_eq!(decode_all(100, b"10 abc", &[]), vec![line("10 abc")]);
         assert_eq!(decode_all(100, b"\n\r\n\0", &[]), vec![]);
     }
 
@@ -330,7 +544,10 @@ mod tests {
             max_len in 1usize..64,
         ) {
             let cut = cut.min(input.len());
-            for frame in decode_all(max_len, &input, &[cut]) {
+            let frames = Framing::NAMES
+                .iter()
+                .flat_map(|&(_, framing)| decode_with(framing, max_len, &input, &[cut]));
+            for frame in frames {
                 if let Frame::Line(l) = frame {
                     prop_assert!(l.len() <= max_len);
                     prop_assert!(!l.is_empty());
@@ -348,13 +565,14 @@ mod tests {
                 input.extend_from_slice(format!("{} {m}", m.len()).as_bytes());
             }
             let cut = cut.min(input.len());
+            let framing = if messages[0].starts_with('<') { Framing::Auto } else { Framing::OctetCount };
             let want: Vec<Frame> = messages
                 .iter()
                 .map(|m| m.trim_end_matches(['\r']))
                 .filter(|m| !m.is_empty())
                 .map(line)
                 .collect();
-            prop_assert_eq!(decode_all(1024, &input, &[cut]), want);
+            prop_assert_eq!(decode_with(framing, 1024, &input, &[cut]), want);
         }
     }
 }

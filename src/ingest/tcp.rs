@@ -1,19 +1,26 @@
 //! TCP syslog source: HAProxy's `ring` keeps one long-lived connection per server line.
 //! A listener task accepts (up to a cap) and a task per connection reads frames.
+//!
+//! At shutdown nothing the kernel has acknowledged is lost: connections still waiting in
+//! the accept queue are taken, and every connection sends its FIN, then reads until the
+//! peer closes or goes quiet, so that what its kernel had received is read and counted
+//! and the socket closes without a reset where the peer lets it.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use tokio::io::AsyncRead;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 use tokio_util::codec::{Decoder, FramedParts, FramedRead};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::codec::{Frame, SyslogCodec};
+use super::codec::{Frame, Framing, SyslogCodec};
 use crate::metrics::{Transport, INCOMPLETE_FRAME};
 use crate::pipeline::Pipeline;
 
@@ -24,10 +31,17 @@ pub struct TcpSettings {
     pub max_line_bytes: usize,
     /// Close a connection that sent nothing for this long; `None` never does.
     pub idle_timeout: Option<Duration>,
+    pub framing: Framing,
 }
 
 /// Read buffer per connection; HAProxy's ring writes in bursts of many lines.
 const READ_CAPACITY: usize = 64 * 1024;
+
+/// At shutdown, a connection is closed once its peer has been quiet this long.
+const SHUTDOWN_QUIET: Duration = Duration::from_millis(300);
+
+/// At shutdown, a connection whose peer goes on sending is read at most this long.
+const SHUTDOWN_READ_LIMIT: Duration = Duration::from_secs(5);
 
 /// Accepts connections until `shutdown`; connection tasks join `tracker`.
 pub async fn serve(
@@ -42,7 +56,14 @@ pub async fn serve(
     loop {
         let accepted = tokio::select! {
             biased;
-            _ = shutdown.cancelled() => break,
+            _ = shutdown.cancelled() => {
+                // Connections the kernel has completed but we have not accepted may hold
+                // acknowledged lines too: take them before the listener closes.
+                match futures_util::FutureExt::now_or_never(listener.accept()) {
+                    Some(accepted) => accepted,
+                    None => break,
+                }
+            }
             accepted = listener.accept() => accepted,
         };
         let (stream, peer) = match accepted {
@@ -50,11 +71,15 @@ pub async fn serve(
                 backoff = Duration::from_millis(10);
                 accepted
             }
+            Err(err) if shutdown.is_cancelled() => {
+                tracing::debug!(error = %err, "tcp accept failed at shutdown");
+                break;
+            }
             Err(err) => {
                 // Usually out of file descriptors: wait for some to be released.
                 tracing::warn!(error = %err, "tcp accept failed");
                 tokio::select! {
-                    _ = shutdown.cancelled() => break,
+                    _ = shutdown.cancelled() => continue,
                     _ = tokio::time::sleep(backoff) => {}
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(1));
@@ -77,50 +102,99 @@ pub async fn serve(
     }
 }
 
-/// Reads frames until the peer closes, the connection idles out, or `shutdown`.
-async fn handle(
-    stream: impl AsyncRead + Unpin,
+/// How a connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// The peer closed it: the codec has already been flushed.
+    Closed,
+    Error,
+    Idle,
+    Shutdown,
+}
+
+impl End {
+    fn reason(self) -> &'static str {
+        match self {
+            End::Closed => "closed by peer",
+            End::Error => "error",
+            End::Idle => "idle timeout",
+            End::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// The stream, with the time its last byte arrived: the idle timeout counts from there,
+/// not from the last complete frame.
+struct Timed<S> {
+    inner: S,
+    last_byte: Instant,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Timed<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.last_byte = Instant::now();
+        }
+        polled
+    }
+}
+
+/// Reads frames until the peer closes, the connection idles out, or `shutdown`; then
+/// counts what is left, a frame cut short as `incomplete_frame`.
+async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
     peer: SocketAddr,
     pipeline: &Pipeline,
     settings: TcpSettings,
     shutdown: CancellationToken,
 ) {
     tracing::debug!(%peer, "tcp connection opened");
-    let codec = SyslogCodec::new(settings.max_line_bytes);
+    let codec = SyslogCodec::new(settings.max_line_bytes, settings.framing);
+    let stream = Timed {
+        inner: stream,
+        last_byte: Instant::now(),
+    };
     let mut frames = FramedRead::with_capacity(stream, codec, READ_CAPACITY);
-    // One timer for the whole connection, moved forward lazily: arming a timer per frame
-    // would cost more than parsing the frame.
+    // One timer for the whole connection, moved forward lazily: arming a timer per read
+    // would cost more than parsing the frames.
     let idle = settings
         .idle_timeout
         .unwrap_or(Duration::from_secs(365 * 24 * 3600));
-    let mut last_frame = Instant::now();
-    let deadline = tokio::time::sleep_until(last_frame + idle);
+    let deadline = tokio::time::sleep_until(frames.get_ref().last_byte + idle);
     tokio::pin!(deadline);
-    let reason = loop {
+    let mut end = loop {
         tokio::select! {
             biased;
-            _ = shutdown.cancelled() => break "shutdown",
+            _ = shutdown.cancelled() => break End::Shutdown,
             next = frames.next() => match next {
-                Some(Ok(frame)) => {
-                    last_frame = Instant::now();
-                    handle_frame(pipeline, frame);
-                }
+                Some(Ok(frame)) => handle_frame(pipeline, frame),
                 Some(Err(err)) => {
                     tracing::debug!(%peer, error = %err, "tcp read failed");
-                    break "error";
+                    break End::Error;
                 }
-                None => break "closed by peer",
+                None => break End::Closed,
             },
             _ = &mut deadline => {
-                if last_frame.elapsed() >= idle {
-                    break "idle timeout";
+                let last_byte = frames.get_ref().last_byte;
+                if last_byte.elapsed() >= idle {
+                    break End::Idle;
                 }
-                deadline.as_mut().reset(last_frame + idle);
+                deadline.as_mut().reset(last_byte + idle);
             }
         }
     };
+    if end == End::Shutdown {
+        end = read_to_quiet(&mut frames, peer, pipeline).await;
+    }
     // Complete frames already read but not yet yielded are counted before the socket is
-    // closed. (At the peer's end of stream `FramedRead` has already flushed the codec.)
+    // closed; then the frame the connection was cut inside of, unless the peer closed
+    // it (at its end of stream `FramedRead` has flushed the codec).
     let FramedParts {
         mut codec,
         mut read_buf,
@@ -129,7 +203,49 @@ async fn handle(
     while let Ok(Some(frame)) = codec.decode(&mut read_buf) {
         handle_frame(pipeline, frame);
     }
-    tracing::debug!(%peer, reason, "tcp connection closed");
+    if end != End::Closed {
+        if let Some(frame) = codec.cut(&mut read_buf) {
+            handle_frame(pipeline, frame);
+        }
+    }
+    tracing::debug!(%peer, reason = end.reason(), "tcp connection closed");
+}
+
+/// At shutdown: sends our FIN (a ring's HAProxy closes its end on it, keeping unsent
+/// lines for the next connection), then reads until the peer closes, is quiet for
+/// [`SHUTDOWN_QUIET`], or [`SHUTDOWN_READ_LIMIT`] has passed.
+async fn read_to_quiet<S: AsyncRead + AsyncWrite + Unpin>(
+    frames: &mut FramedRead<Timed<S>, SyslogCodec>,
+    peer: SocketAddr,
+    pipeline: &Pipeline,
+) -> End {
+    if let Err(err) = frames.get_mut().inner.shutdown().await {
+        tracing::debug!(%peer, error = %err, "tcp shutdown failed");
+    }
+    let since = Instant::now();
+    let limit = tokio::time::sleep(SHUTDOWN_READ_LIMIT);
+    tokio::pin!(limit);
+    loop {
+        // The peer has a moment to answer our FIN however long it was quiet before.
+        let last = frames.get_ref().last_byte.max(since);
+        let quiet = tokio::time::sleep_until(last + SHUTDOWN_QUIET);
+        tokio::select! {
+            biased;
+            next = frames.next() => match next {
+                Some(Ok(frame)) => handle_frame(pipeline, frame),
+                Some(Err(err)) => {
+                    tracing::debug!(%peer, error = %err, "tcp read failed");
+                    return End::Error;
+                }
+                None => return End::Closed,
+            },
+            _ = quiet => return End::Shutdown,
+            _ = &mut limit => {
+                tracing::warn!(%peer, "tcp connection still sending at shutdown: closed");
+                return End::Shutdown;
+            }
+        }
+    }
 }
 
 fn handle_frame(pipeline: &Pipeline, frame: Frame) {
@@ -147,14 +263,30 @@ fn handle_frame(pipeline: &Pipeline, frame: Frame) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::pin::Pin;
-    use std::task::{Context, Poll};
 
     /// Hands over all its bytes in the first read and cancels `shutdown` in that same
     /// read, so shutdown arrives while complete frames wait in the read buffer.
     struct ReadThenShutdown {
         data: Option<&'static [u8]>,
         shutdown: CancellationToken,
+    }
+
+    impl AsyncWrite for ReadThenShutdown {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            Poll::Ready(Ok(buf.len()))
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
     }
 
     impl AsyncRead for ReadThenShutdown {
@@ -188,6 +320,7 @@ mod tests {
             max_connections: 1,
             max_line_bytes: 65536,
             idle_timeout: None,
+            framing: Framing::Auto,
         };
         let peer = SocketAddr::from(([127, 0, 0, 1], 1));
         handle(stream, peer, &pipeline, settings, shutdown).await;
@@ -207,6 +340,7 @@ mod tests {
             max_connections: 1,
             max_line_bytes: 65536,
             idle_timeout: Some(Duration::from_secs(300)),
+            framing: Framing::Auto,
         };
         // The client sends one line, then nothing: the connection stays open 300 s after
         // that line, not after the connection opened.

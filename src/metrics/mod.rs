@@ -13,4 +13,4 @@ pub use registry::{
     Kind, MetricConfig, MetricDef, Source, TimerField, METRICS, NAMESPACE, QUEUE_BUCKETS,
     SECONDS_BUCKETS,
 };
-pub use selfmon::{SelfMetrics, Transport, INCOMPLETE_FRAME, OVERSIZE_FRAME};
+pub use selfmon::{SelfMetrics, Totals, Transport, INCOMPLETE_FRAME, OVERSIZE_FRAME};

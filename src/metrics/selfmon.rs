@@ -185,6 +185,35 @@ impl SelfMetrics {
     }
 }
 
+/// How many lines ended which way, over every transport and reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Totals {
+    pub received: u64,
+    pub counted: u64,
+    pub rejected: u64,
+    pub ignored: u64,
+}
+
+impl SelfMetrics {
+    /// The line counts so far, summed over transports and reasons.
+    pub fn totals(&self) -> Totals {
+        let sum = |vec: &IntCounterVec| -> u64 {
+            use prometheus::core::Collector;
+            vec.collect()
+                .iter()
+                .flat_map(|family| family.get_metric())
+                .map(|m| m.get_counter().get_value() as u64)
+                .sum()
+        };
+        Totals {
+            received: self.received.iter().map(IntCounter::get).sum(),
+            counted: self.counted.get(),
+            rejected: sum(&self.rejected),
+            ignored: sum(&self.ignored),
+        }
+    }
+}
+
 /// Lets one event through per interval and counts the ones it held back.
 struct RateLimit {
     start: Instant,
