@@ -109,19 +109,41 @@ fn parse_pri(line: &[u8]) -> Option<(u8, &[u8])> {
 
 /// After `<PRI>1 `: TIMESTAMP HOSTNAME APP-NAME PROCID MSGID STRUCTURED-DATA [SP MSG].
 fn rfc5424_message(rest: &[u8]) -> Option<&[u8]> {
+    let (relayed, message) = rfc5424_fields(rest)?;
+    if relayed {
+        // syslog-ng's `syslog()` destination, given the BSD reading of an RFC 5424 line
+        // (see `nested_rfc5424`), writes `1 TS HOST 1 - - - TS HOST APP PROCID ...`: the
+        // first header's APP-NAME is the inner version, the message the inner header.
+        if let Some(inner) = skip_iso_timestamp(message).and_then(|_| rfc5424_fields(message)) {
+            return Some(inner.1);
+        }
+    }
+    Some(message)
+}
+
+/// The message after an RFC 5424 header (from TIMESTAMP on), and whether the header is
+/// `TS HOST 1 - - -`, the shape of an RFC 5424 header relayed inside another one.
+fn rfc5424_fields(rest: &[u8]) -> Option<(bool, &[u8])> {
     let mut rest = rest;
-    for _ in 0..5 {
+    let mut fields: [&[u8]; 5] = [b""; 5];
+    for field in &mut fields {
         let space = memchr(b' ', rest)?;
         if space == 0 {
             return None;
         }
+        *field = &rest[..space];
         rest = &rest[space + 1..];
     }
     let after_sd = skip_structured_data(rest)?;
-    Some(match after_sd.first() {
-        Some(b' ') => &after_sd[1..],
-        _ => after_sd,
-    })
+    let relayed =
+        fields[2] == b"1" && fields[3] == b"-" && fields[4] == b"-" && rest.first() == Some(&b'-');
+    Some((
+        relayed,
+        match after_sd.first() {
+            Some(b' ') => &after_sd[1..],
+            _ => after_sd,
+        },
+    ))
 }
 
 /// STRUCTURED-DATA is `-` or one or more `[id param="value"...]` elements, where a value
@@ -320,6 +342,11 @@ mod tests {
             ),
             (
                 "<134>Dec  2 04:44:27 1 2026-12-02T04:44:27.677196+00:00 vm ingress 18125 - [a@1 b=\"c\"] ",
+                Some(134),
+            ),
+            // syslog-ng's syslog() destination of that same reading.
+            (
+                "<134>1 2026-12-02T05:49:40+00:00 localhost 1 - - - 2026-12-02T05:49:40.157899+00:00 - haproxy 9973 - - ",
                 Some(134),
             ),
             // RFC 5424's byte order mark before a UTF-8 message.

@@ -412,3 +412,55 @@ fn whole_matches_win_over_cut_ones() {
         other => panic!("{other:?}"),
     }
 }
+
+/// What rsyslog and syslog-ng forward and write, in each of their stock templates, for
+/// each header HAProxy sends (`tests/fixtures/relay/README.md`): every line is read, with
+/// the frontend and status HAProxy logged.
+#[test]
+fn lines_as_relays_pass_them_on() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/relay");
+    let mut files = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        let Some((stem, ext)) = name.rsplit_once('.') else {
+            continue;
+        };
+        let data = std::fs::read(&path).unwrap();
+        let frames: Vec<Vec<u8>> = match ext {
+            "tcp-octet" | "tcp-lf" => {
+                let mut codec = SyslogCodec::new(65536, crate::ingest::codec::Framing::Auto);
+                let mut buf = BytesMut::from(data.as_slice());
+                let mut frames = Vec::new();
+                while let Some(frame) = codec.decode_eof(&mut buf).unwrap() {
+                    match frame {
+                        Frame::Line(line) => frames.push(line.to_vec()),
+                        other => panic!("{name}: {other:?}"),
+                    }
+                }
+                frames
+            }
+            "udp" | "log" => lines(&data).map(<[u8]>::to_vec).collect(),
+            _ => continue,
+        };
+        files += 1;
+        let style = stem.rsplit('_').next().unwrap();
+        let mut classes = [0; 6];
+        let mut tcp = 0;
+        for frame in &frames {
+            let r = record(frame);
+            match r.kind {
+                super::EntryKind::Http => {
+                    assert_eq!(r.frontend_name, format!("fe_http_{style}"), "{name}");
+                    classes[usize::from(r.status_code.as_bytes()[0] - b'0')] += 1;
+                }
+                _ => {
+                    assert_eq!(r.frontend_name, format!("fe_tcp_{style}"), "{name}");
+                    tcp += 1;
+                }
+            }
+        }
+        assert_eq!((classes, tcp), ([0, 0, 2, 0, 3, 2], 2), "{name}");
+    }
+    assert_eq!(files, 63);
+}

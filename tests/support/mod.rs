@@ -138,6 +138,11 @@ impl ChildGuard {
         }
     }
 
+    /// The child's standard error, if it was piped and not taken yet.
+    pub fn take_stderr(&mut self) -> Option<std::process::ChildStderr> {
+        self.child.as_mut().and_then(|c| c.stderr.take())
+    }
+
     /// Waits for the child to exit on its own, up to `timeout`.
     pub fn wait_timeout(&mut self, timeout: Duration) -> Option<ExitStatus> {
         wait_until(timeout, || self.try_wait()).ok()
