@@ -21,6 +21,7 @@
 #![allow(dead_code)]
 
 pub mod haproxy;
+pub mod relays;
 
 use std::collections::BTreeMap;
 use std::fmt;
