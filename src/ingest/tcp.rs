@@ -366,4 +366,47 @@ mod tests {
         assert!(open_for < Duration::from_secs(401), "{open_for:?}");
         drop(client);
     }
+
+    /// A slow sender's line in pieces keeps the connection open: the idle timeout counts
+    /// from the last byte. The line it was cut inside of counts as `incomplete_frame`.
+    #[tokio::test(start_paused = true)]
+    async fn the_idle_timeout_counts_from_the_last_byte() {
+        let registry = prometheus::Registry::new();
+        let pipeline = Arc::new(Pipeline::new(&[], &registry).unwrap());
+        let settings = TcpSettings {
+            max_connections: 1,
+            max_line_bytes: 65536,
+            idle_timeout: Some(Duration::from_secs(300)),
+            framing: Framing::Auto,
+        };
+        let (mut client, server) = tokio::io::duplex(1024);
+        let peer = SocketAddr::from(([127, 0, 0, 1], 1));
+        let start = Instant::now();
+        let handler = pipeline.clone();
+        let task = tokio::spawn(async move {
+            handle(server, peer, &handler, settings, CancellationToken::new()).await;
+            start.elapsed()
+        });
+        for piece in [b"<134>a ".as_slice(), b"slow ", b"line"] {
+            tokio::time::sleep(Duration::from_secs(200)).await;
+            tokio::io::AsyncWriteExt::write_all(&mut client, piece)
+                .await
+                .unwrap();
+        }
+        let open_for = task.await.unwrap();
+        assert!(open_for >= Duration::from_secs(900), "{open_for:?}");
+        assert!(open_for < Duration::from_secs(901), "{open_for:?}");
+        let rejected = registry
+            .gather()
+            .into_iter()
+            .find(|f| f.name() == "haproxy_log_exporter_lines_rejected_total")
+            .and_then(|f| {
+                f.get_metric()
+                    .iter()
+                    .find(|m| m.get_label()[0].value() == INCOMPLETE_FRAME)
+                    .map(|m| m.get_counter().get_value())
+            });
+        assert_eq!(rejected, Some(1.0));
+        drop(client);
+    }
 }
