@@ -177,6 +177,15 @@ impl SelfMetrics {
         self.unreadable_frame(transport, OVERSIZE_FRAME, len);
     }
 
+    /// Counts a datagram that filled the receive buffer, `at_least` bytes: the kernel
+    /// cut the rest, so its length is unknown.
+    pub fn oversize_cut(&self, transport: Transport, at_least: usize) {
+        self.oversize[transport as usize].inc();
+        let sample = format!("<{at_least} bytes or more>");
+        self.rejected(transport, OVERSIZE_FRAME, sample.as_bytes());
+        self.received(transport);
+    }
+
     /// Counts a frame that never became a line (too long, or cut by the end of the
     /// stream) as received and rejected; only its length is shown in the log.
     pub fn unreadable_frame(&self, transport: Transport, reason: &str, len: usize) {
