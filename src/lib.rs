@@ -202,6 +202,11 @@ impl Server {
             self.pipeline.clone(),
             token.clone(),
         ));
+        tracker.spawn(pipeline::warn_when_nothing_is_counted(
+            self.pipeline.clone(),
+            metrics::NOTHING_COUNTED_PERIOD,
+            token.clone(),
+        ));
         let state = Arc::new(http::State {
             pipeline: self.pipeline.clone(),
             telemetry_path: config.web_telemetry_path.clone(),

@@ -15,8 +15,11 @@
 //!    file deploy/prometheus/haproxy-log-exporter.rules.yml loaded;
 //! 2. sends two rounds of traffic: 200, 404 and 500 answers, 503s from a dead
 //!    server, slow answers, `<BADREQ>` garbage and empty connections, requests
-//!    logged through a ring over TCP, and, straight to the exporter's UDP
-//!    port, a line it must reject and an HAProxy notice it must ignore. The
+//!    logged through a ring over TCP, requests to a frontend without a log
+//!    format (HAProxy logs `Connect from ...` for each, which the exporter must
+//!    reject as `no_log_format`: the only rejected lines, so the rejected-lines
+//!    alert must fire for them), and, straight to the exporter's UDP port, an
+//!    HAProxy notice it must ignore. The
 //!    first round creates every series, the second makes them increase (a
 //!    rate needs two samples), and after each the test waits until
 //!    Prometheus has scraped what the exporter counted;
@@ -48,7 +51,7 @@ use std::time::Duration;
 
 use support::haproxy::{
     exchange, get, inner_may_run, render_haproxy_cfg, scrape, Inner, BAD_REQUEST, EXPORTER_UDP,
-    EXPORTER_WEB, IO_TIMEOUT, M_COUNTED, M_RECEIVED,
+    EXPORTER_WEB, IO_TIMEOUT, M_COUNTED, M_RECEIVED, M_REJECTED,
 };
 use support::{find_program, http_get, run_in_private_netns, tail_file, wait_until, Checks};
 use support::{ChildGuard, NetnsRun};
@@ -65,6 +68,8 @@ const INNER_RUN_LIMIT: Duration = Duration::from_secs(240);
 const PORT_MAIN: u16 = 8080;
 const PORT_RING: u16 = 8081;
 const PORT_SLOW: u16 = 8091;
+/// fe_nolog: a frontend with a `log` target and no log format.
+const PORT_NOLOG: u16 = 8082;
 const PROMETHEUS_ADDR: &str = "127.0.0.1:9090";
 /// The scrape job, as the Prometheus configuration below names it.
 const JOB: &str = "haproxy-log-exporter";
@@ -87,8 +92,6 @@ const INTERVAL: &str = "15s";
 /// percentile lands in the (1 s, 2.5 s] bucket.
 const SLOW_DELAY: Duration = Duration::from_millis(1200);
 
-/// A line the exporter cannot parse (rejected: `unrecognized_format`).
-const REJECTED_LINE: &[u8] = b"<134>Nov 25 04:00:00 haproxy[1]: this is not a traffic line";
 /// An HAProxy notice (ignored: `proxy_event`).
 const IGNORED_LINE: &[u8] = b"<133>Nov 25 04:00:00 haproxy[1]: Proxy fe_main started.";
 
@@ -133,7 +136,8 @@ const ALERTS: &[(&str, AlertExpectation)] = &[
     ),
     (
         "HAProxyLogExporterRejectingLines",
-        // The rejected lines are a few per cent of the second round.
+        // HAProxy's `Connect from` lines of fe_nolog, the only rejected lines,
+        // are a few per cent of the second round.
         AlertExpectation::Fires {
             must_have: &[("job", JOB)],
             must_not_have: &[],
@@ -262,13 +266,7 @@ const DASHBOARD_MUST_HAVE: &[(&str, &str, &str, &str, f64)] = &[
     ),
     ("Log lines per second", "A", "transport", "udp", 0.0),
     ("Log lines per second", "A", "transport", "tcp", 0.0),
-    (
-        "Log lines per second",
-        "C",
-        "reason",
-        "unrecognized_format",
-        0.0,
-    ),
+    ("Log lines per second", "C", "reason", "no_log_format", 0.0),
     ("Log lines per second", "D", "reason", "proxy_event", 0.0),
 ];
 
@@ -330,8 +328,9 @@ struct Round {
     slow: u32,
     /// 200 through fe_ring, logged over TCP.
     ring_ok: u32,
-    /// Unparseable lines sent to the exporter.
-    rejected: u32,
+    /// 200 from fe_nolog, which has no log format: a `Connect from` line each
+    /// (rejected: `no_log_format`).
+    nolog: u32,
     /// HAProxy notices sent to the exporter.
     ignored: u32,
 }
@@ -347,7 +346,7 @@ impl Round {
             + self.empty
             + self.slow
             + self.ring_ok
-            + self.rejected
+            + self.nolog
             + self.ignored
     }
 }
@@ -362,7 +361,7 @@ const ROUND_1: Round = Round {
     empty: 1,
     slow: 1,
     ring_ok: 1,
-    rejected: 1,
+    nolog: 1,
     ignored: 1,
 };
 
@@ -377,7 +376,7 @@ const ROUND_2: Round = Round {
     empty: 3,
     slow: 40,
     ring_ok: 8,
-    rejected: 5,
+    nolog: 5,
     ignored: 2,
 };
 
@@ -412,6 +411,7 @@ fn run_inside_private_netns() {
             ("@PORT_MAIN@", &PORT_MAIN.to_string()),
             ("@PORT_RING@", &PORT_RING.to_string()),
             ("@PORT_SLOW@", &PORT_SLOW.to_string()),
+            ("@PORT_NOLOG@", &PORT_NOLOG.to_string()),
         ],
     );
     let (_haproxy, _) = inner.start_haproxy(&cfg);
@@ -458,6 +458,28 @@ fn run_inside_private_netns() {
             n + 1
         ));
     }
+
+    // --- fe_nolog's lines: rejected under their own reason, and alone --------------
+    let nolog = f64::from(ROUND_1.nolog + ROUND_2.nolog);
+    let (_, exp) = scrape(EXPORTER_WEB).unwrap_or_else(|e| fail_with_logs(e));
+    let rejected = |reason| exp.sum(M_REJECTED, &[("reason", reason)]);
+    checks.eq_f64(
+        "lines rejected as no_log_format (one per fe_nolog connection)",
+        rejected("no_log_format"),
+        nolog,
+    );
+    checks.eq_f64("lines rejected in all", exp.sum(M_REJECTED, &[]), nolog);
+    let log = std::fs::read_to_string(&inner.exporter_log).unwrap_or_default();
+    let told = log
+        .lines()
+        .filter(|l| l.contains("frontend fe_nolog") && l.contains("add `option httplog`"))
+        .count();
+    checks.check(told == 1, || {
+        format!(
+            "the exporter's log tells fe_nolog its fix {told} times, not once:\n{}",
+            inner.exporter_log_tail()
+        )
+    });
 
     // --- alert expressions --------------------------------------------------------
     check_alerts(&mut checks, &rules);
@@ -569,6 +591,10 @@ fn send_round(checks: &mut Checks, r: &Round) {
     for _ in 0..r.ring_ok {
         expect(ring, get("/"), 200);
     }
+    let nolog = SocketAddr::from(([127, 0, 0, 1], PORT_NOLOG));
+    for _ in 0..r.nolog {
+        expect(nolog, get("/"), 200);
+    }
     for _ in 0..r.empty {
         let conn = TcpStream::connect_timeout(&main, IO_TIMEOUT);
         checks.check(conn.is_ok(), || {
@@ -586,11 +612,9 @@ fn send_round(checks: &mut Checks, r: &Round) {
         });
     }
     let sock = UdpSocket::bind("127.0.0.1:0").expect("bind a UDP socket");
-    for (line, n) in [(REJECTED_LINE, r.rejected), (IGNORED_LINE, r.ignored)] {
-        for _ in 0..n {
-            sock.send_to(line, EXPORTER_UDP)
-                .expect("send a line to the exporter");
-        }
+    for _ in 0..r.ignored {
+        sock.send_to(IGNORED_LINE, EXPORTER_UDP)
+            .expect("send a line to the exporter");
     }
 }
 
