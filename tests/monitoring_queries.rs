@@ -8,7 +8,8 @@
 //!
 //! 1. starts the exporter with the label configuration of the Helm chart's
 //!    default values (`metrics.labels` in helm/haproxy-log-exporter/values.yaml,
-//!    read from the file: the dashboard and the alerts rely on it), a small
+//!    read from the file; empty, so the exporter's defaults, which the dashboard
+//!    and the alerts rely on), a small
 //!    HTTP server of its own that answers after more than a second, HAProxy
 //!    from `tests/fixtures/monitoring/haproxy.cfg.in`, and Prometheus (Debian
 //!    package `prometheus`) scraping the exporter every second with the rule
@@ -55,6 +56,8 @@ use support::haproxy::{
 };
 use support::{find_program, http_get, run_in_private_netns, tail_file, wait_until, Checks};
 use support::{ChildGuard, NetnsRun};
+
+use haproxy_log_exporter::metrics::{MetricDef, METRICS};
 
 /// Name of the outer test.
 const OUTER_TEST: &str = "monitoring_queries";
@@ -387,21 +390,26 @@ fn run_inside_private_netns() {
     let mut checks = Checks::default();
 
     // --- the exporter, labelled as the chart's default values label it ------
+    // Every metric's labels are given, since the harness sets some of its own: the
+    // chart's where it sets them, otherwise the exporter's defaults, as in the chart's
+    // pods.
     let chart_labels = chart_default_labels(&read_repo_file(CHART_VALUES_FILE));
-    let env: Vec<(String, String)> = chart_labels
+    let env: Vec<(String, String)> = METRICS
         .iter()
-        .map(|(metric, labels)| {
-            (
-                format!("HLE_{}_LABELS", metric.to_ascii_uppercase()),
-                labels.clone(),
-            )
+        .map(|def| {
+            let labels = chart_labels
+                .iter()
+                .find(|(metric, _)| metric == def.name)
+                .map(|(_, labels)| labels.clone())
+                .unwrap_or_else(|| default_labels(def));
+            (format!("{}_LABELS", def.env_prefix()), labels)
         })
         .collect();
     for (k, v) in &env {
         println!("  {k}={v}");
     }
     let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let _exporter = inner.start_exporter(&env_refs, " with the chart's default labels");
+    let _exporter = inner.start_exporter(&env_refs, " with the chart's labels");
 
     // --- the slow server and HAProxy ------------------------------------------
     let _slow = SlowServer::start(PORT_SLOW, SLOW_DELAY);
@@ -520,12 +528,19 @@ fn run_inside_private_netns() {
 // The chart's default labels
 // ---------------------------------------------------------------------------
 
+/// The exporter's default labels of `def`, as `HLE_<METRIC>_LABELS` writes them.
+fn default_labels(def: &MetricDef) -> String {
+    let names: Vec<&str> = def.default_labels.iter().map(|l| l.name()).collect();
+    names.join(",")
+}
+
 /// `metrics.labels` of the chart's values.yaml: (metric, comma-separated
 /// labels). The file keeps that block in plain `key: value` lines, which is
 /// all this reads.
 fn chart_default_labels(values: &str) -> Vec<(String, String)> {
     let mut in_metrics = false;
     let mut in_labels = false;
+    let mut found = false;
     let mut out = Vec::new();
     for line in values.lines() {
         let trimmed = line.trim_start();
@@ -538,6 +553,7 @@ fn chart_default_labels(values: &str) -> Vec<(String, String)> {
             in_labels = false;
         } else if in_metrics && indent == 2 {
             in_labels = trimmed == "labels:";
+            found |= in_labels || trimmed == "labels: {}";
         } else if in_labels && indent == 4 {
             let (k, v) = trimmed
                 .split_once(':')
@@ -547,8 +563,8 @@ fn chart_default_labels(values: &str) -> Vec<(String, String)> {
         }
     }
     assert!(
-        out.iter().any(|(k, _)| k == "requests_total"),
-        "{CHART_VALUES_FILE}: found no metrics.labels.requests_total (read {out:?})"
+        found,
+        "{CHART_VALUES_FILE}: found no metrics.labels (read {out:?})"
     );
     out
 }
@@ -1516,17 +1532,44 @@ fn reads_json_and_label_values() {
     assert_eq!(url_encode("a b{c=\"d\"}"), "a%20b%7Bc%3D%22d%22%7D");
 }
 
+/// The chart keeps the exporter's default labels: it sets none, or only the defaults,
+/// and those are what the dashboard and the alerts group and filter by.
 #[test]
-fn reads_the_charts_default_labels() {
-    let labels = chart_default_labels(&read_repo_file(CHART_VALUES_FILE));
-    let get = |m: &str| labels.iter().find(|(k, _)| k == m).map(|(_, v)| v.as_str());
-    // What the dashboard and the alerts group and filter by.
-    let requests = get("requests_total").unwrap_or_default();
-    for label in ["status_code", "status_class", "backend_name", "server_name"] {
-        assert!(requests.contains(label), "requests_total: {requests}");
+fn the_chart_keeps_the_exporters_default_labels() {
+    let defaults = |metric: &str| {
+        default_labels(MetricDef::by_name(metric).unwrap_or_else(|| panic!("no metric {metric}")))
+    };
+    for (metric, labels) in chart_default_labels(&read_repo_file(CHART_VALUES_FILE)) {
+        assert_eq!(
+            labels,
+            defaults(&metric),
+            "{CHART_VALUES_FILE}: metrics.labels.{metric} differs from the exporter's default"
+        );
     }
-    let tr = get("response_processing_seconds").unwrap_or_default();
-    for label in ["backend_name", "server_name", "http_request_path"] {
-        assert!(tr.contains(label), "response_processing_seconds: {tr}");
+    let needed: &[(&str, &[&str])] = &[
+        (
+            "requests_total",
+            &["status_code", "status_class", "backend_name", "server_name"],
+        ),
+        (
+            "response_processing_seconds",
+            &["backend_name", "server_name", "http_request_path"],
+        ),
+        ("request_queued_seconds", &["backend_name"]),
+        (
+            "server_tcp_connection_establish_seconds",
+            &["backend_name", "server_name"],
+        ),
+        ("request_abort_total", &["termination_state"]),
+        (
+            "request_pre_server_connection_abort_total",
+            &["termination_state"],
+        ),
+    ];
+    for (metric, labels) in needed {
+        let have = defaults(metric);
+        for label in *labels {
+            assert!(have.split(',').any(|l| l == *label), "{metric}: {have}");
+        }
     }
 }

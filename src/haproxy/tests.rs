@@ -447,3 +447,26 @@ fn connection_lines_are_rejected_for_every_format_and_name_the_fix() {
         None
     );
 }
+
+/// A log-format without `%ST` has no status: its lines get an empty `status_class`, as
+/// `status_code` is empty, not `other` (which is a status HAProxy logged, such as `-1`).
+#[test]
+fn a_format_without_a_status_has_an_empty_status_class() {
+    use super::format::Format;
+    use super::{LineFormat, Parser};
+    let without_status = "%ci:%cp [%tr] %ft %b/%s %TR/%Tw/%Tc/%Tr/%Ta %B %tsc %{+Q}r";
+    let parser = Parser::new(vec![LineFormat::Compiled(
+        Format::named_or_compiled(without_status).unwrap(),
+    )]);
+    let line =
+        br#"127.0.0.1:5 [25/Nov/2026:02:09:39.343] fe be/s 0/0/0/1/1 73 ---- "GET / HTTP/1.1""#;
+    match parser.parse(line) {
+        Ok(Entry::Traffic(r)) => assert_eq!((r.status_code, r.status_class()), ("", "")),
+        other => panic!("{other:?}"),
+    }
+    let with_status = br#"127.0.0.1:5 [25/Nov/2026:02:09:39.343] fe be/s 0/0/0/1/-1 -1 0 - - CR-- 1/1/0/0/0 0/0 "<BADREQ>""#;
+    match Parser::default().parse(with_status) {
+        Ok(Entry::Traffic(r)) => assert_eq!((r.status_code, r.status_class()), ("-1", "other")),
+        other => panic!("{other:?}"),
+    }
+}

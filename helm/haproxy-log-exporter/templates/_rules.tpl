@@ -6,8 +6,8 @@ operator.
 
 Traffic alerts sum over pods and replicas by `prometheusRule.groupBy` and
 `backend_name`, and ignore backends with too little traffic to judge. They need
-the labels the chart's default `metrics.labels` give: `status_class` and
-`backend_name` on haproxy_log_requests_total, `backend_name` on
+the exporter's default labels (which `metrics.labels` can change): `status_class`
+and `backend_name` on haproxy_log_requests_total, `backend_name` on
 haproxy_log_response_processing_seconds.
 */}}
 {{- define "haproxy-log-exporter.ruleGroups" -}}
