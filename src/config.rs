@@ -889,13 +889,19 @@ mod tests {
         assert_eq!(requests.def.name, "requests_total");
         assert_eq!(
             requests.labels,
-            vec![Label::StatusCode, Label::BackendName, Label::ServerName]
+            vec![
+                Label::StatusCode,
+                Label::StatusClass,
+                Label::BackendName,
+                Label::ServerName
+            ]
         );
         let histogram = config
             .metrics
             .iter()
             .find(|m| m.def.kind == Kind::Histogram)
             .unwrap();
+        assert_eq!(histogram.def.name, "request_wait_seconds");
         assert!(histogram.labels.is_empty());
     }
 

@@ -27,14 +27,13 @@ pub mod telemetry;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus::Registry;
-use tokio::net::{TcpListener, UdpSocket, UnixDatagram};
+use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -53,7 +52,8 @@ pub struct Server {
     config: Config,
     udp: Option<(UdpSocket, Option<ingest::datagram::Batching>)>,
     tcp: Option<TcpListener>,
-    unix: Option<UnixDatagram>,
+    unix: Option<std::os::unix::net::UnixDatagram>,
+    unix_file: Option<ingest::unix::SocketFile>,
     web: TcpListener,
     pipeline: Arc<Pipeline>,
     registry: Registry,
@@ -100,15 +100,19 @@ impl Server {
             .await
             .map_err(bind_error("HTTP", addr))?;
         // Last, so that a failed start leaves no socket file behind.
-        let unix = match &config.syslog_unix_path {
-            Some(path) => Some(bind_unix(path, config.syslog_unix_mode)?),
-            None => None,
+        let (unix, unix_file) = match &config.syslog_unix_path {
+            Some(path) => {
+                let (socket, file) = ingest::unix::bind(path, config.syslog_unix_mode)?;
+                (Some(socket), Some(file))
+            }
+            None => (None, None),
         };
         Ok(Server {
             config,
             udp,
             tcp,
             unix,
+            unix_file,
             web,
             pipeline,
             registry,
@@ -199,6 +203,11 @@ impl Server {
             self.pipeline.clone(),
             token.clone(),
         ));
+        tracker.spawn(pipeline::warn_when_nothing_is_counted(
+            self.pipeline.clone(),
+            metrics::NOTHING_COUNTED_PERIOD,
+            token.clone(),
+        ));
         let state = Arc::new(http::State {
             pipeline: self.pipeline.clone(),
             telemetry_path: config.web_telemetry_path.clone(),
@@ -222,69 +231,20 @@ impl Server {
         {
             tracing::warn!("some connections did not close in time");
         }
-        if let Some(path) = &config.syslog_unix_path {
-            // Ours, and nobody reads it any more: a sender gets an error instead of
-            // writing into the void.
-            let _ = std::fs::remove_file(path);
+        if let Some(file) = &self.unix_file {
+            file.remove_if_ours();
         }
         // The last line: what this process counted, for an operator or a test to compare
         // with what was sent.
-        let totals = self.pipeline.selfmon().totals();
+        let counts = self.pipeline.selfmon().snapshot();
         tracing::info!(
-            lines_received = totals.received,
-            lines_counted = totals.counted,
-            lines_rejected = totals.rejected,
-            lines_ignored = totals.ignored,
+            lines_received = counts.received,
+            lines_counted = counts.counted,
+            lines_rejected = counts.rejected_total(),
+            lines_ignored = counts.ignored_total(),
             "stopped"
         );
         Ok(())
-    }
-}
-
-/// Binds the unix datagram socket, replacing a stale socket file (left by a process that
-/// was killed) but never a live one nor any other kind of file, and sets its permissions.
-fn bind_unix(path: &Path, mode: u32) -> Result<UnixDatagram, Error> {
-    let fail = |source: std::io::Error| Error::BindUnix {
-        path: path.to_path_buf(),
-        source,
-    };
-    let refuse = |why: &str| {
-        fail(std::io::Error::new(
-            std::io::ErrorKind::AddrInUse,
-            why.to_string(),
-        ))
-    };
-    match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_socket() => {
-            // A socket someone still reads accepts a connection; a stale one refuses it.
-            let probe = std::os::unix::net::UnixDatagram::unbound().map_err(fail)?;
-            if probe.connect(path).is_ok() {
-                return Err(refuse("another process is receiving on it"));
-            }
-            std::fs::remove_file(path).map_err(fail)?;
-        }
-        Ok(_) => return Err(refuse("exists and is not a socket")),
-        Err(_) => {}
-    }
-    let socket = UnixDatagram::bind(path).map_err(fail)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(fail)?;
-    warn_if_short_queue();
-    Ok(socket)
-}
-
-/// The kernel queues at most `net.unix.max_dgram_qlen` datagrams for a unix socket, and
-/// HAProxy drops a log line rather than wait when the queue is full.
-fn warn_if_short_queue() {
-    const ENOUGH: u64 = 256;
-    let qlen = std::fs::read_to_string("/proc/sys/net/unix/max_dgram_qlen")
-        .ok()
-        .and_then(|s| s.trim().parse::<u64>().ok());
-    if let Some(qlen) = qlen.filter(|q| *q < ENOUGH) {
-        tracing::warn!(
-            max_dgram_qlen = qlen,
-            "net.unix.max_dgram_qlen is small: HAProxy drops log lines when the unix socket \
-             queue is full; raise it (sysctl, per network namespace) or log over UDP"
-        );
     }
 }
 

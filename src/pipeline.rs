@@ -8,8 +8,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::haproxy::{Entry, Parser};
-use crate::metrics::{Aggregator, Cardinality, MetricConfig, SelfMetrics, Transport};
+use crate::haproxy::{ConnectionLine, Entry, Parser};
+use crate::metrics::{
+    Aggregator, Cardinality, CountingWatch, MetricConfig, SelfMetrics, Transport,
+};
 use crate::syslog;
 
 /// Shared by every source. Processing a line is synchronous and takes microseconds, so a
@@ -64,7 +66,14 @@ impl Pipeline {
                 self.selfmon.counted();
             }
             Ok(Entry::Notice(reason)) => self.selfmon.ignored(reason),
-            Err(err) => self.selfmon.rejected(transport, err.reason(), frame),
+            Err(err) => {
+                if err.is_no_log_format() {
+                    if let Some(line) = ConnectionLine::parse(message) {
+                        self.selfmon.no_log_format(&line);
+                    }
+                }
+                self.selfmon.rejected(transport, err.reason(), frame)
+            }
         }
         self.selfmon.received(transport);
     }
@@ -120,5 +129,160 @@ pub async fn expire_idle_series(pipeline: Arc<Pipeline>, shutdown: CancellationT
             // The tick says when it was due, which is long past after a stall.
             _ = ticks.tick() => pipeline.sweep(Instant::now()),
         }
+    }
+}
+
+/// Every `period` until `shutdown`, logs a warning when lines came in the period and none
+/// was counted, once per such stretch (see [`CountingWatch`]).
+pub async fn warn_when_nothing_is_counted(
+    pipeline: Arc<Pipeline>,
+    period: std::time::Duration,
+    shutdown: CancellationToken,
+) {
+    let mut watch = CountingWatch::new(pipeline.selfmon().snapshot());
+    let mut ticks = tokio::time::interval_at(Instant::now() + period, period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = ticks.tick() => {
+                if let Some(warning) = watch.tick(pipeline.selfmon().snapshot(), period) {
+                    tracing::warn!("{warning}");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use super::*;
+
+    /// The log output of a test, as the exporter writes it.
+    #[derive(Clone, Default)]
+    struct Logs(Arc<Mutex<Vec<u8>>>);
+
+    impl Logs {
+        fn text(&self) -> String {
+            String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+        }
+
+        fn capture(&self) -> tracing::subscriber::DefaultGuard {
+            let subscriber = tracing_subscriber::fmt()
+                .with_writer(self.clone())
+                .with_ansi(false)
+                .finish();
+            tracing::subscriber::set_default(subscriber)
+        }
+    }
+
+    impl std::io::Write for Logs {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
+        type Writer = Logs;
+
+        fn make_writer(&'a self) -> Logs {
+            self.clone()
+        }
+    }
+
+    const CONNECT: &[u8] =
+        b"<134>Nov 25 02:09:39 haproxy[1]: Connect from 127.0.0.1:34140 to 127.0.0.1:31080 (fe_main/HTTP)";
+    const CONNECT_TCP: &[u8] =
+        b"<134>Nov 25 02:09:39 haproxy[1]: Connect from 127.0.0.1:34141 to 127.0.0.1:31081 (fe_db/TCP)";
+    const TRAFFIC: &[u8] = b"<134>Nov 25 02:14:12 localhost haproxy[7666]: 127.0.0.1:35068 [25/Nov/2026:02:14:12.236] fe_http be_app/app1 0/0/0/401/401 200 73 - - ---- 4/2/0/0/0 0/0 \"GET / HTTP/1.1\"";
+
+    fn pipeline() -> Arc<Pipeline> {
+        Arc::new(Pipeline::new(&[], &Registry::new()).unwrap())
+    }
+
+    #[test]
+    fn a_frontend_without_a_log_format_is_told_its_fix_once() {
+        let logs = Logs::default();
+        let _capture = logs.capture();
+        let pipeline = pipeline();
+        for line in [CONNECT, CONNECT, CONNECT_TCP, CONNECT, CONNECT_TCP] {
+            pipeline.process(Transport::Udp, line);
+        }
+        let text = logs.text();
+        assert_eq!(text.matches("add `option httplog`").count(), 1, "{text}");
+        assert_eq!(text.matches("add `option tcplog`").count(), 1, "{text}");
+        assert!(text.contains("frontend fe_main"), "{text}");
+        assert!(text.contains("frontend fe_db"), "{text}");
+        let snapshot = pipeline.selfmon().snapshot();
+        assert!(snapshot
+            .rejected
+            .contains(&("no_log_format".to_string(), 5)));
+        assert_eq!(snapshot.received, 5);
+    }
+
+    #[test]
+    fn rejected_lines_are_logged_escaped() {
+        let logs = Logs::default();
+        let _capture = logs.capture();
+        pipeline().process(Transport::Udp, b"forged\nWARN line rejected\x1b[31m");
+        let text = logs.text();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(
+            text.contains(r"forged\nWARN line rejected\u{1b}[31m"),
+            "{text}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn receiving_without_counting_for_a_period_is_said_once_per_stretch() {
+        let logs = Logs::default();
+        let _capture = logs.capture();
+        let pipeline = pipeline();
+        let shutdown = CancellationToken::new();
+        let period = Duration::from_secs(60);
+        let watch = tokio::spawn(warn_when_nothing_is_counted(
+            pipeline.clone(),
+            period,
+            shutdown.clone(),
+        ));
+        // Lets the watch start; the periods end at 60 s, 120 s ...
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let warnings = || logs.text().matches("counted none").count();
+        let period_with = |lines: &[&[u8]]| {
+            for line in lines {
+                pipeline.process(Transport::Udp, line);
+            }
+            tokio::time::sleep(period)
+        };
+
+        period_with(&[CONNECT, CONNECT, b"garbage", CONNECT]).await;
+        assert_eq!(warnings(), 1);
+        let text = logs.text();
+        assert!(
+            text.contains(
+                "received 4 lines in the last 60s and counted none \
+                 (rejected no_log_format=3, unrecognized_format=1)"
+            ),
+            "{text}"
+        );
+        period_with(&[CONNECT]).await;
+        period_with(&[]).await;
+        assert_eq!(warnings(), 1, "one warning for the stretch");
+        period_with(&[TRAFFIC, CONNECT]).await;
+        assert_eq!(warnings(), 1, "a line was counted");
+        period_with(&[b"<133>Nov 25 02:09:39 haproxy[1]: Proxy fe started."]).await;
+        assert_eq!(warnings(), 2, "a new stretch");
+        assert!(logs.text().contains("(ignored proxy_event=1)"));
+
+        shutdown.cancel();
+        watch.await.unwrap();
     }
 }

@@ -420,6 +420,208 @@ async fn unix_socket_never_replaces_a_regular_file() {
     assert_eq!(std::fs::read_to_string(&path).unwrap(), "keep me");
 }
 
+/// A live socket of each type at the path is kept, with its listener still reachable, and
+/// start-up fails saying why.
+#[tokio::test]
+async fn unix_socket_never_replaces_a_live_socket_of_any_type() {
+    use socket2::{Domain, SockAddr, Socket, Type};
+    use std::os::unix::fs::MetadataExt;
+    let dir = support::TempDir::new("hle-unix").unwrap();
+    for (ty, kind) in [
+        (Type::DGRAM, "datagram"),
+        (Type::STREAM, "stream"),
+        (Type::SEQPACKET, "seqpacket"),
+    ] {
+        let path = dir.path().join(format!("{kind}.sock"));
+        let theirs = Socket::new(Domain::UNIX, ty, None).unwrap();
+        theirs.bind(&SockAddr::unix(&path).unwrap()).unwrap();
+        if ty != Type::DGRAM {
+            theirs.listen(8).unwrap();
+        }
+        let inode = std::fs::metadata(&path).unwrap().ino();
+        let err = try_bind(&[("HLE_SYSLOG_UNIX_PATH", path.to_str().unwrap())])
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("a live {kind} socket was replaced"))
+            .to_string();
+        assert!(
+            err.contains(&format!(
+                "another process is receiving on it (a {kind} socket)"
+            )),
+            "{err}"
+        );
+        assert_eq!(std::fs::metadata(&path).unwrap().ino(), inode, "{kind}");
+        let client = Socket::new(Domain::UNIX, ty, None).unwrap();
+        client.connect(&SockAddr::unix(&path).unwrap()).unwrap();
+    }
+}
+
+/// The socket is never reachable with a wider mode than configured: it is at its path
+/// only once it has its mode (the mechanism is checked in `ingest::unix`; here, a
+/// watcher looks at the path from the moment it appears).
+#[tokio::test]
+async fn unix_socket_replaces_a_stale_stream_socket_and_appears_with_its_mode() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = support::TempDir::new("hle-unix").unwrap();
+    let path = dir.path().join("log.sock");
+    // Left by a killed process; its mode differs from what a bind gives under any umask.
+    drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let stale_mode = 0o600;
+
+    let stop_watching = std::sync::Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let (path, stop) = (path.clone(), stop_watching.clone());
+        std::thread::spawn(move || {
+            let mut modes = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                if let Ok(meta) = std::fs::symlink_metadata(&path) {
+                    modes.push(meta.permissions().mode() & 0o7777);
+                }
+            }
+            modes
+        })
+    };
+    let daemon = Daemon::start(&[
+        ("HLE_SYSLOG_UNIX_PATH", path.to_str().unwrap()),
+        ("HLE_SYSLOG_UNIX_MODE", "0620"),
+    ])
+    .await;
+    stop_watching.store(true, Ordering::Relaxed);
+    let modes = watcher.join().unwrap();
+    let ours: Vec<String> = modes
+        .iter()
+        .skip_while(|&&m| m == stale_mode)
+        .map(|m| format!("{m:o}"))
+        .collect();
+    assert!(
+        ours.iter().all(|m| m == "620"),
+        "modes seen at the path: {ours:?}"
+    );
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o7777,
+        0o620
+    );
+    let sender = tokio::net::UnixDatagram::unbound().unwrap();
+    sender.send_to(lines(H_EDGE)[0], &path).await.unwrap();
+    let samples = daemon.scrape_after(1.0).await;
+    assert_eq!(
+        samples.sum("haproxy_log_exporter_lines_counted_total", &[]),
+        1.0
+    );
+    daemon.stop().await;
+    assert!(!path.exists(), "our socket is removed at exit");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "nothing left behind"
+    );
+}
+
+/// At exit the path is removed only if it is still our socket.
+#[tokio::test]
+async fn unix_socket_replaced_during_the_run_is_left_at_exit() {
+    let dir = support::TempDir::new("hle-unix").unwrap();
+    let path = dir.path().join("log.sock");
+    let path_var = path.to_str().unwrap();
+
+    let daemon = Daemon::start(&[("HLE_SYSLOG_UNIX_PATH", path_var)]).await;
+    std::fs::remove_file(&path).unwrap();
+    std::fs::write(&path, "someone else's").unwrap();
+    daemon.stop().await;
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "someone else's");
+    std::fs::remove_file(&path).unwrap();
+
+    // Another process's socket, at the same path.
+    let daemon = Daemon::start(&[("HLE_SYSLOG_UNIX_PATH", path_var)]).await;
+    std::fs::remove_file(&path).unwrap();
+    let theirs = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    daemon.stop().await;
+    let sender = std::os::unix::net::UnixDatagram::unbound().unwrap();
+    sender.send_to(b"still there", &path).unwrap();
+    let mut buf = [0u8; 16];
+    let len = theirs.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..len], b"still there");
+}
+
+/// An HTTP log line of exactly `len` bytes (with its `\n`), its path made long.
+fn line_of(len: usize) -> Vec<u8> {
+    let head = "<134>Nov 25 02:14:12 localhost haproxy[7666]: 127.0.0.1:35068 \
+                [25/Nov/2026:02:14:12.236] fe_http be_app/app1 0/0/0/401/401 200 73 - - ---- \
+                4/2/0/0/0 0/0 \"GET /";
+    let tail = " HTTP/1.1\"\n";
+    let path = "a".repeat(len - head.len() - tail.len());
+    format!("{head}{path}{tail}").into_bytes()
+}
+
+/// Datagrams are read with a buffer of HLE_MAX_LINE_BYTES, also above 64 KiB; a longer
+/// one, whether it fits the buffer or the kernel cut it, is `oversize_frame`.
+#[tokio::test]
+async fn datagrams_up_to_the_line_limit_are_counted_and_longer_ones_are_oversize() {
+    let dir = support::TempDir::new("hle-unix").unwrap();
+    let path = dir.path().join("log.sock");
+    let limit = 100_000;
+    let daemon = Daemon::start(&[
+        ("HLE_SYSLOG_UNIX_PATH", path.to_str().unwrap()),
+        ("HLE_MAX_LINE_BYTES", &limit.to_string()),
+    ])
+    .await;
+    let sender = tokio::net::UnixDatagram::unbound().unwrap();
+    socket2::SockRef::from(&sender)
+        .set_send_buffer_size(1 << 20)
+        .unwrap();
+    // Below 64 KiB's cut and right at the limit (its `\n` aside).
+    let counted = [line_of(90_000), line_of(limit + 1)];
+    // One byte over the limit, over what the buffer holds, and far over it.
+    let oversize = [line_of(limit + 2), line_of(limit + 100), line_of(150_000)];
+    for datagram in counted.iter().chain(&oversize) {
+        sender.send_to(datagram, &path).await.unwrap();
+    }
+    // UDP: a datagram as long as UDP allows is read whole with the large limit.
+    send_udp(daemon.udp, &[&line_of(65_000)]).await;
+    let samples = daemon.scrape_after(6.0).await;
+    let oversize_unix = samples.get(
+        "haproxy_log_exporter_oversize_frames_total",
+        &[("transport", "unix")],
+    );
+    assert_eq!(oversize_unix, Some(3.0));
+    assert_eq!(
+        samples.get(
+            "haproxy_log_exporter_lines_rejected_total",
+            &[("reason", "oversize_frame")]
+        ),
+        Some(3.0)
+    );
+    assert_eq!(
+        samples.sum("haproxy_log_exporter_lines_counted_total", &[]),
+        3.0
+    );
+    assert_invariant(&samples);
+    daemon.stop().await;
+
+    // Below 64 KiB, a UDP datagram the kernel cut to the buffer is oversize too.
+    let daemon = Daemon::start(&[("HLE_MAX_LINE_BYTES", "1000")]).await;
+    send_udp(
+        daemon.udp,
+        &[&line_of(1001), &line_of(1020), &line_of(5000)],
+    )
+    .await;
+    let samples = daemon.scrape_after(3.0).await;
+    assert_eq!(
+        samples.get(
+            "haproxy_log_exporter_oversize_frames_total",
+            &[("transport", "udp")]
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        samples.sum("haproxy_log_exporter_lines_counted_total", &[]),
+        1.0
+    );
+    daemon.stop().await;
+}
+
 /// `replay` and the live listeners count the same lines the same way.
 #[tokio::test]
 async fn replay_gives_the_same_numbers_as_the_listeners() {

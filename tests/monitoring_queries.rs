@@ -8,15 +8,19 @@
 //!
 //! 1. starts the exporter with the label configuration of the Helm chart's
 //!    default values (`metrics.labels` in helm/haproxy-log-exporter/values.yaml,
-//!    read from the file: the dashboard and the alerts rely on it), a small
+//!    read from the file; empty, so the exporter's defaults, which the dashboard
+//!    and the alerts rely on), a small
 //!    HTTP server of its own that answers after more than a second, HAProxy
 //!    from `tests/fixtures/monitoring/haproxy.cfg.in`, and Prometheus (Debian
 //!    package `prometheus`) scraping the exporter every second with the rule
 //!    file deploy/prometheus/haproxy-log-exporter.rules.yml loaded;
 //! 2. sends two rounds of traffic: 200, 404 and 500 answers, 503s from a dead
 //!    server, slow answers, `<BADREQ>` garbage and empty connections, requests
-//!    logged through a ring over TCP, and, straight to the exporter's UDP
-//!    port, a line it must reject and an HAProxy notice it must ignore. The
+//!    logged through a ring over TCP, requests to a frontend without a log
+//!    format (HAProxy logs `Connect from ...` for each, which the exporter must
+//!    reject as `no_log_format`: the only rejected lines, so the rejected-lines
+//!    alert must fire for them), and, straight to the exporter's UDP port, an
+//!    HAProxy notice it must ignore. The
 //!    first round creates every series, the second makes them increase (a
 //!    rate needs two samples), and after each the test waits until
 //!    Prometheus has scraped what the exporter counted;
@@ -48,10 +52,12 @@ use std::time::Duration;
 
 use support::haproxy::{
     exchange, get, inner_may_run, render_haproxy_cfg, scrape, Inner, BAD_REQUEST, EXPORTER_UDP,
-    EXPORTER_WEB, IO_TIMEOUT, M_COUNTED, M_RECEIVED,
+    EXPORTER_WEB, IO_TIMEOUT, M_COUNTED, M_RECEIVED, M_REJECTED,
 };
 use support::{find_program, http_get, run_in_private_netns, tail_file, wait_until, Checks};
 use support::{ChildGuard, NetnsRun};
+
+use haproxy_log_exporter::metrics::{MetricDef, METRICS};
 
 /// Name of the outer test.
 const OUTER_TEST: &str = "monitoring_queries";
@@ -65,6 +71,8 @@ const INNER_RUN_LIMIT: Duration = Duration::from_secs(240);
 const PORT_MAIN: u16 = 8080;
 const PORT_RING: u16 = 8081;
 const PORT_SLOW: u16 = 8091;
+/// fe_nolog: a frontend with a `log` target and no log format.
+const PORT_NOLOG: u16 = 8082;
 const PROMETHEUS_ADDR: &str = "127.0.0.1:9090";
 /// The scrape job, as the Prometheus configuration below names it.
 const JOB: &str = "haproxy-log-exporter";
@@ -87,8 +95,6 @@ const INTERVAL: &str = "15s";
 /// percentile lands in the (1 s, 2.5 s] bucket.
 const SLOW_DELAY: Duration = Duration::from_millis(1200);
 
-/// A line the exporter cannot parse (rejected: `unrecognized_format`).
-const REJECTED_LINE: &[u8] = b"<134>Nov 25 04:00:00 haproxy[1]: this is not a traffic line";
 /// An HAProxy notice (ignored: `proxy_event`).
 const IGNORED_LINE: &[u8] = b"<133>Nov 25 04:00:00 haproxy[1]: Proxy fe_main started.";
 
@@ -133,7 +139,8 @@ const ALERTS: &[(&str, AlertExpectation)] = &[
     ),
     (
         "HAProxyLogExporterRejectingLines",
-        // The rejected lines are a few per cent of the second round.
+        // HAProxy's `Connect from` lines of fe_nolog, the only rejected lines,
+        // are a few per cent of the second round.
         AlertExpectation::Fires {
             must_have: &[("job", JOB)],
             must_not_have: &[],
@@ -262,13 +269,7 @@ const DASHBOARD_MUST_HAVE: &[(&str, &str, &str, &str, f64)] = &[
     ),
     ("Log lines per second", "A", "transport", "udp", 0.0),
     ("Log lines per second", "A", "transport", "tcp", 0.0),
-    (
-        "Log lines per second",
-        "C",
-        "reason",
-        "unrecognized_format",
-        0.0,
-    ),
+    ("Log lines per second", "C", "reason", "no_log_format", 0.0),
     ("Log lines per second", "D", "reason", "proxy_event", 0.0),
 ];
 
@@ -330,8 +331,9 @@ struct Round {
     slow: u32,
     /// 200 through fe_ring, logged over TCP.
     ring_ok: u32,
-    /// Unparseable lines sent to the exporter.
-    rejected: u32,
+    /// 200 from fe_nolog, which has no log format: a `Connect from` line each
+    /// (rejected: `no_log_format`).
+    nolog: u32,
     /// HAProxy notices sent to the exporter.
     ignored: u32,
 }
@@ -347,7 +349,7 @@ impl Round {
             + self.empty
             + self.slow
             + self.ring_ok
-            + self.rejected
+            + self.nolog
             + self.ignored
     }
 }
@@ -362,7 +364,7 @@ const ROUND_1: Round = Round {
     empty: 1,
     slow: 1,
     ring_ok: 1,
-    rejected: 1,
+    nolog: 1,
     ignored: 1,
 };
 
@@ -377,7 +379,7 @@ const ROUND_2: Round = Round {
     empty: 3,
     slow: 40,
     ring_ok: 8,
-    rejected: 5,
+    nolog: 5,
     ignored: 2,
 };
 
@@ -388,21 +390,26 @@ fn run_inside_private_netns() {
     let mut checks = Checks::default();
 
     // --- the exporter, labelled as the chart's default values label it ------
+    // Every metric's labels are given, since the harness sets some of its own: the
+    // chart's where it sets them, otherwise the exporter's defaults, as in the chart's
+    // pods.
     let chart_labels = chart_default_labels(&read_repo_file(CHART_VALUES_FILE));
-    let env: Vec<(String, String)> = chart_labels
+    let env: Vec<(String, String)> = METRICS
         .iter()
-        .map(|(metric, labels)| {
-            (
-                format!("HLE_{}_LABELS", metric.to_ascii_uppercase()),
-                labels.clone(),
-            )
+        .map(|def| {
+            let labels = chart_labels
+                .iter()
+                .find(|(metric, _)| metric == def.name)
+                .map(|(_, labels)| labels.clone())
+                .unwrap_or_else(|| default_labels(def));
+            (format!("{}_LABELS", def.env_prefix()), labels)
         })
         .collect();
     for (k, v) in &env {
         println!("  {k}={v}");
     }
     let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let _exporter = inner.start_exporter(&env_refs, " with the chart's default labels");
+    let _exporter = inner.start_exporter(&env_refs, " with the chart's labels");
 
     // --- the slow server and HAProxy ------------------------------------------
     let _slow = SlowServer::start(PORT_SLOW, SLOW_DELAY);
@@ -412,6 +419,7 @@ fn run_inside_private_netns() {
             ("@PORT_MAIN@", &PORT_MAIN.to_string()),
             ("@PORT_RING@", &PORT_RING.to_string()),
             ("@PORT_SLOW@", &PORT_SLOW.to_string()),
+            ("@PORT_NOLOG@", &PORT_NOLOG.to_string()),
         ],
     );
     let (_haproxy, _) = inner.start_haproxy(&cfg);
@@ -459,6 +467,28 @@ fn run_inside_private_netns() {
         ));
     }
 
+    // --- fe_nolog's lines: rejected under their own reason, and alone --------------
+    let nolog = f64::from(ROUND_1.nolog + ROUND_2.nolog);
+    let (_, exp) = scrape(EXPORTER_WEB).unwrap_or_else(|e| fail_with_logs(e));
+    let rejected = |reason| exp.sum(M_REJECTED, &[("reason", reason)]);
+    checks.eq_f64(
+        "lines rejected as no_log_format (one per fe_nolog connection)",
+        rejected("no_log_format"),
+        nolog,
+    );
+    checks.eq_f64("lines rejected in all", exp.sum(M_REJECTED, &[]), nolog);
+    let log = std::fs::read_to_string(&inner.exporter_log).unwrap_or_default();
+    let told = log
+        .lines()
+        .filter(|l| l.contains("frontend fe_nolog") && l.contains("add `option httplog`"))
+        .count();
+    checks.check(told == 1, || {
+        format!(
+            "the exporter's log tells fe_nolog its fix {told} times, not once:\n{}",
+            inner.exporter_log_tail()
+        )
+    });
+
     // --- alert expressions --------------------------------------------------------
     check_alerts(&mut checks, &rules);
     inner.step("evaluated the alert expressions");
@@ -498,12 +528,19 @@ fn run_inside_private_netns() {
 // The chart's default labels
 // ---------------------------------------------------------------------------
 
+/// The exporter's default labels of `def`, as `HLE_<METRIC>_LABELS` writes them.
+fn default_labels(def: &MetricDef) -> String {
+    let names: Vec<&str> = def.default_labels.iter().map(|l| l.name()).collect();
+    names.join(",")
+}
+
 /// `metrics.labels` of the chart's values.yaml: (metric, comma-separated
 /// labels). The file keeps that block in plain `key: value` lines, which is
 /// all this reads.
 fn chart_default_labels(values: &str) -> Vec<(String, String)> {
     let mut in_metrics = false;
     let mut in_labels = false;
+    let mut found = false;
     let mut out = Vec::new();
     for line in values.lines() {
         let trimmed = line.trim_start();
@@ -516,6 +553,7 @@ fn chart_default_labels(values: &str) -> Vec<(String, String)> {
             in_labels = false;
         } else if in_metrics && indent == 2 {
             in_labels = trimmed == "labels:";
+            found |= in_labels || trimmed == "labels: {}";
         } else if in_labels && indent == 4 {
             let (k, v) = trimmed
                 .split_once(':')
@@ -525,8 +563,8 @@ fn chart_default_labels(values: &str) -> Vec<(String, String)> {
         }
     }
     assert!(
-        out.iter().any(|(k, _)| k == "requests_total"),
-        "{CHART_VALUES_FILE}: found no metrics.labels.requests_total (read {out:?})"
+        found,
+        "{CHART_VALUES_FILE}: found no metrics.labels (read {out:?})"
     );
     out
 }
@@ -569,6 +607,10 @@ fn send_round(checks: &mut Checks, r: &Round) {
     for _ in 0..r.ring_ok {
         expect(ring, get("/"), 200);
     }
+    let nolog = SocketAddr::from(([127, 0, 0, 1], PORT_NOLOG));
+    for _ in 0..r.nolog {
+        expect(nolog, get("/"), 200);
+    }
     for _ in 0..r.empty {
         let conn = TcpStream::connect_timeout(&main, IO_TIMEOUT);
         checks.check(conn.is_ok(), || {
@@ -586,11 +628,9 @@ fn send_round(checks: &mut Checks, r: &Round) {
         });
     }
     let sock = UdpSocket::bind("127.0.0.1:0").expect("bind a UDP socket");
-    for (line, n) in [(REJECTED_LINE, r.rejected), (IGNORED_LINE, r.ignored)] {
-        for _ in 0..n {
-            sock.send_to(line, EXPORTER_UDP)
-                .expect("send a line to the exporter");
-        }
+    for _ in 0..r.ignored {
+        sock.send_to(IGNORED_LINE, EXPORTER_UDP)
+            .expect("send a line to the exporter");
     }
 }
 
@@ -1492,17 +1532,44 @@ fn reads_json_and_label_values() {
     assert_eq!(url_encode("a b{c=\"d\"}"), "a%20b%7Bc%3D%22d%22%7D");
 }
 
+/// The chart keeps the exporter's default labels: it sets none, or only the defaults,
+/// and those are what the dashboard and the alerts group and filter by.
 #[test]
-fn reads_the_charts_default_labels() {
-    let labels = chart_default_labels(&read_repo_file(CHART_VALUES_FILE));
-    let get = |m: &str| labels.iter().find(|(k, _)| k == m).map(|(_, v)| v.as_str());
-    // What the dashboard and the alerts group and filter by.
-    let requests = get("requests_total").unwrap_or_default();
-    for label in ["status_code", "status_class", "backend_name", "server_name"] {
-        assert!(requests.contains(label), "requests_total: {requests}");
+fn the_chart_keeps_the_exporters_default_labels() {
+    let defaults = |metric: &str| {
+        default_labels(MetricDef::by_name(metric).unwrap_or_else(|| panic!("no metric {metric}")))
+    };
+    for (metric, labels) in chart_default_labels(&read_repo_file(CHART_VALUES_FILE)) {
+        assert_eq!(
+            labels,
+            defaults(&metric),
+            "{CHART_VALUES_FILE}: metrics.labels.{metric} differs from the exporter's default"
+        );
     }
-    let tr = get("response_processing_seconds").unwrap_or_default();
-    for label in ["backend_name", "server_name", "http_request_path"] {
-        assert!(tr.contains(label), "response_processing_seconds: {tr}");
+    let needed: &[(&str, &[&str])] = &[
+        (
+            "requests_total",
+            &["status_code", "status_class", "backend_name", "server_name"],
+        ),
+        (
+            "response_processing_seconds",
+            &["backend_name", "server_name", "http_request_path"],
+        ),
+        ("request_queued_seconds", &["backend_name"]),
+        (
+            "server_tcp_connection_establish_seconds",
+            &["backend_name", "server_name"],
+        ),
+        ("request_abort_total", &["termination_state"]),
+        (
+            "request_pre_server_connection_abort_total",
+            &["termination_state"],
+        ),
+    ];
+    for (metric, labels) in needed {
+        let have = defaults(metric);
+        for label in *labels {
+            assert!(have.split(',').any(|l| l == *label), "{metric}: {have}");
+        }
     }
 }

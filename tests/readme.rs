@@ -1,7 +1,8 @@
 //! The README's tables say what the code does.
 
 use haproxy_log_exporter::config::variables;
-use haproxy_log_exporter::metrics::{Label, METRICS};
+use haproxy_log_exporter::haproxy::{IGNORE_REASONS, REJECT_REASONS};
+use haproxy_log_exporter::metrics::{Label, INCOMPLETE_FRAME, METRICS, OVERSIZE_FRAME};
 use haproxy_log_exporter::pipeline::Pipeline;
 
 const README: &str = include_str!("../README.md");
@@ -60,5 +61,18 @@ fn every_self_metric_is_in_the_table() {
             "{} is not in the README",
             family.name()
         );
+    }
+}
+
+#[test]
+fn every_reason_is_in_the_table_with_its_outcome() {
+    let rejected = REJECT_REASONS
+        .iter()
+        .chain(&[OVERSIZE_FRAME, INCOMPLETE_FRAME])
+        .map(|r| (r, "rejected"));
+    let ignored = IGNORE_REASONS.iter().map(|r| (r, "ignored"));
+    for (reason, outcome) in rejected.chain(ignored) {
+        let row = row(reason).unwrap_or_else(|| panic!("reason {reason} is not in the README"));
+        assert!(row.contains(&format!("| {outcome} |")), "{row}");
     }
 }

@@ -4,7 +4,9 @@ pub mod format;
 mod parser;
 mod record;
 
-pub use parser::{parse, request_path, Entry, ParseError, IGNORE_REASONS, REJECT_REASONS};
+pub use parser::{
+    parse, request_path, ConnectionLine, Entry, ParseError, IGNORE_REASONS, REJECT_REASONS,
+};
 pub use record::{EntryKind, LogRecord, Timer, MAX_CUSTOM_LABELS};
 
 use format::Format;
@@ -100,7 +102,7 @@ impl Parser {
             return Ok(entry);
         }
         match parser::notice(message) {
-            Some(reason) => Ok(Entry::Notice(reason)),
+            Some(notice) => notice.map(Entry::Notice),
             None => Err(best.map_or(ParseError::new("unrecognized_format"), |(_, e)| e)),
         }
     }

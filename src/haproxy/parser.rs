@@ -30,6 +30,11 @@ impl ParseError {
     pub fn reason(&self) -> &'static str {
         self.0
     }
+
+    /// The line is HAProxy's connection line of a frontend without a log format.
+    pub fn is_no_log_format(&self) -> bool {
+        *self == NO_LOG_FORMAT
+    }
 }
 
 /// What a message turned out to be.
@@ -61,6 +66,7 @@ pub const REJECT_REASONS: &[&str] = &[
     BAD_CAPTURE.0,
     BAD_REQUEST_LINE.0,
     TRAILING_DATA.0,
+    NO_LOG_FORMAT.0,
 ];
 
 /// Every reason a line can be ignored for.
@@ -87,6 +93,10 @@ const BAD_QUEUES: ParseError = ParseError("bad_queue_lengths");
 const BAD_CAPTURE: ParseError = ParseError("bad_capture");
 const BAD_REQUEST_LINE: ParseError = ParseError("bad_request_line");
 const TRAILING_DATA: ParseError = ParseError("trailing_data");
+/// HAProxy's line for a connection to a frontend with a `log` target but no log format
+/// (see [`ConnectionLine`]). Nothing in it can be counted, and each connection writes one,
+/// so the operator must hear about it: rejected, not ignored as a notice.
+const NO_LOG_FORMAT: ParseError = ParseError("no_log_format");
 
 const PROXY_EVENT: &str = "proxy_event";
 const SERVER_EVENT: &str = "server_event";
@@ -110,15 +120,63 @@ pub fn parse(message: &[u8]) -> Result<Entry<'_>, ParseError> {
     parse_traffic(message).map(Entry::Traffic)
 }
 
-/// The ignore reason if `message` is an HAProxy notice rather than a traffic line.
-pub(crate) fn notice(message: &[u8]) -> Option<&'static str> {
+/// What a message that is not a traffic line is: `Ok` with the ignore reason of an HAProxy
+/// notice, `Err` with the reject reason of a line HAProxy writes for a cause of its own (a
+/// connection line); `None` when it is neither.
+pub(crate) fn notice(message: &[u8]) -> Option<Result<&'static str, ParseError>> {
     if message.iter().all(|b| b.is_ascii_whitespace()) {
         return None;
     }
     if looks_like_traffic(message) {
-        return is_connection_error(message).then_some(CONNECTION_ERROR);
+        return is_connection_error(message).then_some(Ok(CONNECTION_ERROR));
     }
-    classify_notice(message).ok()
+    match classify_notice(message) {
+        Err(UNRECOGNIZED) => None,
+        classified => Some(classified),
+    }
+}
+
+/// The line HAProxy writes at each connection to a frontend that has a `log` target but
+/// no log format (no `option httplog`, `option tcplog` or `log-format`):
+///
+/// ```text
+/// Connect from 127.0.0.1:34140 to 127.0.0.1:31080 (fe_main/HTTP)
+/// Connect from unknown source to listener 1 (fe_main/TCP)
+/// Connect to unix:1 (fe_main/HTTP)
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLine<'a> {
+    /// The frontend's name, as in the line.
+    pub frontend: &'a [u8],
+    /// The frontend's mode is `http`; otherwise `tcp`.
+    pub http: bool,
+}
+
+impl<'a> ConnectionLine<'a> {
+    /// The connection line `message` is, if it is one.
+    pub fn parse(message: &'a [u8]) -> Option<Self> {
+        let rest = message.strip_prefix(b"Connect ")?;
+        let inner = rest.trim_ascii_end().strip_suffix(b")")?;
+        let open = inner.iter().rposition(|&b| b == b'(')?;
+        let group = &inner[open + 1..];
+        let slash = group.iter().rposition(|&b| b == b'/')?;
+        let (frontend, mode) = (&group[..slash], &group[slash + 1..]);
+        let http = match mode {
+            b"HTTP" => true,
+            b"TCP" => false,
+            _ => return None,
+        };
+        (!frontend.is_empty()).then_some(ConnectionLine { frontend, http })
+    }
+
+    /// What the frontend needs for its lines to be counted.
+    pub fn fix(&self) -> &'static str {
+        if self.http {
+            "option httplog"
+        } else {
+            "option tcplog"
+        }
+    }
 }
 
 /// After the client and the accept date, a connection error has `frontend/bind:` where a
@@ -158,6 +216,9 @@ fn classify_notice(message: &[u8]) -> Result<&'static str, ParseError> {
     ];
     if let Some((_, reason)) = PREFIXES.iter().find(|(p, _)| message.starts_with(p)) {
         return Ok(reason);
+    }
+    if ConnectionLine::parse(message).is_some() {
+        return Err(NO_LOG_FORMAT);
     }
     // Other sentences from HAProxy start with a capital letter and a lower-case word.
     match message {

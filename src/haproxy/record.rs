@@ -92,18 +92,17 @@ impl LogRecord<'_> {
     }
 
     /// HAProxy's own class for a status: `1xx`..`5xx`, or `other` (which includes `-1`),
-    /// as in the `code` label of its built-in Prometheus exporter. Empty for tcplog.
+    /// as in the `code` label of its built-in Prometheus exporter. Empty where there is no
+    /// status, as `status_code` is: tcplog, and a log-format without `%ST`.
     pub fn status_class(&self) -> &'static str {
-        match self.kind {
-            EntryKind::Tcp => "",
-            EntryKind::Http => match self.status_code.as_bytes() {
-                [b'1', _, _] => "1xx",
-                [b'2', _, _] => "2xx",
-                [b'3', _, _] => "3xx",
-                [b'4', _, _] => "4xx",
-                [b'5', _, _] => "5xx",
-                _ => "other",
-            },
+        match self.status_code.as_bytes() {
+            [] => "",
+            [b'1', _, _] => "1xx",
+            [b'2', _, _] => "2xx",
+            [b'3', _, _] => "3xx",
+            [b'4', _, _] => "4xx",
+            [b'5', _, _] => "5xx",
+            _ => "other",
         }
     }
 }

@@ -290,6 +290,12 @@ fn notices_are_ignored_and_garbage_rejected() {
         ("<128>Nov 25 02:09:39 haproxy[1]: backend be_app has no server available!", Ok("server_event")),
         ("<134>Nov 25 02:09:39 haproxy[1]: SPOE: [agent-on-http-req] <EVENT:on-frontend-http-request> sid=1", Ok("spoe_event")),
         ("<133>Nov 25 02:09:39 haproxy[1]: Loading success.", Ok("other_notice")),
+        ("<134>Nov 25 02:09:39 haproxy[1]: Connect from 127.0.0.1:34140 to 127.0.0.1:31080 (fe_main/HTTP)", Err("no_log_format")),
+        ("<134>Nov 25 02:09:39 haproxy[1]: Connect from ::1:34140 to ::1:31080 (fe/TCP)", Err("no_log_format")),
+        ("<134>Nov 25 02:09:39 haproxy[1]: Connect from unknown source to listener 3 (fe_main/HTTP)", Err("no_log_format")),
+        ("<134>Nov 25 02:09:39 haproxy[1]: Connect to unix:1 (fe_unix/TCP)", Err("no_log_format")),
+        ("<134>Nov 25 02:09:39 haproxy[1]: Connect from 127.0.0.1:1 to 127.0.0.1:2 (fe_main/SPOP)", Ok("other_notice")),
+        ("<134>Nov 25 02:09:39 haproxy[1]: Connect from 127.0.0.1:1 to 127.0.0.1:2 (/HTTP)", Ok("other_notice")),
         ("<134>Nov 25 03:20:46 haproxy[1]: 127.0.0.1:55104 [25/Nov/2026:03:20:46.637] fe_tls/1: Connection closed during SSL handshake", Ok("connection_error")),
         ("<134>Nov 25 03:20:46 haproxy[1]: ::1:55104 [25/Nov/2026:03:20:46.637] fe_tls/1: SSL handshake failure", Ok("connection_error")),
         ("<134>Nov 25 02:09:39 haproxy[1]: ", Err("empty_line")),
@@ -463,4 +469,56 @@ fn lines_as_relays_pass_them_on() {
         assert_eq!((classes, tcp), ([0, 0, 2, 0, 3, 2], 2), "{name}");
     }
     assert_eq!(files, 63);
+}
+
+#[test]
+fn connection_lines_are_rejected_for_every_format_and_name_the_fix() {
+    use super::format::Format;
+    use super::{ConnectionLine, LineFormat, Parser};
+    let line = b"Connect from 127.0.0.1:34140 to 127.0.0.1:31080 (fe.main-1/HTTP)";
+    for parser in [
+        Parser::default(),
+        Parser::new(vec![LineFormat::Compiled(
+            Format::named_or_compiled("clf").unwrap(),
+        )]),
+    ] {
+        assert_eq!(
+            parser.parse(line).map_err(|e| e.reason()),
+            Err("no_log_format")
+        );
+    }
+    let http = ConnectionLine::parse(line).unwrap();
+    assert_eq!(
+        (http.frontend, http.fix()),
+        (&b"fe.main-1"[..], "option httplog")
+    );
+    let tcp = ConnectionLine::parse(b"Connect to unix:1 (fe/TCP) ").unwrap();
+    assert_eq!((tcp.frontend, tcp.fix()), (&b"fe"[..], "option tcplog"));
+    assert_eq!(
+        ConnectionLine::parse(b"Connect from a to b (fe/HTTP) x"),
+        None
+    );
+}
+
+/// A log-format without `%ST` has no status: its lines get an empty `status_class`, as
+/// `status_code` is empty, not `other` (which is a status HAProxy logged, such as `-1`).
+#[test]
+fn a_format_without_a_status_has_an_empty_status_class() {
+    use super::format::Format;
+    use super::{LineFormat, Parser};
+    let without_status = "%ci:%cp [%tr] %ft %b/%s %TR/%Tw/%Tc/%Tr/%Ta %B %tsc %{+Q}r";
+    let parser = Parser::new(vec![LineFormat::Compiled(
+        Format::named_or_compiled(without_status).unwrap(),
+    )]);
+    let line =
+        br#"127.0.0.1:5 [25/Nov/2026:02:09:39.343] fe be/s 0/0/0/1/1 73 ---- "GET / HTTP/1.1""#;
+    match parser.parse(line) {
+        Ok(Entry::Traffic(r)) => assert_eq!((r.status_code, r.status_class()), ("", "")),
+        other => panic!("{other:?}"),
+    }
+    let with_status = br#"127.0.0.1:5 [25/Nov/2026:02:09:39.343] fe be/s 0/0/0/1/-1 -1 0 - - CR-- 1/1/0/0/0 0/0 "<BADREQ>""#;
+    match Parser::default().parse(with_status) {
+        Ok(Entry::Traffic(r)) => assert_eq!((r.status_code, r.status_class()), ("-1", "other")),
+        other => panic!("{other:?}"),
+    }
 }

@@ -11,14 +11,21 @@ use std::time::{Duration, Instant};
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 use prometheus::{IntCounter, IntGauge};
-use tokio::net::{UdpSocket, UnixDatagram};
+use std::os::unix::net::UnixDatagram;
+use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Transport;
 use crate::pipeline::Pipeline;
 
-/// The largest UDP payload (65535 minus the IPv4 and UDP headers), rounded up.
-const DATAGRAM_BUFFER: usize = 64 * 1024;
+/// The largest UDP payload (65535 minus the IPv4 and UDP headers), rounded up: no UDP
+/// datagram fills a buffer of this size.
+const UDP_BUFFER_MAX: usize = 64 * 1024;
+
+/// Room in the receive buffer after `HLE_MAX_LINE_BYTES` for the `\n`, `\r` or NUL a
+/// datagram ends with. A datagram that fills the buffer is longer than any line accepted
+/// (its rest was cut by the kernel), so it is counted as oversize without its length.
+const TERMINATOR_ROOM: usize = 8;
 
 /// At shutdown, how many datagrams already queued in the socket are still counted.
 const DRAIN_LIMIT: usize = 1_000_000;
@@ -27,6 +34,15 @@ const DRAIN_LIMIT: usize = 1_000_000;
 pub enum DatagramSocket {
     Udp(UdpSocket),
     Unix(UnixDatagram),
+}
+
+/// The receive buffer for lines of up to `max_line_bytes`.
+fn buffer_len(transport: Transport, max_line_bytes: usize) -> usize {
+    let len = max_line_bytes.saturating_add(TERMINATOR_ROOM);
+    match transport {
+        Transport::Udp => len.min(UDP_BUFFER_MAX),
+        _ => len,
+    }
 }
 
 /// The same socket taken out of tokio's reactor, read by a thread of its own.
@@ -46,7 +62,7 @@ impl DatagramSocket {
     fn into_std(self) -> io::Result<StdSocket> {
         Ok(match self {
             DatagramSocket::Udp(socket) => StdSocket::Udp(socket.into_std()?),
-            DatagramSocket::Unix(socket) => StdSocket::Unix(socket.into_std()?),
+            DatagramSocket::Unix(socket) => StdSocket::Unix(socket),
         })
     }
 }
@@ -155,8 +171,9 @@ pub async fn serve(
             return;
         }
     };
-    let each = move |d: &[u8]| datagram(&pipeline, transport, d, max_line_bytes);
-    let receive = move || receive(&socket, batching, &shutdown, each);
+    let buffer = buffer_len(transport, max_line_bytes);
+    let each = move |d: &[u8]| datagram(&pipeline, transport, d, buffer, max_line_bytes);
+    let receive = move || receive(&socket, buffer, batching, &shutdown, each);
     match tokio::task::spawn_blocking(receive).await {
         Ok(Ok(drained)) => tracing::debug!(
             drained,
@@ -172,14 +189,16 @@ pub async fn serve(
     }
 }
 
-/// The receive loop of [`serve`]; returns how many datagrams were still queued at shutdown.
+/// The receive loop of [`serve`], into a buffer of `buffer` bytes; returns how many
+/// datagrams were still queued at shutdown.
 fn receive(
     socket: &StdSocket,
+    buffer: usize,
     batching: Option<Batching>,
     shutdown: &CancellationToken,
     mut each: impl FnMut(&[u8]),
 ) -> io::Result<usize> {
-    let mut buf = vec![0u8; DATAGRAM_BUFFER];
+    let mut buf = vec![0u8; buffer];
     let mut busy_until: Option<Instant> = None;
     socket.set_nonblocking(false)?;
     while !shutdown.is_cancelled() {
@@ -226,7 +245,18 @@ fn receive(
     Ok(socket.read_queued(&mut buf, DRAIN_LIMIT, each))
 }
 
-fn datagram(pipeline: &Pipeline, transport: Transport, datagram: &[u8], max_line_bytes: usize) {
+/// One datagram as read into a buffer of `buffer` bytes.
+fn datagram(
+    pipeline: &Pipeline,
+    transport: Transport,
+    datagram: &[u8],
+    buffer: usize,
+    max_line_bytes: usize,
+) {
+    if datagram.len() >= buffer {
+        pipeline.selfmon().oversize_cut(transport, datagram.len());
+        return;
+    }
     let end = datagram
         .iter()
         .rposition(|&b| !matches!(b, b'\n' | b'\r' | b'\0'))
@@ -384,7 +414,7 @@ mod tests {
         let reader = {
             let (shutdown, seen) = (shutdown.clone(), seen.clone());
             std::thread::spawn(move || {
-                receive(&socket, Some(batching), &shutdown, |d| {
+                receive(&socket, 64, Some(batching), &shutdown, |d| {
                     seen.lock()
                         .unwrap()
                         .push(String::from_utf8_lossy(d).into_owned())

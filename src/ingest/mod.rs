@@ -4,3 +4,4 @@
 pub mod codec;
 pub mod datagram;
 pub mod tcp;
+pub mod unix;

@@ -13,4 +13,7 @@ pub use registry::{
     Kind, MetricConfig, MetricDef, Source, TimerField, METRICS, NAMESPACE, QUEUE_BUCKETS,
     SECONDS_BUCKETS,
 };
-pub use selfmon::{SelfMetrics, Totals, Transport, INCOMPLETE_FRAME, OVERSIZE_FRAME};
+pub use selfmon::{
+    CountingWatch, SelfMetrics, Snapshot, Transport, INCOMPLETE_FRAME, NOTHING_COUNTED_PERIOD,
+    OVERSIZE_FRAME,
+};

@@ -16,10 +16,34 @@ pub const SECONDS_BUCKETS: &[f64] = &[
 /// Default buckets for the queue length histograms.
 pub const QUEUE_BUCKETS: &[f64] = &[0.0, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0];
 
-/// Labels of the two request counters when the operator chooses none.
-const REQUEST_LABELS: &[Label] = &[Label::StatusCode, Label::BackendName, Label::ServerName];
-/// Labels of the abort counters when the operator chooses none.
-const ABORT_LABELS: &[Label] = &[Label::BackendName, Label::ServerName];
+// The labels of each metric when the operator chooses none: what the shipped dashboard
+// and alert rules read (the Helm chart keeps them; tests/readme.rs checks that it does).
+// `status_class` costs no series beside `status_code`; `http_request_path`, on the one
+// histogram the dashboard shows by path, is normalised and capped (see "Cardinality").
+
+/// The two request counters.
+const REQUEST_LABELS: &[Label] = &[
+    Label::StatusCode,
+    Label::StatusClass,
+    Label::BackendName,
+    Label::ServerName,
+];
+/// The abort counters.
+const ABORT_LABELS: &[Label] = &[
+    Label::BackendName,
+    Label::ServerName,
+    Label::TerminationState,
+];
+/// `Tr`, by path: which requests are slow.
+const RESPONSE_LABELS: &[Label] = &[
+    Label::BackendName,
+    Label::ServerName,
+    Label::HttpRequestPath,
+];
+/// `Tw`: queues are a backend's.
+const QUEUED_LABELS: &[Label] = &[Label::BackendName];
+/// `Tc`: connecting is a server's.
+const CONNECT_LABELS: &[Label] = &[Label::BackendName, Label::ServerName];
 
 /// A metric's type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,6 +156,7 @@ const fn counter(
 const fn histogram(
     name: &'static str,
     help: &'static str,
+    default_labels: &'static [Label],
     default_buckets: &'static [f64],
     source: Source,
 ) -> MetricDef {
@@ -139,7 +164,7 @@ const fn histogram(
         name,
         kind: Kind::Histogram,
         help,
-        default_labels: &[],
+        default_labels,
         default_buckets,
         source,
     }
@@ -162,30 +187,35 @@ pub static METRICS: [MetricDef; 13] = [
     histogram(
         "request_wait_seconds",
         "Time to receive the full HTTP request from the client (HAProxy timer TR, Tq before 1.7), in seconds.",
+        &[],
         SECONDS_BUCKETS,
         Source::Timer(TimerField::RequestWait),
     ),
     histogram(
         "request_queued_seconds",
         "Time spent waiting in queues for a connection slot (HAProxy timer Tw), in seconds.",
+        QUEUED_LABELS,
         SECONDS_BUCKETS,
         Source::Timer(TimerField::Queued),
     ),
     histogram(
         "server_tcp_connection_establish_seconds",
         "Time to establish the TCP connection to the server (HAProxy timer Tc), in seconds.",
+        CONNECT_LABELS,
         SECONDS_BUCKETS,
         Source::Timer(TimerField::Connect),
     ),
     histogram(
         "response_processing_seconds",
         "Time for the server to send the full response headers (HAProxy timer Tr), in seconds.",
+        RESPONSE_LABELS,
         SECONDS_BUCKETS,
         Source::Timer(TimerField::Response),
     ),
     histogram(
         "session_duration_seconds",
         "Total active time of the request or session (HAProxy timer Ta in httplog, Tt in tcplog and before 1.7), in seconds.",
+        &[],
         SECONDS_BUCKETS,
         Source::Timer(TimerField::Session),
     ),
@@ -216,12 +246,14 @@ pub static METRICS: [MetricDef; 13] = [
     histogram(
         "backend_queue_length",
         "Requests or sessions already in the backend's queue when this one was queued (HAProxy %bq).",
+        &[],
         QUEUE_BUCKETS,
         Source::BackendQueue,
     ),
     histogram(
         "server_queue_length",
         "Requests or sessions already in the server's queue when this one was queued (HAProxy %sq).",
+        &[],
         QUEUE_BUCKETS,
         Source::ServerQueue,
     ),

@@ -1,12 +1,14 @@
 //! The exporter's own metrics (`haproxy_log_exporter_*`): what it received, counted,
 //! rejected and ignored, so that received = counted + rejected + ignored can be checked.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
-use crate::haproxy::{IGNORE_REASONS, REJECT_REASONS};
+use crate::haproxy::{ConnectionLine, IGNORE_REASONS, REJECT_REASONS};
 
 /// Where a line came from; the `transport` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,7 +52,13 @@ pub struct SelfMetrics {
     pub tcp_connections: IntGauge,
     pub tcp_connections_refused: IntCounter,
     reject_log: RateLimit,
+    /// Frontends already told they have no log format.
+    told_no_log_format: Mutex<HashSet<Vec<u8>>>,
 }
+
+/// At most this many frontends are told, one by one, that they have no log format: the
+/// names come from the lines, which anyone who can send one may forge.
+const MAX_TOLD_FRONTENDS: usize = 64;
 
 impl SelfMetrics {
     pub fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
@@ -139,6 +147,7 @@ impl SelfMetrics {
             tcp_connections,
             tcp_connections_refused,
             reject_log: RateLimit::new(Duration::from_secs(1)),
+            told_no_log_format: Mutex::new(HashSet::new()),
         })
     }
 
@@ -165,9 +174,58 @@ impl SelfMetrics {
                 reason,
                 len = line.len(),
                 suppressed,
-                sample = %sample,
+                sample = %sample.escape_debug(),
                 "line rejected"
             );
+        }
+    }
+
+    /// Says, once per frontend, how to make the lines of a frontend without a log format
+    /// countable. The line itself is counted as rejected by [`SelfMetrics::rejected`].
+    pub fn no_log_format(&self, line: &ConnectionLine<'_>) {
+        {
+            let mut told = self
+                .told_no_log_format
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if told.len() >= MAX_TOLD_FRONTENDS || !told.insert(line.frontend.to_vec()) {
+                return;
+            }
+        }
+        let frontend = String::from_utf8_lossy(line.frontend);
+        let fix = line.fix();
+        tracing::warn!(
+            frontend = %frontend.escape_debug(),
+            fix,
+            "HAProxy logs only \"Connect from\" lines for frontend {}: it has no log format; \
+             add `{fix}` to that frontend (or to its defaults section), or a log-format the \
+             exporter reads (HLE_LOG_FORMAT); until then its lines are rejected as no_log_format",
+            frontend.escape_debug()
+        );
+    }
+
+    /// The counts so far, for [`CountingWatch`].
+    pub fn snapshot(&self) -> Snapshot {
+        let by_reason = |vec: &IntCounterVec| {
+            let mut counts = Vec::new();
+            for family in prometheus::core::Collector::collect(vec) {
+                for metric in family.get_metric() {
+                    let reason = metric
+                        .get_label()
+                        .iter()
+                        .find(|l| l.name() == "reason")
+                        .map(|l| l.value().to_string())
+                        .unwrap_or_default();
+                    counts.push((reason, metric.get_counter().get_value() as u64));
+                }
+            }
+            counts
+        };
+        Snapshot {
+            received: self.received.iter().map(IntCounter::get).sum(),
+            counted: self.counted.get(),
+            rejected: by_reason(&self.rejected),
+            ignored: by_reason(&self.ignored),
         }
     }
 
@@ -175,6 +233,15 @@ impl SelfMetrics {
     pub fn oversize(&self, transport: Transport, len: usize) {
         self.oversize[transport as usize].inc();
         self.unreadable_frame(transport, OVERSIZE_FRAME, len);
+    }
+
+    /// Counts a datagram that filled the receive buffer, `at_least` bytes: the kernel
+    /// cut the rest, so its length is unknown.
+    pub fn oversize_cut(&self, transport: Transport, at_least: usize) {
+        self.oversize[transport as usize].inc();
+        let sample = format!("<{at_least} bytes or more>");
+        self.rejected(transport, OVERSIZE_FRAME, sample.as_bytes());
+        self.received(transport);
     }
 
     /// Counts a frame that never became a line (too long, or cut by the end of the
@@ -185,33 +252,101 @@ impl SelfMetrics {
     }
 }
 
-/// How many lines ended which way, over every transport and reason.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Totals {
+/// The self-metrics' counts at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
     pub received: u64,
     pub counted: u64,
-    pub rejected: u64,
-    pub ignored: u64,
+    /// By reason.
+    pub rejected: Vec<(String, u64)>,
+    /// By reason.
+    pub ignored: Vec<(String, u64)>,
 }
 
-impl SelfMetrics {
-    /// The line counts so far, summed over transports and reasons.
-    pub fn totals(&self) -> Totals {
-        let sum = |vec: &IntCounterVec| -> u64 {
-            use prometheus::core::Collector;
-            vec.collect()
-                .iter()
-                .flat_map(|family| family.get_metric())
-                .map(|m| m.get_counter().get_value() as u64)
-                .sum()
-        };
-        Totals {
-            received: self.received.iter().map(IntCounter::get).sum(),
-            counted: self.counted.get(),
-            rejected: sum(&self.rejected),
-            ignored: sum(&self.ignored),
+impl Snapshot {
+    /// Lines rejected, whatever the reason.
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.iter().map(|(_, n)| n).sum()
+    }
+
+    /// Lines ignored, whatever the reason.
+    pub fn ignored_total(&self) -> u64 {
+        self.ignored.iter().map(|(_, n)| n).sum()
+    }
+}
+
+/// How long an exporter may receive lines and count none before it says so.
+pub const NOTHING_COUNTED_PERIOD: Duration = Duration::from_secs(60);
+
+/// Tells when lines arrive but none is counted: an exporter whose every line is rejected
+/// or ignored (a frontend without a log format, a wrong `HLE_LOG_FORMAT`, only notices)
+/// shows nothing in its traffic metrics, and that must not go unnoticed. Looked at once a
+/// period; it speaks once per stretch of periods in which lines came and none was counted
+/// (a period without lines does not end the stretch, one with a counted line does).
+#[derive(Debug)]
+pub struct CountingWatch {
+    last: Snapshot,
+    told: bool,
+}
+
+impl CountingWatch {
+    /// Starts from the counts at `start`.
+    pub fn new(start: Snapshot) -> Self {
+        CountingWatch {
+            last: start,
+            told: false,
         }
     }
+
+    /// The counts at the end of a period `period` long: the warning to log, if this
+    /// period starts a stretch of lines received and none counted.
+    pub fn tick(&mut self, now: Snapshot, period: Duration) -> Option<String> {
+        let received = now.received.saturating_sub(self.last.received);
+        let counted = now.counted.saturating_sub(self.last.counted);
+        let rejected = changes(&self.last.rejected, &now.rejected);
+        let ignored = changes(&self.last.ignored, &now.ignored);
+        self.last = now;
+        if counted > 0 {
+            self.told = false;
+            return None;
+        }
+        if received == 0 || self.told {
+            return None;
+        }
+        self.told = true;
+        let list = |what: &str, changes: &[(String, u64)]| {
+            let items: Vec<String> = changes.iter().map(|(r, n)| format!("{r}={n}")).collect();
+            (!items.is_empty()).then(|| format!("{what} {}", items.join(", ")))
+        };
+        let why: Vec<String> = [list("rejected", &rejected), list("ignored", &ignored)]
+            .into_iter()
+            .flatten()
+            .collect();
+        Some(format!(
+            "received {received} lines in the last {}s and counted none ({}); \
+             haproxy_log_exporter_lines_rejected_total and _ignored_total have the reasons, \
+             the \"line rejected\" log lines a sample",
+            period.as_secs(),
+            why.join("; ")
+        ))
+    }
+}
+
+/// The reasons whose count went up from `before` to `after`, and by how much, largest
+/// first.
+fn changes(before: &[(String, u64)], after: &[(String, u64)]) -> Vec<(String, u64)> {
+    let mut changes: Vec<(String, u64)> = after
+        .iter()
+        .filter_map(|(reason, now)| {
+            let was = before
+                .iter()
+                .find(|(r, _)| r == reason)
+                .map_or(0, |(_, n)| *n);
+            (*now > was).then(|| (reason.clone(), now - was))
+        })
+        .collect();
+    changes.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    changes
 }
 
 /// Lets one event through per interval and counts the ones it held back.

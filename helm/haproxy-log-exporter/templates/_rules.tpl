@@ -6,8 +6,8 @@ operator.
 
 Traffic alerts sum over pods and replicas by `prometheusRule.groupBy` and
 `backend_name`, and ignore backends with too little traffic to judge. They need
-the labels the chart's default `metrics.labels` give: `status_class` and
-`backend_name` on haproxy_log_requests_total, `backend_name` on
+the exporter's default labels (which `metrics.labels` can change): `status_class`
+and `backend_name` on haproxy_log_requests_total, `backend_name` on
 haproxy_log_response_processing_seconds.
 */}}
 {{- define "haproxy-log-exporter.ruleGroups" -}}
@@ -97,9 +97,11 @@ haproxy_log_response_processing_seconds.
         description: >-
           {{`{{ $value | humanizePercentage }}`}} of the lines {{`{{ $labels.instance }}`}}
           received over the last {{ $w }} could not be counted: HAProxy's log format
-          and the exporter's configuration (HLE_LOG_FORMAT) probably disagree.
+          and the exporter's configuration (HLE_LOG_FORMAT) probably disagree,
+          or (reason no_log_format) a frontend has a log target but no
+          option httplog / option tcplog, and HAProxy logs only its connections.
           haproxy_log_exporter_lines_rejected_total has the reason, the exporter's
-          log the first bytes of the lines.
+          log the first bytes of the lines and the fix.
     {{- end }}
     {{- if $a.udpDrops.enabled }}
     - alert: HAProxyLogExporterUDPDrops
