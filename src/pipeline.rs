@@ -285,4 +285,56 @@ mod tests {
         shutdown.cancel();
         watch.await.unwrap();
     }
+
+    /// Under load, every scrape shows each line received with its outcome: received is
+    /// read before the outcomes (and counted after them).
+    #[test]
+    fn a_scrape_never_shows_a_line_received_without_its_outcome() {
+        let registry = Registry::new();
+        let pipeline = Arc::new(Pipeline::new(&[], &registry).unwrap());
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let entry = b"<134>Nov 25 02:09:39 haproxy[1]: 127.0.0.1:47056 [25/Nov/2026:02:09:39.343] fe_http be_app/app1 0/0/0/0/0 200 73 - - ---- 3/1/0/0/0 0/0 \"GET / HTTP/1.1\"";
+        let feeders: Vec<_> = [&b"<134>x"[..], b"Proxy fe started.", &entry[..]]
+            .into_iter()
+            .map(|line| {
+                let (pipeline, stop) = (pipeline.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        pipeline.process(Transport::Tcp, line);
+                    }
+                })
+            })
+            .collect();
+        let sum = |families: &[prometheus::proto::MetricFamily], name: &str| -> f64 {
+            families
+                .iter()
+                .filter(|f| f.name() == format!("haproxy_log_exporter_{name}"))
+                .flat_map(|f| f.get_metric())
+                .map(|m| m.get_counter().get_value())
+                .sum()
+        };
+        let mut seen = 0.0;
+        for _ in 0..2000 {
+            let families = registry.gather();
+            let received = sum(&families, "lines_received_total");
+            let outcomes = [
+                "lines_counted_total",
+                "lines_rejected_total",
+                "lines_ignored_total",
+            ]
+            .iter()
+            .map(|name| sum(&families, name))
+            .sum::<f64>();
+            assert!(
+                received <= outcomes,
+                "{received} received, {outcomes} outcomes"
+            );
+            seen = received;
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for feeder in feeders {
+            feeder.join().unwrap();
+        }
+        assert!(seen > 0.0);
+    }
 }
