@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use super::client_ip::ClientIpPrefix;
 use super::labels::Label;
 use super::path::PathNormaliser;
-use super::registry::{Kind, MetricConfig, MetricDef, Source};
+use super::catalog::{Kind, MetricConfig, MetricDef, Source};
 use crate::haproxy::LogRecord;
 
 /// The value of every label of the overflow series.

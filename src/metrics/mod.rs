@@ -4,12 +4,12 @@ mod aggregator;
 pub mod client_ip;
 mod labels;
 pub mod path;
-mod registry;
+mod catalog;
 mod selfmon;
 
 pub use aggregator::{Aggregator, Cardinality, DEFAULT_MAX_SERIES, OVERFLOW};
 pub use labels::{Label, MAX_LABELS};
-pub use registry::{
+pub use catalog::{
     Kind, MetricConfig, MetricDef, Source, TimerField, METRICS, NAMESPACE, QUEUE_BUCKETS,
     SECONDS_BUCKETS,
 };

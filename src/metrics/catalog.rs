@@ -1,5 +1,5 @@
-//! Pipeline stage 5: the traffic metrics. Their names, help texts, default labels and
-//! buckets.
+//! The catalogue of traffic metrics: each one's name, help text, source in the log
+//! record, default labels and buckets (the README's metrics table lists them).
 
 use super::labels::Label;
 use crate::haproxy::{EntryKind, LogRecord, Timer};
