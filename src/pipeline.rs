@@ -110,7 +110,9 @@ impl Pipeline {
         TextEncoder::new().encode(&self.registry.gather(), &mut text)?;
         let mut text = String::from_utf8(text)
             .map_err(|e| prometheus::Error::Msg(format!("exposition is not UTF-8: {e}")))?;
-        self.aggregator.encode(&mut text);
+        self.aggregator
+            .encode(&mut text)
+            .map_err(|e| prometheus::Error::Msg(format!("cannot write the exposition: {e}")))?;
         Ok(text)
     }
 }

@@ -1,19 +1,22 @@
 //! Pipeline stage 5 (sinks): the traffic metrics and the exporter's self-metrics.
 
 mod aggregator;
+mod catalog;
 pub mod client_ip;
+mod exposition;
 mod labels;
 pub mod path;
-mod catalog;
 mod selfmon;
+mod store;
 
-pub use aggregator::{Aggregator, Cardinality, DEFAULT_MAX_SERIES, OVERFLOW};
-pub use labels::{Label, MAX_LABELS};
+pub use aggregator::{Aggregator, Cardinality, DEFAULT_MAX_SERIES};
 pub use catalog::{
     Kind, MetricConfig, MetricDef, Source, TimerField, METRICS, NAMESPACE, QUEUE_BUCKETS,
     SECONDS_BUCKETS,
 };
+pub use labels::{Label, MAX_LABELS};
 pub use selfmon::{
     CountingWatch, SelfMetrics, Snapshot, Transport, INCOMPLETE_FRAME, NOTHING_COUNTED_PERIOD,
     OVERSIZE_FRAME,
 };
+pub use store::OVERFLOW;

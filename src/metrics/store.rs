@@ -1,0 +1,176 @@
+//! Series storage: the series of the metrics that share one label list, in parallel
+//! vectors indexed by slot, with the cap on label sets (the overflow series) and expiry.
+//! The README's "Cardinality" section is the manual.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::labels::Label;
+
+/// The value of every label of the overflow series.
+pub const OVERFLOW: &str = "__overflow__";
+
+/// Separates label values in a series key; never part of UTF-8 text.
+pub(super) const SEPARATOR: u8 = 0xFF;
+
+/// The metrics that share one label list and one number of Prometheus series per label
+/// set (so one cap on label sets), and so one set of series.
+pub(super) struct Group {
+    pub labels: Vec<Label>,
+    /// Indices of the group's metrics.
+    pub metrics: Vec<usize>,
+    /// Prometheus series each label set has in each metric: 1 for a counter.
+    pub exposed: usize,
+    /// Label sets that fit in `HLE_MAX_SERIES_PER_METRIC` series, the overflow one included.
+    pub max_label_sets: usize,
+    /// Counts per series.
+    pub stride: usize,
+    /// Sums per series.
+    pub sum_stride: usize,
+}
+
+/// The series of one group, in parallel vectors indexed by slot.
+#[derive(Default, Clone)]
+pub(super) struct Series {
+    index: HashMap<Arc<[u8]>, usize, foldhash::fast::RandomState>,
+    pub keys: Vec<Arc<[u8]>>,
+    /// When each series was last updated, in sweep ticks.
+    pub touched: Vec<u32>,
+    pub counts: Vec<u64>,
+    /// Histogram sums in the unit HAProxy logs (milliseconds, queue slots): integers, so
+    /// the sum does not depend on the order lines arrive in.
+    pub sums: Vec<u64>,
+    overflow: Option<usize>,
+}
+
+/// Where a label set's numbers are.
+pub(super) struct Slot {
+    pub slot: usize,
+    /// The label set went to the overflow series.
+    pub overflowed: bool,
+    /// A series was added: the series gauges must be updated.
+    pub added: bool,
+}
+
+impl Series {
+    /// The series of a group, with the one series of a group without labels.
+    pub fn new(group: &Group) -> Series {
+        let mut series = Series::default();
+        if group.labels.is_empty() {
+            series.insert(Arc::from(&[][..]), group);
+        }
+        series
+    }
+
+    /// The slot of the series for `key`, created if there is room, else the overflow
+    /// series.
+    pub fn slot(&mut self, group: &Group, key: &[u8]) -> Slot {
+        if let Some(&slot) = self.index.get(key) {
+            let overflowed = Some(slot) == self.overflow;
+            return Slot {
+                slot,
+                overflowed,
+                added: false,
+            };
+        }
+        // One series is kept for the overflow, so the cap holds once it exists.
+        let regular = self.keys.len() - usize::from(self.overflow.is_some());
+        if regular + 1 < group.max_label_sets {
+            let slot = self.insert(Arc::from(key), group);
+            return Slot {
+                slot,
+                overflowed: false,
+                added: true,
+            };
+        }
+        let (slot, added) = match self.overflow {
+            Some(slot) => (slot, false),
+            None => {
+                let mut key = Vec::new();
+                for _ in &group.labels {
+                    key.extend_from_slice(OVERFLOW.as_bytes());
+                    key.push(SEPARATOR);
+                }
+                let slot = self.insert(Arc::from(key), group);
+                self.overflow = Some(slot);
+                (slot, true)
+            }
+        };
+        Slot {
+            slot,
+            overflowed: true,
+            added,
+        }
+    }
+
+    /// Removes the series last touched `idle_limit` or more ticks before `now`; returns
+    /// whether any was.
+    pub fn expire(&mut self, group: &Group, now: u32, idle_limit: u32) -> bool {
+        let before = self.keys.len();
+        let mut slot = 0;
+        while slot < self.keys.len() {
+            if now.saturating_sub(self.touched[slot]) >= idle_limit {
+                self.remove(slot, group);
+            } else {
+                slot += 1;
+            }
+        }
+        self.keys.len() != before
+    }
+
+    /// The keys and numbers, without the index: what a scrape formats.
+    pub fn numbers(&self) -> Series {
+        Series {
+            keys: self.keys.clone(),
+            counts: self.counts.clone(),
+            sums: self.sums.clone(),
+            ..Series::default()
+        }
+    }
+
+    /// The slots in the order of their keys, as the exposition lists them.
+    pub fn sorted_slots(&self) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.keys.len()).collect();
+        order.sort_unstable_by(|&a, &b| self.keys[a].cmp(&self.keys[b]));
+        order
+    }
+
+    /// Adds a series with zero counts; returns its slot. The line that brought it
+    /// stamps its time.
+    fn insert(&mut self, key: Arc<[u8]>, group: &Group) -> usize {
+        let slot = self.keys.len();
+        self.index.insert(key.clone(), slot);
+        self.keys.push(key);
+        self.touched.push(0);
+        self.counts.resize(self.counts.len() + group.stride, 0);
+        self.sums.resize(self.sums.len() + group.sum_stride, 0);
+        slot
+    }
+
+    /// Removes the series in `slot`; the last series moves into its place.
+    fn remove(&mut self, slot: usize, group: &Group) {
+        let last = self.keys.len() - 1;
+        self.index.remove(&self.keys[slot]);
+        self.keys.swap_remove(slot);
+        self.touched.swap_remove(slot);
+        swap_remove_run(&mut self.counts, slot, last, group.stride);
+        swap_remove_run(&mut self.sums, slot, last, group.sum_stride);
+        if self.overflow == Some(slot) {
+            self.overflow = None;
+        }
+        if slot != last {
+            if let Some(moved) = self.index.get_mut(&self.keys[slot]) {
+                *moved = slot;
+            }
+            if self.overflow == Some(last) {
+                self.overflow = Some(slot);
+            }
+        }
+    }
+}
+
+/// Removes the `width` values of `slot` from `values`, moving those of `last` there.
+fn swap_remove_run<T: Copy>(values: &mut Vec<T>, slot: usize, last: usize, width: usize) {
+    values.copy_within(last * width..(last + 1) * width, slot * width);
+    values.truncate(last * width);
+}
