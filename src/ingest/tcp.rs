@@ -2,9 +2,10 @@
 //! A listener task accepts (up to a cap) and a task per connection reads frames.
 //!
 //! At shutdown nothing the kernel has acknowledged is lost: connections still waiting in
-//! the accept queue are taken, and every connection sends its FIN, then reads until the
-//! peer closes or goes quiet, so that what its kernel had received is read and counted
-//! and the socket closes without a reset where the peer lets it.
+//! the accept queue are taken and the listener closes; then every connection sends its
+//! FIN, and reads until the peer closes or goes quiet, so that what its kernel had
+//! received is read and counted and the socket closes without a reset where the peer
+//! lets it.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -14,7 +15,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 use tokio_util::codec::{Decoder, FramedParts, FramedRead};
 use tokio_util::sync::CancellationToken;
@@ -44,6 +45,12 @@ const SHUTDOWN_QUIET: Duration = Duration::from_millis(300);
 const SHUTDOWN_READ_LIMIT: Duration = Duration::from_secs(5);
 
 /// Accepts connections until `shutdown`; connection tasks join `tracker`.
+///
+/// At shutdown the listener closes before any connection is told to finish: a ring's
+/// HAProxy reconnects within a millisecond of our FIN, and a connection completed in the
+/// accept queue of a listener that then closes is reset, with the lines HAProxy had
+/// already taken out of its ring for it. With the listener closed first, its reconnection
+/// is refused and those lines wait in the ring for the next exporter.
 pub async fn serve(
     listener: TcpListener,
     pipeline: Arc<Pipeline>,
@@ -52,53 +59,86 @@ pub async fn serve(
     tracker: TaskTracker,
 ) {
     let permits = Arc::new(tokio::sync::Semaphore::new(settings.max_connections));
+    // Cancelled once the listener is closed (or should this task end otherwise): then the
+    // connections send their FIN.
+    let finish = CancellationToken::new();
+    let finish_on_exit = finish.clone().drop_guard();
+    let start = |stream: TcpStream, peer: SocketAddr| {
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            pipeline.selfmon().tcp_connections_refused.inc();
+            tracing::warn!(%peer, max = settings.max_connections, "tcp connection refused: too many open");
+            return;
+        };
+        let pipeline = pipeline.clone();
+        let finish = finish.clone();
+        tracker.spawn(async move {
+            pipeline.selfmon().tcp_connections.inc();
+            handle(stream, peer, &pipeline, settings, finish).await;
+            pipeline.selfmon().tcp_connections.dec();
+            drop(permit);
+        });
+    };
     let mut backoff = Duration::from_millis(10);
     loop {
         let accepted = tokio::select! {
             biased;
-            _ = shutdown.cancelled() => {
-                // Connections the kernel has completed but we have not accepted may hold
-                // acknowledged lines too: take them before the listener closes.
-                match futures_util::FutureExt::now_or_never(listener.accept()) {
-                    Some(accepted) => accepted,
-                    None => break,
-                }
-            }
+            _ = shutdown.cancelled() => break,
             accepted = listener.accept() => accepted,
         };
-        let (stream, peer) = match accepted {
-            Ok(accepted) => {
+        match accepted {
+            Ok((stream, peer)) => {
                 backoff = Duration::from_millis(10);
-                accepted
-            }
-            Err(err) if shutdown.is_cancelled() => {
-                tracing::debug!(error = %err, "tcp accept failed at shutdown");
-                break;
+                start(stream, peer);
             }
             Err(err) => {
                 // Usually out of file descriptors: wait for some to be released.
                 tracing::warn!(error = %err, "tcp accept failed");
                 tokio::select! {
-                    _ = shutdown.cancelled() => continue,
+                    _ = shutdown.cancelled() => break,
                     _ = tokio::time::sleep(backoff) => {}
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(1));
-                continue;
             }
-        };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            pipeline.selfmon().tcp_connections_refused.inc();
-            tracing::warn!(%peer, max = settings.max_connections, "tcp connection refused: too many open");
-            continue;
-        };
-        let pipeline = pipeline.clone();
-        let shutdown = shutdown.clone();
-        tracker.spawn(async move {
-            pipeline.selfmon().tcp_connections.inc();
-            handle(stream, peer, &pipeline, settings, shutdown).await;
-            pipeline.selfmon().tcp_connections.dec();
-            drop(permit);
-        });
+        }
+    }
+    // Connections the kernel has completed but we have not accepted may hold acknowledged
+    // lines too: take them before the listener closes, asking the kernel itself (tokio's
+    // readiness may not have heard of them yet).
+    match listener.into_std() {
+        Ok(listener) => {
+            take_accept_queue(&listener, &start);
+            // Closed here, before any connection sends its FIN.
+            drop(listener);
+        }
+        Err(err) => tracing::debug!(error = %err, "tcp accept queue not taken at shutdown"),
+    }
+    drop(finish_on_exit);
+}
+
+/// Accepts what waits in `listener`'s accept queue, until it is empty.
+fn take_accept_queue(listener: &std::net::TcpListener, start: &impl Fn(TcpStream, SocketAddr)) {
+    loop {
+        match listener.accept() {
+            Ok((stream, peer)) => {
+                let stream = stream
+                    .set_nonblocking(true)
+                    .and_then(|()| TcpStream::from_std(stream));
+                match stream {
+                    Ok(stream) => start(stream, peer),
+                    Err(err) => {
+                        tracing::debug!(%peer, error = %err, "tcp accept failed at shutdown")
+                    }
+                }
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(err) if err.kind() == std::io::ErrorKind::ConnectionAborted => {}
+            Err(err) => {
+                if err.kind() != std::io::ErrorKind::WouldBlock {
+                    tracing::debug!(error = %err, "tcp accept failed at shutdown");
+                }
+                break;
+            }
+        }
     }
 }
 
