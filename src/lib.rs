@@ -80,9 +80,7 @@ impl Server {
                     config.udp_recv_buffer_explicit,
                 )
                 .map_err(bind_error("syslog UDP", addr))?;
-                registry.register(Box::new(ingest::datagram::UdpKernelStats::new(
-                    &socket, buffer,
-                )?))?;
+                registry.register(Box::new(metrics::UdpKernelStats::new(&socket, buffer)?))?;
                 Some((socket, ingest::datagram::Batching::for_udp_buffer(buffer)))
             }
             None => None,

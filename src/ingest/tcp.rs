@@ -65,16 +65,16 @@ pub async fn serve(
     let finish_on_exit = finish.clone().drop_guard();
     let start = |stream: TcpStream, peer: SocketAddr| {
         let Ok(permit) = permits.clone().try_acquire_owned() else {
-            pipeline.selfmon().tcp_connections_refused.inc();
+            pipeline.selfmon().connection_refused();
             tracing::warn!(%peer, max = settings.max_connections, "tcp connection refused: too many open");
             return;
         };
         let pipeline = pipeline.clone();
         let finish = finish.clone();
         tracker.spawn(async move {
-            pipeline.selfmon().tcp_connections.inc();
+            pipeline.selfmon().connection_opened();
             handle(stream, peer, &pipeline, settings, finish).await;
-            pipeline.selfmon().tcp_connections.dec();
+            pipeline.selfmon().connection_closed();
             drop(permit);
         });
     };

@@ -4,6 +4,7 @@ mod aggregator;
 mod catalog;
 pub mod client_ip;
 mod exposition;
+mod kernel;
 mod labels;
 pub mod path;
 mod selfmon;
@@ -14,6 +15,9 @@ pub use catalog::{
     Kind, MetricConfig, MetricDef, Source, TimerField, METRICS, NAMESPACE, QUEUE_BUCKETS,
     SECONDS_BUCKETS,
 };
+#[cfg(test)]
+pub(crate) use kernel::socket_drops;
+pub use kernel::UdpKernelStats;
 pub use labels::{Label, MAX_LABELS};
 pub use selfmon::{
     CountingWatch, SelfMetrics, Snapshot, Transport, INCOMPLETE_FRAME, NOTHING_COUNTED_PERIOD,

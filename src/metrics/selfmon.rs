@@ -49,8 +49,8 @@ pub struct SelfMetrics {
     rejected: IntCounterVec,
     ignored: IntCounterVec,
     oversize: [IntCounter; Transport::ALL.len()],
-    pub tcp_connections: IntGauge,
-    pub tcp_connections_refused: IntCounter,
+    tcp_connections: IntGauge,
+    tcp_connections_refused: IntCounter,
     reject_log: RateLimit,
     /// Frontends already told they have no log format.
     told_no_log_format: Mutex<HashSet<Vec<u8>>>,
@@ -152,6 +152,21 @@ impl SelfMetrics {
             reject_log: RateLimit::new(Duration::from_secs(1)),
             told_no_log_format: Mutex::new(HashSet::new()),
         })
+    }
+
+    /// A TCP connection was accepted and is read.
+    pub fn connection_opened(&self) {
+        self.tcp_connections.inc();
+    }
+
+    /// A TCP connection that was read is closed.
+    pub fn connection_closed(&self) {
+        self.tcp_connections.dec();
+    }
+
+    /// A TCP connection was closed at once: `HLE_TCP_MAX_CONNECTIONS` were open.
+    pub fn connection_refused(&self) {
+        self.tcp_connections_refused.inc();
     }
 
     pub fn received(&self, transport: Transport) {
