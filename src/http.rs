@@ -1,4 +1,4 @@
-//! Pipeline stage 6: HTTP. The Prometheus exposition, `/-/healthy`, `/-/ready` and a
+//! HTTP, the end of the pipeline: the Prometheus exposition, `/-/healthy`, `/-/ready` and a
 //! small index page, on hyper 1 (HTTP/1.1), with graceful shutdown.
 
 use std::convert::Infallible;

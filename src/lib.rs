@@ -3,9 +3,12 @@
 //! One pipeline, one direction:
 //!
 //! ```text
-//! ingest::{datagram,tcp} → ingest::codec → syslog → haproxy (parser → LogRecord)
-//!     → metrics (Aggregator, SelfMetrics) → http (/metrics)
+//! ingest::{datagram,unix,tcp,replay} → ingest::codec → syslog → haproxy (parser or
+//!     format → LogRecord) → pipeline → metrics (aggregator → store, selfmon)
+//!     → http (/metrics, written by metrics::exposition)
 //! ```
+//!
+//! The README's "Layout" table names the room for each part.
 //!
 //! `Server::bind` binds every socket (after the configuration was validated), and
 //! `Server::run` serves until the shutdown future resolves. Tests start the daemon the
@@ -20,7 +23,6 @@ pub mod http;
 pub mod ingest;
 pub mod metrics;
 pub mod pipeline;
-pub mod replay;
 pub mod shutdown;
 pub mod syslog;
 pub mod telemetry;
@@ -71,14 +73,12 @@ impl Server {
 
         let udp = match config.syslog_udp_addr {
             Some(addr) => {
-                let socket = UdpSocket::bind(addr)
-                    .await
-                    .map_err(bind_error("syslog UDP", addr))?;
-                let buffer = ingest::datagram::set_recv_buffer(
-                    &socket,
+                let (socket, buffer) = ingest::datagram::bind_udp(
+                    addr,
                     config.udp_recv_buffer_bytes,
                     config.udp_recv_buffer_explicit,
                 )
+                .await
                 .map_err(bind_error("syslog UDP", addr))?;
                 registry.register(Box::new(metrics::UdpKernelStats::new(&socket, buffer)?))?;
                 Some((socket, ingest::datagram::Batching::for_udp_buffer(buffer)))

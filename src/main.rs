@@ -7,7 +7,7 @@
 use std::process::ExitCode;
 
 use haproxy_log_exporter::haproxy::LineFormat;
-use haproxy_log_exporter::{config, replay, shutdown, telemetry, Config, Server};
+use haproxy_log_exporter::{config, ingest, shutdown, telemetry, Config, Server};
 
 /// EX_USAGE from sysexits.h: the configuration (or command line) is wrong.
 const EX_USAGE: u8 = 64;
@@ -84,7 +84,7 @@ fn replay(inputs: &[String]) -> ExitCode {
         Err(code) => return code,
     };
     telemetry::init(&config.log_level, config.log_output);
-    match replay::run(&config, inputs, &mut std::io::stdout().lock()) {
+    match ingest::replay::run(&config, inputs, &mut std::io::stdout().lock()) {
         Ok(summary) => {
             eprint!("{summary}");
             ExitCode::SUCCESS
@@ -92,7 +92,7 @@ fn replay(inputs: &[String]) -> ExitCode {
         Err(err) => {
             eprintln!("haproxy-log-exporter replay: {err}");
             ExitCode::from(match err {
-                replay::ReplayError::Open { .. } => EX_NOINPUT,
+                ingest::replay::ReplayError::Open { .. } => EX_NOINPUT,
                 _ => EX_IOERR,
             })
         }

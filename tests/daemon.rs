@@ -657,7 +657,7 @@ async fn replay_gives_the_same_numbers_as_the_listeners() {
     }
     let config = Config::from_env(&env).unwrap();
     let mut out = Vec::new();
-    let summary = haproxy_log_exporter::replay::run(&config, &inputs, &mut out).unwrap();
+    let summary = haproxy_log_exporter::ingest::replay::run(&config, &inputs, &mut out).unwrap();
     assert_eq!((summary.received, summary.counted), (43, 43));
     let replayed = parse_exposition(&String::from_utf8(out).unwrap()).unwrap();
 

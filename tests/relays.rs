@@ -56,7 +56,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use haproxy_log_exporter::{replay, Config};
+use haproxy_log_exporter::ingest::replay;
+use haproxy_log_exporter::Config;
 use support::haproxy::{
     check_answer, check_plan_against_haproxy, exchange, get, haproxy_class_delta, inner_may_run,
     one_word, render_haproxy_cfg, scrape, Frontend, Inner, Kind, Plan, Transport, INNER_RUN_LIMIT,

@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use haproxy_log_exporter::replay;
+use haproxy_log_exporter::ingest::replay;
 use haproxy_log_exporter::Config;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/haproxy");

@@ -1,4 +1,4 @@
-//! Pipeline stage 2: framing a syslog TCP stream.
+//! Framing a syslog TCP stream into lines.
 //!
 //! HAProxy's `ring` sends either newline-terminated lines (`log-proto legacy`, the default,
 //! RFC 6587 "non-transparent framing") or octet-counted frames (`log-proto octet-count`,

@@ -259,15 +259,23 @@ fn datagram(
     pipeline.process_bounded(transport, &datagram[..end], max_line_bytes);
 }
 
+/// Binds the UDP syslog socket with its receive buffer; returns the buffer's size as
+/// the kernel reports it.
+pub async fn bind_udp(
+    addr: std::net::SocketAddr,
+    buffer_bytes: Option<usize>,
+    explicit: bool,
+) -> io::Result<(UdpSocket, usize)> {
+    let socket = UdpSocket::bind(addr).await?;
+    let buffer = set_recv_buffer(&socket, buffer_bytes, explicit)?;
+    Ok((socket, buffer))
+}
+
 /// Sets the UDP socket's receive buffer (`HLE_UDP_RECV_BUFFER_BYTES`). The kernel caps
 /// the request at `net.core.rmem_max`: that is a warning when the operator asked for the
 /// size, and worth a note when it is the default. Returns what the kernel reports: on
 /// Linux twice the usable size, the other half being its bookkeeping.
-pub fn set_recv_buffer(
-    socket: &UdpSocket,
-    bytes: Option<usize>,
-    explicit: bool,
-) -> io::Result<usize> {
+fn set_recv_buffer(socket: &UdpSocket, bytes: Option<usize>, explicit: bool) -> io::Result<usize> {
     let socket = socket2::SockRef::from(socket);
     if let Some(requested) = bytes {
         socket.set_recv_buffer_size(requested)?;

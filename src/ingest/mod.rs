@@ -1,7 +1,9 @@
-//! Pipeline stage 1: sources (UDP, unix datagram socket, TCP). Each receives frames and
-//! hands them to the `Pipeline`.
+//! The sources: UDP and unix datagram sockets, TCP connections, and `replay` of files.
+//! Each binds or opens its input, frames it (`codec` for TCP) and hands every line to
+//! the `Pipeline`. The README's "HAProxy configuration" section is the manual.
 
 pub mod codec;
 pub mod datagram;
+pub mod replay;
 pub mod tcp;
 pub mod unix;

@@ -1,4 +1,4 @@
-//! Pipeline stage 5 (labels): `client_ip` aggregated to a network prefix, so that a label
+//! The `client_ip` label aggregated to a network prefix, so that a label
 //! per client becomes a label per network (`HLE_CLIENT_IP_PREFIX_V4`,
 //! `HLE_CLIENT_IP_PREFIX_V6`).
 //!

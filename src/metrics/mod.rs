@@ -1,4 +1,8 @@
-//! Pipeline stage 5 (sinks): the traffic metrics and the exporter's self-metrics.
+//! The metrics sink: the catalogue of traffic metrics (`catalog`), their labels and
+//! label rules (`labels`, `path`, `client_ip`), the aggregator that counts each record
+//! into series (`aggregator`, `store`) and writes them out (`exposition`), and the
+//! exporter's own metrics (`selfmon`, `kernel`). The README's "Metrics" and
+//! "Cardinality" sections are the manual.
 
 mod aggregator;
 mod catalog;

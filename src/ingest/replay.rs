@@ -1,4 +1,4 @@
-//! Source: replay. Reads log files (plain or gzip, any header style) or standard input,
+//! The replay source: reads log files (plain or gzip, any header style) or standard input,
 //! sends every line through the same pipeline as the live listeners, and prints the
 //! resulting exposition. It is how an operator tests a configuration against yesterday's
 //! logs, and how parsing is benchmarked.
