@@ -131,10 +131,10 @@ impl SelfMetrics {
             counted: counted.clone(),
             rejected: rejected.clone(),
             ignored: ignored.clone(),
+            oversize: oversize.clone(),
         };
         for collector in [
             Box::new(lines) as Box<dyn prometheus::core::Collector>,
-            Box::new(oversize.clone()),
             Box::new(tcp_connections.clone()),
             Box::new(tcp_connections_refused.clone()),
             Box::new(build_info),
@@ -367,16 +367,17 @@ fn changes(before: &[(String, u64)], after: &[(String, u64)]) -> Vec<(String, u6
     changes
 }
 
-/// The four line counters as one collector, read received first. A line is counted as
-/// received after its outcome, so a scrape that reads `received` before the outcomes
-/// never shows a line received whose outcome is missing. (Collectors registered apart are
-/// read in no fixed order.)
+/// The line counters as one collector, read received first. A line is counted as
+/// received after its outcome (and an oversize frame as oversize before that), so a
+/// scrape that reads `received` before the rest never shows a line received whose
+/// outcome is missing. (Collectors registered apart are read in no fixed order.)
 #[derive(Clone)]
 struct LineCounters {
     received: IntCounterVec,
     counted: IntCounter,
     rejected: IntCounterVec,
     ignored: IntCounterVec,
+    oversize: IntCounterVec,
 }
 
 impl prometheus::core::Collector for LineCounters {
@@ -385,6 +386,7 @@ impl prometheus::core::Collector for LineCounters {
         descs.extend(self.counted.desc());
         descs.extend(self.rejected.desc());
         descs.extend(self.ignored.desc());
+        descs.extend(self.oversize.desc());
         descs
     }
 
@@ -393,6 +395,7 @@ impl prometheus::core::Collector for LineCounters {
         families.extend(self.counted.collect());
         families.extend(self.rejected.collect());
         families.extend(self.ignored.collect());
+        families.extend(self.oversize.collect());
         families
     }
 }
