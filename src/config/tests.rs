@@ -1,4 +1,5 @@
 use super::*;
+use crate::metrics::Label;
 
 fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
     pairs
