@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use crate::haproxy::{Parser, MAX_CUSTOM_LABELS};
 use crate::metrics::client_ip::ClientIpPrefix;
-use crate::metrics::path::PathNormaliser;
 use crate::metrics::{Cardinality, Kind, Label, MetricConfig, MetricDef, METRICS};
 
+use super::path_rules;
 use super::problems::{list, Problems};
 use super::RawConfig;
 
@@ -199,7 +199,7 @@ pub(super) fn cardinality(raw: &RawConfig, p: &mut Problems) -> Cardinality {
         0,
         MAX_PATH_SEGMENTS,
     );
-    let path = p.or_default(PathNormaliser::from_settings(
+    let path = p.or_default(path_rules::normaliser(
         &raw.path_rules,
         auto_templates,
         &raw.path_allow,

@@ -16,6 +16,7 @@ use crate::ingest::codec::Framing;
 use crate::metrics::{Cardinality, Kind, MetricConfig, METRICS};
 
 mod metrics;
+pub(crate) mod path_rules;
 mod problems;
 
 use metrics::{cardinality, custom_labels, metric_configs};
