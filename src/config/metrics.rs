@@ -107,43 +107,17 @@ fn parse_buckets(r: &mut Reader, var: &str, value: &str) -> Vec<f64> {
     buckets
 }
 
-/// `HLE_CUSTOM_LABELS`: `name=FIELD` entries, separated by commas or white space outside
-/// brackets and parentheses (a field such as `%[var(txn.x),lower]` has commas of its own).
+/// `HLE_CUSTOM_LABELS`: `name=FIELD` entries, each name a new label, each field bound to
+/// the formats of `HLE_LOG_FORMAT`.
 pub(super) fn custom_labels(r: &mut Reader, parser: &mut Parser) -> Vec<Label> {
-    let value = r.get("HLE_CUSTOM_LABELS");
-    let mut entries = Vec::new();
-    let (mut depth, mut start) = (0i32, 0);
-    for (i, c) in value
-        .char_indices()
-        .chain(std::iter::once((value.len(), ',')))
-    {
-        match c {
-            '[' | '(' | '{' => depth += 1,
-            ']' | ')' | '}' => depth -= 1,
-            ',' | ' ' | '\t' | '\n' if depth <= 0 => {
-                let entry = value[start..i].trim();
-                if !entry.is_empty() {
-                    entries.push(entry);
-                }
-                start = i + c.len_utf8();
-            }
-            _ => {}
-        }
-    }
     let mut labels: Vec<Label> = Vec::new();
     let mut fields = Vec::new();
-    for entry in entries {
+    for entry in custom_label_entries(r.get("HLE_CUSTOM_LABELS")) {
         let Some((name, field)) = entry.split_once('=') else {
             r.problem(format!("HLE_CUSTOM_LABELS: {entry:?} is not name=FIELD"));
             continue;
         };
-        let valid_name = name
-            .chars()
-            .enumerate()
-            .all(|(i, c)| c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()))
-            && !name.is_empty()
-            && !name.starts_with("__");
-        if !valid_name {
+        if !is_label_name(name) {
             r.problem(format!(
                 "HLE_CUSTOM_LABELS: {name:?} is not a valid label name"
             ));
@@ -172,6 +146,40 @@ pub(super) fn custom_labels(r: &mut Reader, parser: &mut Parser) -> Vec<Label> {
         }
     }
     labels
+}
+
+/// The entries of `HLE_CUSTOM_LABELS`, separated by commas or white space outside
+/// brackets and parentheses (a field such as `%[var(txn.x),lower]` has commas of its own).
+fn custom_label_entries(value: &str) -> Vec<&str> {
+    let mut entries = Vec::new();
+    let (mut depth, mut start) = (0i32, 0);
+    for (i, c) in value
+        .char_indices()
+        .chain(std::iter::once((value.len(), ',')))
+    {
+        match c {
+            '[' | '(' | '{' => depth += 1,
+            ']' | ')' | '}' => depth -= 1,
+            ',' | ' ' | '\t' | '\n' if depth <= 0 => {
+                let entry = value[start..i].trim();
+                if !entry.is_empty() {
+                    entries.push(entry);
+                }
+                start = i + c.len_utf8();
+            }
+            _ => {}
+        }
+    }
+    entries
+}
+
+/// `[a-zA-Z_][a-zA-Z0-9_]*`, and not starting with `__` (reserved by Prometheus).
+fn is_label_name(name: &str) -> bool {
+    name.chars()
+        .enumerate()
+        .all(|(i, c)| c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()))
+        && !name.is_empty()
+        && !name.starts_with("__")
 }
 
 /// The `HLE_PATH_*`, `HLE_CLIENT_IP_PREFIX_*`, `HLE_MAX_SERIES_PER_METRIC` and
