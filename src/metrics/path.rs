@@ -1,56 +1,12 @@
-//! Pipeline stage 5 (labels): normalisation of `http_request_path` before it becomes a
-//! label, so that `/users/1234` and `/users/5678` are one series (`HLE_PATH_RULES`,
-//! `HLE_PATH_AUTO_TEMPLATES`, `HLE_PATH_ALLOW`, `HLE_PATH_MAX_SEGMENTS`).
+//! Pipeline stage 5 (labels): `http_request_path` normalised before it becomes a label, so
+//! that `/users/1234` and `/users/5678` are one series. Four stages run in order, each on
+//! the result of the one before: the rules of `HLE_PATH_RULES` (read in
+//! `config::path_rules`), the `:id` templates, the `HLE_PATH_ALLOW` list and the
+//! `HLE_PATH_MAX_SEGMENTS` limit. The README's "Paths" section is the manual.
 //!
-//! The path arrives without scheme, authority and query string; percent-encoding is
-//! left as is (`%2F` is not a `/`). Four stages run in this order, each on the result of
-//! the one before:
-//!
-//! 1. **`HLE_PATH_RULES`** (default empty): one rule a line, `REGEX => REPLACEMENT`. The
-//!    line is split at the first `=>` that has whitespace (or the start of the line) before
-//!    it and whitespace (or the end of the line) after it; both sides are trimmed, and the
-//!    replacement may be empty. Blank lines and lines whose first non-blank character is
-//!    `#` are ignored. Each rule replaces every non-overlapping match (`replace_all`) in the
-//!    result of the rule before it. A regex is not anchored unless it says so (`^`, `$`).
-//!    The replacement refers to groups as `$1`, `${1}`, `$name` or `${name}` and writes a
-//!    literal `$` as `$$`; `$1a` means the group *named* `1a`, so write `${1}a`. Syntax is
-//!    that of the Rust `regex` crate (no look-around, no backreferences).
-//! 2. **`HLE_PATH_AUTO_TEMPLATES`** (default on): each segment (the text between two `/`,
-//!    or before the first and after the last) becomes `:id` when it is
-//!    - all ASCII digits (`42`, `0007`);
-//!    - a UUID: 8-4-4-4-12 hex digits, either case;
-//!    - 16 or more hex digits (`[0-9a-fA-F]`): object ids, hashes; not `cafe`, `deadbeef`;
-//!    - an opaque token: 20 or more characters of `[A-Za-z0-9_-]`, optionally ending in one
-//!      or two `=`, with at least one digit and at least one letter (base64url ids, JWT
-//!      parts). A slug of letters and `-` only (`very-long-article-title-here`) stays, but
-//!      a slug of 20 or more characters with a digit in it (`release-notes-for-2024`) folds.
-//!
-//!    Anything else stays, including segments with a `.` (`1234.json`), `%`, `~`, `:`
-//!    (so `:id` itself and the placeholders of rules stay) or non-ASCII characters. Empty
-//!    segments (`//`) and a trailing `/` are kept.
-//! 3. **`HLE_PATH_ALLOW`** (default empty: no allow-list): comma-separated path prefixes,
-//!    each starting with `/`, compared as plain text with the path as normalised so far
-//!    (so `/api` also matches `/apiary`; write `/api/` for the directory, and
-//!    `:id` where stage 2 put one). A path that starts with none of them becomes `other`.
-//! 4. **`HLE_PATH_MAX_SEGMENTS`** (default `0`: no limit): keep the first N segments and
-//!    replace the rest by one segment `...`. A leading `/` and a trailing `/` do not count
-//!    as segments, empty segments in between do. With N=2: `/a/b/c/d` → `/a/b/...`,
-//!    `/a/b/c/` → `/a/b/...`, while `/a/b` and `/a/b/` stay.
-//!
-//! An empty path (tcplog lines, `<BADREQ>`) stays empty: no stage applies to it. A path
-//! that a rule makes empty goes on through stages 2–4 (with an allow-list it becomes
-//! `other`). Paths not starting with `/` (`*` of `OPTIONS *`, garbage) go through the same
-//! stages: their first segment is the text before the first `/`.
-//!
-//! Stages 2 to 4 are idempotent: a normalised path normalises to itself. Rules need not
-//! be (`a => aa`), and stages 3 and 4 together are not when an allow-list prefix has
-//! more than N segments (`/a/b/c/d` → `/a/b/...`, which no longer starts with `/a/b/c/`).
-//!
-//! Cost: stages 2–4 are one pass over the path's bytes with no regex; an unchanged path
-//! is returned borrowed, without allocating; stage 2 allocates once (the exact upper
-//! bound of its result) when it folds a segment. Each rule costs one regex search, and
-//! one allocation when it matches; rules cannot share a `RegexSet` pass because each sees
-//! the output of the previous one.
+//! Cost: stages 2–4 are one pass over the path's bytes with no regex, and an unchanged path
+//! is returned borrowed. Each rule is one regex search; rules cannot share a `RegexSet`
+//! pass because each sees the output of the one before.
 
 use std::borrow::Cow;
 
@@ -70,6 +26,13 @@ impl PartialEq for PathRule {
 }
 
 impl Eq for PathRule {}
+
+impl PathRule {
+    /// A rule that replaces every match of `regex` by `replacement` (`$1`, `${name}` ...).
+    pub fn new(regex: Regex, replacement: String) -> PathRule {
+        PathRule { regex, replacement }
+    }
+}
 
 /// The whole normalisation of `http_request_path`, built once from the configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,49 +63,19 @@ const ELLIPSIS: &str = "...";
 const ID: &str = ":id";
 
 impl PathNormaliser {
-    /// Parses the variables' raw values (`HLE_PATH_RULES`, `HLE_PATH_AUTO_TEMPLATES`,
-    /// `HLE_PATH_ALLOW`, `HLE_PATH_MAX_SEGMENTS`, the last two already parsed by the
-    /// caller). Returns every problem at once, each a one-line message naming the variable.
-    pub fn from_settings(
-        rules: &str,
+    /// The normalisation of these rules (applied in order), templates on or off, allowed
+    /// prefixes (none: every path) and segment limit (0: none).
+    pub fn new(
+        rules: Vec<PathRule>,
         auto_templates: bool,
-        allow: &str,
+        allow: Vec<String>,
         max_segments: usize,
-    ) -> Result<PathNormaliser, Vec<String>> {
-        let mut problems = Vec::new();
-        let mut compiled = Vec::new();
-        for (index, line) in rules.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            if let Some(rule) = parse_rule(index + 1, line, &mut problems) {
-                compiled.push(rule);
-            }
-        }
-
-        let mut prefixes = Vec::new();
-        for entry in allow.split(',').map(str::trim) {
-            if entry.is_empty() {
-                continue;
-            } else if entry.starts_with('/') {
-                prefixes.push(entry.to_string());
-            } else {
-                problems.push(format!(
-                    "HLE_PATH_ALLOW entry {entry:?}: a path prefix must start with '/'"
-                ));
-            }
-        }
-
-        if problems.is_empty() {
-            Ok(PathNormaliser {
-                rules: compiled,
-                auto_templates,
-                allow: prefixes,
-                max_segments,
-            })
-        } else {
-            Err(problems)
+    ) -> PathNormaliser {
+        PathNormaliser {
+            rules,
+            auto_templates,
+            allow,
+            max_segments,
         }
     }
 
@@ -201,130 +134,6 @@ impl PathNormaliser {
     }
 }
 
-/// Parses one non-blank, non-comment line of `HLE_PATH_RULES`; a problem goes to
-/// `problems` and gives `None`.
-fn parse_rule(number: usize, line: &str, problems: &mut Vec<String>) -> Option<PathRule> {
-    let Some((regex, replacement)) = split_rule(line) else {
-        problems.push(format!(
-            "HLE_PATH_RULES line {number}: expected \"REGEX => REPLACEMENT\", found {line:?}"
-        ));
-        return None;
-    };
-    if regex.is_empty() {
-        problems.push(format!(
-            "HLE_PATH_RULES line {number}: empty regex before \"=>\""
-        ));
-        return None;
-    }
-    let regex = match Regex::new(regex) {
-        Ok(regex) => regex,
-        Err(err) => {
-            problems.push(format!(
-                "HLE_PATH_RULES line {number}: invalid regex {regex:?}: {}",
-                regex_error_summary(&err)
-            ));
-            return None;
-        }
-    };
-    let before = problems.len();
-    for reference in group_references(replacement) {
-        let known = match reference {
-            GroupRef::Number(n) => n < regex.captures_len(),
-            GroupRef::Name(name) => regex.capture_names().flatten().any(|n| n == name),
-        };
-        if known {
-            continue;
-        }
-        let groups = regex.captures_len() - 1;
-        problems.push(match reference {
-            GroupRef::Number(n) => format!(
-                "HLE_PATH_RULES line {number}: replacement {replacement:?} refers to group {n}, but the regex has {groups} group(s)"
-            ),
-            GroupRef::Name(name) if name.starts_with(|c: char| c.is_ascii_digit()) => {
-                let text = name.trim_start_matches(|c: char| c.is_ascii_digit());
-                let digits = &name[..name.len() - text.len()];
-                format!(
-                    "HLE_PATH_RULES line {number}: replacement {replacement:?} refers to a group named {name:?}, which the regex does not have (for group {digits} followed by {text:?}, write ${{{digits}}}{text})"
-                )
-            }
-            GroupRef::Name(name) => format!(
-                "HLE_PATH_RULES line {number}: replacement {replacement:?} refers to a group named {name:?}, which the regex does not have"
-            ),
-        });
-    }
-    (problems.len() == before).then(|| PathRule {
-        regex,
-        replacement: replacement.to_string(),
-    })
-}
-
-/// Splits a rule at the first `=>` with whitespace (or the line's start) before it and
-/// whitespace (or the line's end) after it, so that `=>` inside a regex such as `a=>b`
-/// stays part of it. Both sides are trimmed.
-fn split_rule(line: &str) -> Option<(&str, &str)> {
-    line.match_indices("=>").find_map(|(at, _)| {
-        let before = &line[..at];
-        let after = &line[at + 2..];
-        let spaced_before = before.is_empty() || before.ends_with(char::is_whitespace);
-        let spaced_after = after.is_empty() || after.starts_with(char::is_whitespace);
-        (spaced_before && spaced_after).then(|| (before.trim(), after.trim()))
-    })
-}
-
-/// The useful line of a regex error: `regex_syntax` writes the pattern and a caret on
-/// lines of their own and the reason on a line starting with `error: `.
-fn regex_error_summary(err: &regex::Error) -> String {
-    let text = err.to_string();
-    match text.lines().find_map(|l| l.trim().strip_prefix("error: ")) {
-        Some(reason) => reason.to_string(),
-        None => text.split_whitespace().collect::<Vec<_>>().join(" "),
-    }
-}
-
-/// A capture group reference in a replacement.
-#[derive(Debug, PartialEq, Eq)]
-enum GroupRef<'a> {
-    Number(usize),
-    Name(&'a str),
-}
-
-/// The group references in a replacement, read exactly as the `regex` crate expands
-/// them: `$$` is a literal `$`; `${...}` up to the next `}` (a `$` with no closing brace
-/// is literal); otherwise the longest run of `[0-9A-Za-z_]` (none: literal `$`). A
-/// reference of digits only is a group number, anything else a name.
-fn group_references(replacement: &str) -> Vec<GroupRef<'_>> {
-    let mut refs = Vec::new();
-    let mut rest = replacement;
-    while let Some(dollar) = rest.find('$') {
-        rest = &rest[dollar + 1..];
-        let (name, len) = if rest.starts_with('$') {
-            rest = &rest[1..];
-            continue;
-        } else if let Some(braced) = rest.strip_prefix('{') {
-            match braced.find('}') {
-                Some(close) => (&braced[..close], close + 2),
-                None => continue,
-            }
-        } else {
-            let len = rest
-                .bytes()
-                .take_while(|b| b.is_ascii_alphanumeric() || *b == b'_')
-                .count();
-            if len == 0 {
-                continue;
-            }
-            (&rest[..len], len)
-        };
-        // As in the regex crate: whatever `usize` parses (`+1` too) is a number.
-        refs.push(match name.parse::<usize>() {
-            Ok(n) => GroupRef::Number(n),
-            Err(_) => GroupRef::Name(name),
-        });
-        rest = &rest[len..];
-    }
-    refs
-}
-
 /// Stage 2: the path with every identifier-like segment replaced by `:id`, or `None` when
 /// no segment is one.
 fn fold_identifiers(path: &str) -> Option<String> {
@@ -361,7 +170,8 @@ fn fold_identifiers(path: &str) -> Option<String> {
     })
 }
 
-/// Whether a segment looks like an identifier (see the module documentation).
+/// Whether a segment looks like an identifier: all digits, a UUID, 16 or more hex digits,
+/// or a token of 20 or more characters.
 fn is_identifier(segment: &[u8]) -> bool {
     if segment.is_empty() {
         return false;
@@ -423,10 +233,11 @@ fn segment_cut(path: &str, max: usize) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::path_rules;
     use proptest::prelude::*;
 
     fn normaliser(rules: &str, auto: bool, allow: &str, max: usize) -> PathNormaliser {
-        PathNormaliser::from_settings(rules, auto, allow, max).unwrap()
+        path_rules::normaliser(rules, auto, allow, max).unwrap()
     }
 
     fn check(n: &PathNormaliser, cases: &[(&str, &str)]) {
@@ -640,68 +451,6 @@ mod tests {
     }
 
     #[test]
-    fn every_problem_is_reported_at_once() {
-        let err = PathNormaliser::from_settings(
-            "^/ok$ => /fine\n\
-             no arrow here\n\
-             (unclosed => x\n\
-             \x20=> /empty-regex\n\
-             ^/(a)/(b)$ => /$3/$1\n\
-             ^/(?P<id>\\d+)$ => /${ide}/$1a\n\
-             # ^/commented( => ignored\n",
-            true,
-            "/api/,static/, ,x",
-            0,
-        )
-        .unwrap_err();
-        let expected = [
-            "HLE_PATH_RULES line 2: expected \"REGEX => REPLACEMENT\", found \"no arrow here\"",
-            "HLE_PATH_RULES line 3: invalid regex \"(unclosed\": unclosed group",
-            "HLE_PATH_RULES line 4: empty regex before \"=>\"",
-            "HLE_PATH_RULES line 5: replacement \"/$3/$1\" refers to group 3, but the regex has 2 group(s)",
-            "HLE_PATH_RULES line 6: replacement \"/${ide}/$1a\" refers to a group named \"ide\", which the regex does not have",
-            "HLE_PATH_RULES line 6: replacement \"/${ide}/$1a\" refers to a group named \"1a\", which the regex does not have (for group 1 followed by \"a\", write ${1}a)",
-            "HLE_PATH_ALLOW entry \"static/\": a path prefix must start with '/'",
-            "HLE_PATH_ALLOW entry \"x\": a path prefix must start with '/'",
-        ];
-        assert_eq!(err, expected);
-        for problem in &err {
-            assert!(!problem.contains('\n'), "{problem}");
-        }
-    }
-
-    #[test]
-    fn group_references_follow_the_regex_crate() {
-        use GroupRef::*;
-        let cases: &[(&str, Vec<GroupRef<'_>>)] = &[
-            ("", vec![]),
-            ("plain", vec![]),
-            ("$", vec![]),
-            ("$$1", vec![]),
-            ("$$$1", vec![Number(1)]),
-            ("$0", vec![Number(0)]),
-            ("$1-$2", vec![Number(1), Number(2)]),
-            ("$1a", vec![Name("1a")]),
-            ("${1}a", vec![Number(1)]),
-            ("$x_$y", vec![Name("x_"), Name("y")]),
-            ("${foo", vec![]),
-            ("${a.b}", vec![Name("a.b")]),
-            ("${}", vec![Name("")]),
-            ("${+1}", vec![Number(1)]),
-            ("$-", vec![]),
-            ("$\u{e9}", vec![]),
-            ("${\u{e9}}", vec![Name("\u{e9}")]),
-        ];
-        for (replacement, want) in cases {
-            assert_eq!(&group_references(replacement), want, "{replacement:?}");
-        }
-        // The crate itself agrees on the odd cases.
-        let re = Regex::new("(?P<foo>x)").unwrap();
-        assert_eq!(re.replace("x", "${foo"), "${foo");
-        assert_eq!(re.replace("x", "${+1}|$1a|${}"), "x||");
-    }
-
-    #[test]
     fn edge_cases_do_not_panic() {
         let all = normaliser(r"\d => 0", true, "/", 3);
         let long_digits = format!("/{}", "7".repeat(64 * 1024));
@@ -743,14 +492,15 @@ mod tests {
         #[test]
         fn never_panics(path in ".{0,200}", rules in "[a-z0-9/()$^.*+ =>\n]{0,40}") {
             let _ = PathNormaliser::default().normalise(&path);
-            if let Ok(n) = PathNormaliser::from_settings(&rules, true, "/a", 2) {
+            if let Ok(n) = path_rules::normaliser(&rules, true, "/a", 2) {
                 let _ = n.normalise(&path);
             }
         }
 
         // Stages 2–4 are each idempotent, and so are 2 and 4 together (the limit runs
-        // after templates and `...` is no identifier). Rules are not in general, and an
-        // allow-list prefix longer than the limit breaks it (see the module docs).
+        // after templates and `...` is no identifier). Rules are not in general
+        // (`a => aa`), and an allow-list prefix with more segments than the limit breaks
+        // it (`/a/b/c/d` → `/a/b/...`, which no longer starts with `/a/b/c/`).
         #[test]
         fn built_in_stages_are_idempotent(
             path in "(/([a-zA-Z0-9_=.%:-]{0,30}|[0-9]{1,3}|[0-9a-f]{16,24}))*/?",

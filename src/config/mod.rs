@@ -1,0 +1,287 @@
+//! Configuration: environment variables only, each named, defaulted and explained once in
+//! one table. `Config::from_env` reads every variable through it, checks everything and
+//! reports every problem at once, before any socket is bound. The README's
+//! "Configuration" section is the manual.
+//!
+//! `vars` holds the table (and the lists `--help` and `check-config` print, and the check
+//! for unknown names), `reader` the values in force and the problems found, `metrics` the
+//! metrics, labels, buckets, custom labels and cardinality settings, and `path_rules` the
+//! parsing of `HLE_PATH_RULES` and `HLE_PATH_ALLOW`.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::haproxy::format::{Format, BUILT_IN};
+use crate::haproxy::{LineFormat, Parser};
+use crate::ingest::codec::Framing;
+use crate::metrics::{Cardinality, MetricConfig};
+
+mod metrics;
+pub(crate) mod path_rules;
+mod reader;
+mod vars;
+
+use metrics::{cardinality, custom_labels, metric_configs};
+pub use reader::parse_duration;
+use reader::{list, Reader};
+use vars::unknown_variables;
+pub use vars::{effective, process_env, variables, Variable};
+
+/// How the exporter writes its own logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogOutput {
+    Text,
+    Json,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub syslog_udp_addr: Option<SocketAddr>,
+    pub syslog_tcp_addr: Option<SocketAddr>,
+    pub syslog_tcp_framing: Framing,
+    pub syslog_unix_path: Option<PathBuf>,
+    pub syslog_unix_mode: u32,
+    /// How lines are read: the formats of `HLE_LOG_FORMAT`, in order.
+    pub parser: Parser,
+    pub max_line_bytes: usize,
+    pub tcp_max_connections: usize,
+    pub tcp_idle_timeout: Option<Duration>,
+    pub web_listen_addr: SocketAddr,
+    pub web_telemetry_path: String,
+    pub metrics: Vec<MetricConfig>,
+    /// Label rules and series limits.
+    pub cardinality: Cardinality,
+    /// `SO_RCVBUF` of the UDP socket; `None`: the kernel's default.
+    pub udp_recv_buffer_bytes: Option<usize>,
+    /// Whether `HLE_UDP_RECV_BUFFER_BYTES` was set: only then is a smaller buffer from
+    /// the kernel worth a warning.
+    pub udp_recv_buffer_explicit: bool,
+    pub log_level: String,
+    pub log_output: LogOutput,
+}
+
+/// Every problem found in the environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub problems: Vec<String>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let count = self.problems.len();
+        let noun = if count == 1 { "problem" } else { "problems" };
+        writeln!(f, "invalid configuration ({count} {noun}):")?;
+        for problem in &self.problems {
+            writeln!(f, "  - {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The smallest `len` HAProxy accepts on a log target is 80.
+const MIN_LINE_BYTES: usize = 80;
+const MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
+const MAX_RECV_BUFFER_BYTES: usize = 1 << 30;
+
+impl Config {
+    /// Reads the configuration from the process environment.
+    pub fn from_process_env() -> Result<Config, ConfigError> {
+        let (env, not_utf8) = process_env();
+        let mut problems: Vec<String> = not_utf8
+            .into_iter()
+            .map(|key| format!("{key}: value is not valid UTF-8"))
+            .collect();
+        match Config::from_env(&env) {
+            Ok(config) if problems.is_empty() => Ok(config),
+            Ok(_) => Err(ConfigError { problems }),
+            Err(err) => {
+                problems.extend(err.problems);
+                Err(ConfigError { problems })
+            }
+        }
+    }
+
+    /// Builds the configuration from a map of variables (tests pass their own). The
+    /// settings are read in the order their problems are listed.
+    pub fn from_env(env: &HashMap<String, String>) -> Result<Config, ConfigError> {
+        let mut r = Reader::new(env);
+        let syslog_udp_addr = r.optional_addr("HLE_SYSLOG_UDP_ADDR");
+        let syslog_tcp_addr = r.optional_addr("HLE_SYSLOG_TCP_ADDR");
+        let web_listen_addr = r.addr("HLE_WEB_LISTEN_ADDR");
+        let unix_path = r.get("HLE_SYSLOG_UNIX_PATH").trim();
+        let syslog_unix_path = (!unix_path.is_empty()).then(|| PathBuf::from(unix_path));
+        let syslog_unix_mode = unix_mode(&mut r);
+        listeners_apart(&mut r, syslog_tcp_addr, web_listen_addr);
+        let mut parser = log_formats(&mut r);
+        let custom = custom_labels(&mut r, &mut parser);
+        let max_line_bytes = r.number("HLE_MAX_LINE_BYTES", MIN_LINE_BYTES, MAX_LINE_BYTES);
+        let tcp_max_connections = r.number("HLE_TCP_MAX_CONNECTIONS", 1, 1_000_000);
+        let tcp_idle_timeout = r.optional_duration("HLE_TCP_IDLE_TIMEOUT");
+        let syslog_tcp_framing = tcp_framing(&mut r);
+        let web_telemetry_path = telemetry_path(&mut r);
+        let log_level = log_level(&mut r);
+        let log_output = log_output(&mut r);
+        let metrics = metric_configs(&mut r, &custom);
+        let cardinality = cardinality(&mut r);
+        let udp_recv_buffer_bytes = r
+            .number("HLE_UDP_RECV_BUFFER_BYTES", 0, MAX_RECV_BUFFER_BYTES)
+            .filter(|&n| n > 0);
+        unknown_variables(&mut r);
+
+        if r.has_problems() {
+            return Err(ConfigError {
+                problems: r.into_problems(),
+            });
+        }
+        Ok(Config {
+            syslog_udp_addr,
+            syslog_tcp_addr,
+            syslog_tcp_framing,
+            syslog_unix_path,
+            syslog_unix_mode,
+            parser,
+            max_line_bytes: max_line_bytes.unwrap_or_default(),
+            tcp_max_connections: tcp_max_connections.unwrap_or_default(),
+            tcp_idle_timeout,
+            web_listen_addr: web_listen_addr.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0))),
+            web_telemetry_path,
+            metrics,
+            cardinality,
+            udp_recv_buffer_bytes,
+            udp_recv_buffer_explicit: env.contains_key("HLE_UDP_RECV_BUFFER_BYTES"),
+            log_level,
+            log_output,
+        })
+    }
+}
+
+/// `HLE_SYSLOG_UNIX_MODE`: octal permissions.
+fn unix_mode(r: &mut Reader) -> u32 {
+    let value = r.get("HLE_SYSLOG_UNIX_MODE");
+    match u32::from_str_radix(value.trim(), 8) {
+        Ok(mode) if mode <= 0o777 => mode,
+        _ => {
+            r.problem(format!(
+                "HLE_SYSLOG_UNIX_MODE={value:?}: expected octal permissions such as 0660"
+            ));
+            0
+        }
+    }
+}
+
+/// At least one syslog listener, and the TCP one not on the web listener's address.
+fn listeners_apart(r: &mut Reader, tcp: Option<SocketAddr>, web: Option<SocketAddr>) {
+    if r.get("HLE_SYSLOG_UDP_ADDR").trim().is_empty()
+        && r.get("HLE_SYSLOG_TCP_ADDR").trim().is_empty()
+        && r.get("HLE_SYSLOG_UNIX_PATH").trim().is_empty()
+    {
+        r.problem("HLE_SYSLOG_UDP_ADDR, HLE_SYSLOG_TCP_ADDR and HLE_SYSLOG_UNIX_PATH are all empty: nothing would receive logs");
+    }
+    if let (Some(tcp), Some(web)) = (tcp, web) {
+        if tcp == web && tcp.port() != 0 {
+            r.problem(format!(
+                "HLE_SYSLOG_TCP_ADDR and HLE_WEB_LISTEN_ADDR are both {tcp}"
+            ));
+        }
+    }
+}
+
+/// `HLE_SYSLOG_TCP_FRAMING`: `auto`, `octet-count` or `lf`.
+fn tcp_framing(r: &mut Reader) -> Framing {
+    let framing = r.get("HLE_SYSLOG_TCP_FRAMING").trim();
+    match Framing::NAMES.iter().find(|(name, _)| *name == framing) {
+        Some(&(_, framing)) => framing,
+        None => {
+            r.problem(format!(
+                "HLE_SYSLOG_TCP_FRAMING={framing:?}: must be auto, octet-count or lf"
+            ));
+            Framing::Auto
+        }
+    }
+}
+
+/// `HLE_WEB_TELEMETRY_PATH`: a path of its own, apart from `/` and the probes under `/-/`.
+fn telemetry_path(r: &mut Reader) -> String {
+    let path = r.get("HLE_WEB_TELEMETRY_PATH").trim().to_string();
+    if !path.starts_with('/')
+        || path == "/"
+        || path.starts_with("/-/")
+        || path.contains(char::is_whitespace)
+    {
+        r.problem(format!(
+            "HLE_WEB_TELEMETRY_PATH={path:?}: must start with '/' and be neither '/' nor under '/-/'"
+        ));
+    }
+    path
+}
+
+/// `HLE_LOG_LEVEL`: a level or a tracing filter, kept as written for `telemetry::init`.
+fn log_level(r: &mut Reader) -> String {
+    let level = r.get("HLE_LOG_LEVEL");
+    if let Err(err) = tracing_subscriber::EnvFilter::try_new(level) {
+        r.problem(format!("HLE_LOG_LEVEL={level:?}: {err}"));
+    }
+    level.to_string()
+}
+
+/// `HLE_LOG_OUTPUT`: `text` or `json`.
+fn log_output(r: &mut Reader) -> LogOutput {
+    match r.get("HLE_LOG_OUTPUT").trim() {
+        "text" => LogOutput::Text,
+        "json" => LogOutput::Json,
+        other => {
+            r.problem(format!("HLE_LOG_OUTPUT={other:?}: must be text or json"));
+            LogOutput::Text
+        }
+    }
+}
+
+/// `HLE_LOG_FORMAT`: names separated by commas (`httplog,clf`), or entries one a
+/// line (a log-format string may itself contain commas).
+fn log_formats(r: &mut Reader) -> Parser {
+    let value = r.get("HLE_LOG_FORMAT");
+    // Before HAProxy's format took this name, it chose the exporter's own log output.
+    if let output @ ("text" | "json") = value.trim() {
+        r.problem(format!(
+            "HLE_LOG_FORMAT={output:?}: HLE_LOG_FORMAT is HAProxy's log format; the exporter's own log output is HLE_LOG_OUTPUT={output}"
+        ));
+        return Parser::new(Vec::new());
+    }
+    let is_name = |s: &str| BUILT_IN.iter().any(|(name, _)| *name == s);
+    let entries: Vec<&str> = if list(value).all(is_name) {
+        list(value).collect()
+    } else {
+        value
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect()
+    };
+    let mut formats = Vec::new();
+    for entry in entries {
+        // The hand-written parser reads httplog and tcplog lines alike, cut ones too.
+        if entry == "httplog" || entry == "tcplog" {
+            if !formats.contains(&LineFormat::BuiltIn) {
+                formats.push(LineFormat::BuiltIn);
+            }
+            continue;
+        }
+        match Format::named_or_compiled(entry) {
+            Ok(format) => formats.push(LineFormat::Compiled(format)),
+            Err(err) => r.problem(format!("HLE_LOG_FORMAT: {err}")),
+        }
+    }
+    if formats.is_empty() && !r.has_problems() {
+        r.problem("HLE_LOG_FORMAT is empty: name a format (httplog, clf, ...) or give a log-format string");
+    }
+    Parser::new(formats)
+}
+
+#[cfg(test)]
+mod tests;

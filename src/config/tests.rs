@@ -1,0 +1,319 @@
+use super::*;
+use crate::metrics::{Kind, Label, METRICS};
+
+fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn defaults() {
+    let config = Config::from_env(&HashMap::new()).unwrap();
+    assert_eq!(
+        config.syslog_udp_addr,
+        Some("127.0.0.1:5140".parse().unwrap())
+    );
+    assert_eq!(
+        config.syslog_tcp_addr,
+        Some("127.0.0.1:5140".parse().unwrap())
+    );
+    assert_eq!(config.web_listen_addr, "0.0.0.0:9129".parse().unwrap());
+    assert_eq!(config.web_telemetry_path, "/metrics");
+    assert_eq!(config.max_line_bytes, 65536);
+    assert_eq!(config.tcp_idle_timeout, Some(Duration::from_secs(600)));
+    assert_eq!(config.syslog_tcp_framing, Framing::Auto);
+    assert_eq!(config.metrics.len(), METRICS.len());
+    let requests = &config.metrics[0];
+    assert_eq!(requests.def.name, "requests_total");
+    assert_eq!(
+        requests.labels,
+        vec![
+            Label::StatusCode,
+            Label::StatusClass,
+            Label::BackendName,
+            Label::ServerName
+        ]
+    );
+    let histogram = config
+        .metrics
+        .iter()
+        .find(|m| m.def.kind == Kind::Histogram)
+        .unwrap();
+    assert_eq!(histogram.def.name, "request_wait_seconds");
+    assert!(histogram.labels.is_empty());
+}
+
+/// `--help`, `check-config` and the parsing read one table, so what can still go wrong is a
+/// documented variable the parsing does not read, or reads with another default.
+#[test]
+fn documented_defaults_match_the_parsed_ones() {
+    let defaults = Config::from_env(&HashMap::new()).unwrap();
+    let documented: HashMap<String, String> = variables()
+        .into_iter()
+        .map(|var| (var.name, var.default))
+        .collect();
+    assert_eq!(
+        documented.len(),
+        variables().len(),
+        "a name is listed twice"
+    );
+    let mut explicit = Config::from_env(&documented).unwrap();
+    assert!(explicit.udp_recv_buffer_explicit);
+    explicit.udp_recv_buffer_explicit = false;
+    assert_eq!(explicit, defaults);
+
+    for var in variables() {
+        match Config::from_env(&env(&[(&var.name, "\u{1}nonsense")])) {
+            Ok(config) => assert_ne!(config, defaults, "{} is not read", var.name),
+            Err(err) => assert!(
+                err.problems.iter().any(|p| p.contains(&var.name)),
+                "{}: {err}",
+                var.name
+            ),
+        }
+    }
+}
+
+#[test]
+fn kubernetes_service_links_are_not_unknown_variables() {
+    let links = [
+        ("HLE_SERVICE_HOST", "10.0.0.1"),
+        ("HLE_SERVICE_PORT", "9129"),
+        ("HLE_SERVICE_PORT_METRICS", "9129"),
+        ("HLE_PORT", "tcp://10.0.0.1:9129"),
+        ("HLE_PORT_9129_TCP", "tcp://10.0.0.1:9129"),
+        ("HLE_METRICS_PORT_5140_UDP_PROTO", "udp"),
+        ("HLE_PORT_5140_UDP_ADDR", "10.0.0.1"),
+    ];
+    assert!(Config::from_env(&env(&links)).is_ok());
+    for typo in ["HLE_PORT_9129", "HLE_WEB_PORT_X_TCP", "HLE_LISTEN_PORTS"] {
+        let err = Config::from_env(&env(&[(typo, "1")])).unwrap_err();
+        assert!(err.to_string().contains(typo), "{err}");
+    }
+}
+
+#[test]
+fn empty_address_disables_a_listener() {
+    let config = Config::from_env(&env(&[("HLE_SYSLOG_TCP_ADDR", "")])).unwrap();
+    assert_eq!(config.syslog_tcp_addr, None);
+    assert!(config.syslog_udp_addr.is_some());
+}
+
+#[test]
+fn labels_buckets_and_enabled_metrics() {
+    let config = Config::from_env(&env(&[
+        ("HLE_REQUESTS_TOTAL_LABELS", "status_code, frontend_name"),
+        ("HLE_RESPONSE_PROCESSING_SECONDS_BUCKETS", "0.1,1,10"),
+        ("HLE_RESPONSE_PROCESSING_SECONDS_LABELS", ""),
+        (
+            "HLE_ENABLED_METRICS",
+            "haproxy_log_requests_total,response_processing_seconds",
+        ),
+    ]))
+    .unwrap();
+    assert_eq!(config.metrics.len(), 2);
+    assert_eq!(
+        config.metrics[0].labels,
+        vec![Label::StatusCode, Label::FrontendName]
+    );
+    assert_eq!(config.metrics[1].buckets, vec![0.1, 1.0, 10.0]);
+    assert!(config.metrics[1].labels.is_empty());
+}
+
+#[test]
+fn the_old_meanings_of_renamed_variables_point_to_the_new_names() {
+    let err = Config::from_env(&env(&[
+        ("HLE_LOG_FORMAT", "json"),
+        ("HLE_HAPROXY_LOG_FORMAT", "clf"),
+    ]))
+    .unwrap_err();
+    assert_eq!(
+        err.problems,
+        vec![
+            "HLE_LOG_FORMAT=\"json\": HLE_LOG_FORMAT is HAProxy's log format; the exporter's own log output is HLE_LOG_OUTPUT=json",
+            "HLE_HAPROXY_LOG_FORMAT: renamed, use HLE_LOG_FORMAT",
+        ]
+    );
+    let config = Config::from_env(&env(&[("HLE_LOG_OUTPUT", "json")])).unwrap();
+    assert_eq!(config.log_output, LogOutput::Json);
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let err = Config::from_env(&env(&[
+        ("HLE_SYSLOG_UDP_ADDR", "nonsense"),
+        ("HLE_WEB_LISTEN_ADDR", "127.0.0.1"),
+        ("HLE_MAX_LINE_BYTES", "10"),
+        ("HLE_TCP_IDLE_TIMEOUT", "5 weeks"),
+        ("HLE_SYSLOG_TCP_FRAMING", "octet"),
+        ("HLE_WEB_TELEMETRY_PATH", "metrics"),
+        ("HLE_LOG_OUTPUT", "xml"),
+        (
+            "HLE_REQUESTS_TOTAL_LABELS",
+            "status,backend_name,backend_name",
+        ),
+        ("HLE_SESSION_DURATION_SECONDS_BUCKETS", "1,0.5"),
+        ("HLE_REQUESTS_TOTAL_BUCKETS", "1"),
+        ("HLE_ENABLED_METRICS", "requests_total,latency"),
+        ("HLE_REQUEST_TOTAL_LABELS", "status_code"),
+    ]))
+    .unwrap_err();
+    let text = err.to_string();
+    let expected = [
+        "HLE_SYSLOG_UDP_ADDR=\"nonsense\"",
+        "HLE_WEB_LISTEN_ADDR=\"127.0.0.1\"",
+        "HLE_MAX_LINE_BYTES=\"10\"",
+        "HLE_TCP_IDLE_TIMEOUT",
+        "HLE_SYSLOG_TCP_FRAMING=\"octet\": must be auto, octet-count or lf",
+        "HLE_WEB_TELEMETRY_PATH",
+        "HLE_LOG_OUTPUT=\"xml\"",
+        "unknown label \"status\"; valid: status_code,status_class,frontend_name",
+        "label \"backend_name\" is listed twice",
+        "HLE_SESSION_DURATION_SECONDS_BUCKETS: buckets must be strictly ascending",
+        "HLE_REQUESTS_TOTAL_BUCKETS: haproxy_log_requests_total is a counter",
+        "unknown metric \"latency\"; valid: all or requests_total,bytes_read_total",
+        "HLE_REQUEST_TOTAL_LABELS: unknown variable",
+    ];
+    for want in expected {
+        assert!(text.contains(want), "missing {want:?} in:\n{text}");
+    }
+    assert_eq!(err.problems.len(), expected.len(), "{text}");
+    assert!(
+        text.starts_with("invalid configuration (13 problems):\n"),
+        "{text}"
+    );
+}
+
+#[test]
+fn one_problem_is_one_problem() {
+    let err = Config::from_env(&env(&[("HLE_LOG_OUTPUT", "xml")])).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("invalid configuration (1 problem):\n  - HLE_LOG_OUTPUT"),
+        "{err}"
+    );
+}
+
+#[test]
+fn no_listener_at_all_is_a_problem() {
+    let err = Config::from_env(&env(&[
+        ("HLE_SYSLOG_UDP_ADDR", ""),
+        ("HLE_SYSLOG_TCP_ADDR", " "),
+    ]))
+    .unwrap_err();
+    assert_eq!(err.problems.len(), 1, "{err}");
+    let unix_only = Config::from_env(&env(&[
+        ("HLE_SYSLOG_UDP_ADDR", ""),
+        ("HLE_SYSLOG_TCP_ADDR", ""),
+        ("HLE_SYSLOG_UNIX_PATH", "/run/haproxy-log/log.sock"),
+        ("HLE_SYSLOG_UNIX_MODE", "0666"),
+    ]))
+    .unwrap();
+    assert_eq!(unix_only.syslog_unix_mode, 0o666);
+    let err = Config::from_env(&env(&[("HLE_SYSLOG_UNIX_MODE", "rw-rw----")])).unwrap_err();
+    assert!(err.problems[0].starts_with("HLE_SYSLOG_UNIX_MODE"), "{err}");
+}
+
+#[test]
+fn log_formats_by_name_string_or_list() {
+    let parse = |value: &str| Config::from_env(&env(&[("HLE_LOG_FORMAT", value)]));
+    assert_eq!(parse("httplog").unwrap().parser, Parser::default());
+    assert_eq!(parse("httplog,tcplog").unwrap().parser, Parser::default());
+    let clf = Format::named_or_compiled("clf").unwrap();
+    assert_eq!(
+        parse("clf, httplog").unwrap().parser,
+        Parser::new(vec![LineFormat::Compiled(clf), LineFormat::BuiltIn])
+    );
+    let custom = "%ci:%cp %ST %[var(txn.route),lower]";
+    let parsed = parse(&format!("{custom}\nhttplog")).unwrap().parser;
+    assert_eq!(
+        parsed,
+        Parser::new(vec![
+            LineFormat::Compiled(Format::named_or_compiled(custom).unwrap()),
+            LineFormat::BuiltIn
+        ])
+    );
+    let err = parse("%ci %Xq").unwrap_err().to_string();
+    assert!(
+        err.contains("unknown log-format alias %Xq (column 6)"),
+        "{err}"
+    );
+    assert!(err.contains("\n    %ci %Xq\n         ^"), "{err}");
+    assert!(parse(" ").is_err());
+}
+
+#[test]
+fn custom_labels_from_format_fields() {
+    let config = Config::from_env(&env(&[
+        (
+            "HLE_LOG_FORMAT",
+            "%ci:%cp %ft %ST %[var(txn.route),lower] %hr",
+        ),
+        (
+            "HLE_CUSTOM_LABELS",
+            "route=%[var(txn.route),lower], host=%hr#0",
+        ),
+        ("HLE_REQUESTS_TOTAL_LABELS", "route,host,status_code"),
+    ]))
+    .unwrap();
+    let names: Vec<&str> = config.metrics[0].labels.iter().map(|l| l.name()).collect();
+    assert_eq!(names, ["route", "host", "status_code"]);
+    let record = match config
+        .parser
+        .parse(b"1.2.3.4:5 fe 200 /api {h.example|curl}")
+    {
+        Ok(crate::haproxy::Entry::Traffic(r)) => r,
+        other => panic!("{other:?}"),
+    };
+    let values: Vec<&str> = config.metrics[0]
+        .labels
+        .iter()
+        .map(|l| l.value(&record))
+        .collect();
+    assert_eq!(values, ["/api", "h.example", "200"]);
+
+    let err = Config::from_env(&env(&[
+        (
+            "HLE_CUSTOM_LABELS",
+            "route=%[var(txn.route)] 9x=%ci status_code=%ST",
+        ),
+        ("HLE_REQUESTS_TOTAL_LABELS", "rout"),
+    ]))
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("\"9x\" is not a valid label name"), "{err}");
+    assert!(
+        err.contains("label \"status_code\" is defined twice"),
+        "{err}"
+    );
+    assert!(
+        err.contains("\"%[var(txn.route)]\" is not a field of any format"),
+        "{err}"
+    );
+    assert!(
+        err.contains("unknown label \"rout\"; valid: status_code,"),
+        "{err}"
+    );
+    assert!(err.contains(",termination_state,route"), "{err}");
+}
+
+#[test]
+fn durations() {
+    assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+    assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
+    assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+    assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+    assert!(parse_duration("").is_err());
+    assert!(parse_duration("5d").is_err());
+    assert!(parse_duration("-1s").is_err());
+}
+
+#[test]
+fn help_lists_per_metric_variables() {
+    let names: Vec<String> = variables().into_iter().map(|v| v.name).collect();
+    assert!(names.contains(&"HLE_REQUESTS_TOTAL_LABELS".to_string()));
+    assert!(names.contains(&"HLE_RESPONSE_PROCESSING_SECONDS_BUCKETS".to_string()));
+    assert!(!names.contains(&"HLE_REQUESTS_TOTAL_BUCKETS".to_string()));
+}

@@ -1,0 +1,261 @@
+//! The variables: one table of name, default and meaning that `--help`, `check-config`,
+//! the README check (tests/readme.rs) and the parsing all read. The per-metric
+//! `HLE_<METRIC>_LABELS` and `HLE_<METRIC>_BUCKETS` follow from `METRICS`. The README's
+//! "Configuration" section is the manual.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::metrics::{Kind, METRICS};
+
+use super::reader::Reader;
+
+/// A documented variable: name, default, meaning. `--help` and the README list these.
+pub struct Variable {
+    pub name: String,
+    pub default: String,
+    pub help: String,
+}
+
+/// The fixed variables, in `--help` order: name, default, meaning. This table is the only
+/// place a variable and its default are written; the parsing reads its values through
+/// `Reader::get`.
+const FIXED: &[(&str, &str, &str)] = &[
+    (
+        "HLE_SYSLOG_UDP_ADDR",
+        "127.0.0.1:5140",
+        "UDP syslog listen address; empty disables",
+    ),
+    (
+        "HLE_SYSLOG_TCP_ADDR",
+        "127.0.0.1:5140",
+        "TCP syslog listen address (newline or octet-counted framing); empty disables",
+    ),
+    (
+        "HLE_SYSLOG_TCP_FRAMING",
+        "auto",
+        "TCP framing: auto (each connection's first frame decides: octet counting when it starts with a count, a space and '<'), octet-count, or lf",
+    ),
+    (
+        "HLE_SYSLOG_UNIX_PATH",
+        "",
+        "unix datagram socket path (a stale socket file is replaced); empty disables",
+    ),
+    (
+        "HLE_SYSLOG_UNIX_MODE",
+        "0660",
+        "permissions of the unix socket file, octal",
+    ),
+    (
+        "HLE_LOG_FORMAT",
+        "httplog",
+        "HAProxy's log format: httplog, tcplog, httpslog, clf, httplog-clf, tcplog-clf, or a log-format string; several (one a line, or names with commas) are tried in order",
+    ),
+    (
+        "HLE_CUSTOM_LABELS",
+        "",
+        "labels from fields of your log-format: name=FIELD as written in the format (%[var(txn.route)], %hr#0 ...), separated by commas or spaces",
+    ),
+    (
+        "HLE_MAX_LINE_BYTES",
+        "65536",
+        "longest accepted line; longer frames are discarded and counted",
+    ),
+    (
+        "HLE_TCP_MAX_CONNECTIONS",
+        "256",
+        "open TCP connections allowed; more are closed at once and counted",
+    ),
+    (
+        "HLE_TCP_IDLE_TIMEOUT",
+        "10m",
+        "close a TCP connection silent for this long (ms, s, m, h); 0 never",
+    ),
+    (
+        "HLE_WEB_LISTEN_ADDR",
+        "0.0.0.0:9129",
+        "HTTP listen address for metrics and probes",
+    ),
+    (
+        "HLE_WEB_TELEMETRY_PATH",
+        "/metrics",
+        "path of the Prometheus exposition",
+    ),
+    (
+        "HLE_ENABLED_METRICS",
+        "all",
+        "comma-separated metric names (without haproxy_log_), or all; empty: none",
+    ),
+    (
+        "HLE_PATH_RULES",
+        "",
+        "rewrite rules for http_request_path, one a line: REGEX => REPLACEMENT, applied in order",
+    ),
+    (
+        "HLE_PATH_AUTO_TEMPLATES",
+        "true",
+        "turn numeric, UUID, long hex and token-like path segments into :id (true or false)",
+    ),
+    (
+        "HLE_PATH_ALLOW",
+        "",
+        "comma-separated path prefixes; other paths become \"other\"; empty: all paths",
+    ),
+    (
+        "HLE_PATH_MAX_SEGMENTS",
+        "0",
+        "keep this many path segments, the rest become \"...\"; 0: all",
+    ),
+    (
+        "HLE_CLIENT_IP_PREFIX_V4",
+        "32",
+        "client_ip of IPv4 clients as the network of this prefix length (24: 10.1.2.0/24)",
+    ),
+    (
+        "HLE_CLIENT_IP_PREFIX_V6",
+        "128",
+        "client_ip of IPv6 clients as the network of this prefix length (64: 2001:db8::/64)",
+    ),
+    (
+        "HLE_MAX_SERIES_PER_METRIC",
+        "10000",
+        "series per metric (a histogram bucket counts as one); new label sets beyond it go to one __overflow__ series",
+    ),
+    (
+        "HLE_SERIES_TTL",
+        "0",
+        "series not updated for this long leave the exposition (s, m, h); 0 never",
+    ),
+    (
+        "HLE_UDP_RECV_BUFFER_BYTES",
+        "4194304",
+        "receive buffer of the UDP socket (SO_RCVBUF), up to net.core.rmem_max; 0: the kernel's default",
+    ),
+    (
+        "HLE_LOG_LEVEL",
+        "info",
+        "log level or tracing filter (error, warn, info, debug, trace)",
+    ),
+    ("HLE_LOG_OUTPUT", "text", "log output format: text or json"),
+];
+
+/// Every variable, the per-metric ones included.
+pub fn variables() -> Vec<Variable> {
+    let mut vars: Vec<Variable> = FIXED
+        .iter()
+        .map(|(name, default, help)| Variable {
+            name: name.to_string(),
+            default: default.to_string(),
+            help: help.to_string(),
+        })
+        .collect();
+    for def in &METRICS {
+        vars.push(Variable {
+            name: format!("{}_LABELS", def.env_prefix()),
+            default: def
+                .default_labels
+                .iter()
+                .map(|l| l.name())
+                .collect::<Vec<_>>()
+                .join(","),
+            help: format!("labels of {}", def.full_name()),
+        });
+        if def.kind == Kind::Histogram {
+            vars.push(Variable {
+                name: format!("{}_BUCKETS", def.env_prefix()),
+                default: format_buckets(def.default_buckets),
+                help: format!("bucket upper bounds of {}", def.full_name()),
+            });
+        }
+    }
+    vars
+}
+
+/// Every variable with the value in force: the environment's, or the default.
+pub fn effective(env: &HashMap<String, String>) -> Vec<(String, String)> {
+    variables()
+        .into_iter()
+        .map(|var| {
+            let value = env.get(&var.name).cloned().unwrap_or(var.default);
+            (var.name, value)
+        })
+        .collect()
+}
+
+/// The process environment as a map, and the `HLE_` variables left out of it because
+/// their values are not UTF-8 (other variables that are not UTF-8 are no concern of ours).
+pub fn process_env() -> (HashMap<String, String>, Vec<String>) {
+    let mut env = HashMap::new();
+    let mut not_utf8 = Vec::new();
+    for (key, value) in std::env::vars_os() {
+        match (key.into_string(), value.into_string()) {
+            (Ok(key), Ok(value)) => {
+                env.insert(key, value);
+            }
+            (Ok(key), Err(_)) if key.starts_with("HLE_") => not_utf8.push(key),
+            _ => {}
+        }
+    }
+    (env, not_utf8)
+}
+
+fn format_buckets(buckets: &[f64]) -> String {
+    buckets
+        .iter()
+        .map(f64::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The default of a fixed variable; `None` for a name not in the table.
+pub(super) fn default_of(name: &str) -> Option<&'static str> {
+    FIXED
+        .iter()
+        .find(|(fixed, _, _)| *fixed == name)
+        .map(|(_, default, _)| *default)
+}
+
+/// Variables that had another name in earlier builds: old, new.
+const RENAMED: &[(&str, &str)] = &[("HLE_HAPROXY_LOG_FORMAT", "HLE_LOG_FORMAT")];
+
+/// A `HLE_` variable nobody reads is most likely a typo that would silently do nothing.
+pub(super) fn unknown_variables(r: &mut Reader) {
+    let env = r.env();
+    let mut known: HashSet<String> = variables().into_iter().map(|v| v.name).collect();
+    // A counter's `_BUCKETS` gets its own, more helpful, message in `metric_configs`.
+    known.extend(
+        METRICS
+            .iter()
+            .map(|m| format!("{}_BUCKETS", m.env_prefix())),
+    );
+    let mut unknown: Vec<&String> = env
+        .keys()
+        .filter(|k| k.starts_with("HLE_") && !known.contains(*k) && !is_service_link(k))
+        .collect();
+    unknown.sort();
+    for name in unknown {
+        match RENAMED.iter().find(|(old, _)| old == name) {
+            Some((_, new)) => r.problem(format!("{name}: renamed, use {new}")),
+            None => r.problem(format!(
+                "{name}: unknown variable (see --help for the list)"
+            )),
+        }
+    }
+}
+
+/// Kubernetes gives a pod (unless `enableServiceLinks: false`) variables for every Service
+/// in its namespace: `<NAME>_SERVICE_HOST`, `<NAME>_SERVICE_PORT[_<PORT>]`, `<NAME>_PORT`
+/// and `<NAME>_PORT_<N>_<PROTO>[_PROTO|_PORT|_ADDR]`. A Service called `hle...` must not
+/// stop a sidecar from starting, so these names are not ours to refuse.
+fn is_service_link(name: &str) -> bool {
+    if name.contains("_SERVICE_HOST") || name.contains("_SERVICE_PORT") || name.ends_with("_PORT") {
+        return true;
+    }
+    let Some((_, rest)) = name.rsplit_once("_PORT_") else {
+        return false;
+    };
+    let mut parts = rest.split('_');
+    let number = parts.next().is_some_and(|n| n.parse::<u16>().is_ok());
+    let proto = matches!(parts.next(), Some("TCP" | "UDP" | "SCTP"));
+    let suffix = matches!(parts.next(), None | Some("PROTO" | "PORT" | "ADDR"));
+    number && proto && suffix && parts.next().is_none()
+}
