@@ -87,7 +87,7 @@ impl Server {
         };
         let tcp = match config.syslog_tcp_addr {
             Some(addr) => Some(
-                TcpListener::bind(addr)
+                ingest::tcp::bind(addr)
                     .await
                     .map_err(bind_error("syslog TCP", addr))?,
             ),
@@ -156,63 +156,34 @@ impl Server {
         // finishing (a runtime shut down under it), they must stop too.
         let _stop_sources = token.clone().drop_guard();
         let tracker = TaskTracker::new();
-        let config = &self.config;
-        let show =
-            |addr: Option<SocketAddr>| addr.map_or("disabled".to_string(), |a| a.to_string());
-        tracing::info!(
-            udp = %show(self.udp_addr()),
-            tcp = %show(self.tcp_addr()),
-            unix = %self.unix_path().map_or("disabled".into(), |p| p.display().to_string()),
-            web = %show(self.web_addr()),
-            metrics = config.metrics.len(),
-            "listening"
-        );
-
-        let datagram_sockets = [
-            self.udp
-                .map(|(socket, batching)| (DatagramSocket::Udp(socket), batching)),
-            self.unix.map(|socket| (DatagramSocket::Unix(socket), None)),
-        ];
-        for (socket, batching) in datagram_sockets.into_iter().flatten() {
-            tracker.spawn(ingest::datagram::serve(
-                socket,
-                self.pipeline.clone(),
-                config.max_line_bytes,
-                batching,
-                token.clone(),
-            ));
-        }
-        if let Some(listener) = self.tcp {
-            let settings = TcpSettings {
-                max_connections: config.tcp_max_connections,
-                max_line_bytes: config.max_line_bytes,
-                idle_timeout: config.tcp_idle_timeout,
-                framing: config.syslog_tcp_framing,
-            };
-            tracker.spawn(ingest::tcp::serve(
-                listener,
-                self.pipeline.clone(),
-                settings,
-                token.clone(),
-                tracker.clone(),
-            ));
-        }
+        self.log_listening();
+        let Server {
+            config,
+            udp,
+            tcp,
+            unix,
+            unix_file,
+            web,
+            pipeline,
+            registry: _,
+        } = self;
+        spawn_sources(&config, &pipeline, (udp, unix, tcp), &token, &tracker);
         tracker.spawn(pipeline::expire_idle_series(
-            self.pipeline.clone(),
+            pipeline.clone(),
             token.clone(),
         ));
         tracker.spawn(pipeline::warn_when_nothing_is_counted(
-            self.pipeline.clone(),
+            pipeline.clone(),
             metrics::NOTHING_COUNTED_PERIOD,
             token.clone(),
         ));
         let state = Arc::new(http::State {
-            pipeline: self.pipeline.clone(),
+            pipeline: pipeline.clone(),
             telemetry_path: config.web_telemetry_path.clone(),
             ready: false.into(),
         });
         tracker.spawn(http::serve(
-            self.web,
+            web,
             state.clone(),
             token.clone(),
             tracker.clone(),
@@ -229,21 +200,83 @@ impl Server {
         {
             tracing::warn!("some connections did not close in time");
         }
-        if let Some(file) = &self.unix_file {
+        if let Some(file) = &unix_file {
             file.remove_if_ours();
         }
-        // The last line: what this process counted, for an operator or a test to compare
-        // with what was sent.
-        let counts = self.pipeline.selfmon().snapshot();
-        tracing::info!(
-            lines_received = counts.received,
-            lines_counted = counts.counted,
-            lines_rejected = counts.rejected_total(),
-            lines_ignored = counts.ignored_total(),
-            "stopped"
-        );
+        log_summary(&pipeline);
         Ok(())
     }
+
+    fn log_listening(&self) {
+        let show =
+            |addr: Option<SocketAddr>| addr.map_or("disabled".to_string(), |a| a.to_string());
+        tracing::info!(
+            udp = %show(self.udp_addr()),
+            tcp = %show(self.tcp_addr()),
+            unix = %self.unix_path().map_or("disabled".into(), |p| p.display().to_string()),
+            web = %show(self.web_addr()),
+            metrics = self.config.metrics.len(),
+            "listening"
+        );
+    }
+}
+
+/// The bound sockets, each read until `token` is cancelled.
+type Sockets = (
+    Option<(UdpSocket, Option<ingest::datagram::Batching>)>,
+    Option<std::os::unix::net::UnixDatagram>,
+    Option<TcpListener>,
+);
+
+/// Starts a reader for each bound socket.
+fn spawn_sources(
+    config: &Config,
+    pipeline: &Arc<Pipeline>,
+    (udp, unix, tcp): Sockets,
+    token: &CancellationToken,
+    tracker: &TaskTracker,
+) {
+    let datagram_sockets = [
+        udp.map(|(socket, batching)| (DatagramSocket::Udp(socket), batching)),
+        unix.map(|socket| (DatagramSocket::Unix(socket), None)),
+    ];
+    for (socket, batching) in datagram_sockets.into_iter().flatten() {
+        tracker.spawn(ingest::datagram::serve(
+            socket,
+            pipeline.clone(),
+            config.max_line_bytes,
+            batching,
+            token.clone(),
+        ));
+    }
+    if let Some(listener) = tcp {
+        let settings = TcpSettings {
+            max_connections: config.tcp_max_connections,
+            max_line_bytes: config.max_line_bytes,
+            idle_timeout: config.tcp_idle_timeout,
+            framing: config.syslog_tcp_framing,
+        };
+        tracker.spawn(ingest::tcp::serve(
+            listener,
+            pipeline.clone(),
+            settings,
+            token.clone(),
+            tracker.clone(),
+        ));
+    }
+}
+
+/// The last line: what this process counted, for an operator or a test to compare with
+/// what was sent.
+fn log_summary(pipeline: &Pipeline) {
+    let counts = pipeline.selfmon().snapshot();
+    tracing::info!(
+        lines_received = counts.received,
+        lines_counted = counts.counted,
+        lines_rejected = counts.rejected_total(),
+        lines_ignored = counts.ignored_total(),
+        "stopped"
+    );
 }
 
 fn bind_error(what: &'static str, addr: SocketAddr) -> impl FnOnce(std::io::Error) -> Error {

@@ -44,6 +44,11 @@ const SHUTDOWN_QUIET: Duration = Duration::from_millis(300);
 /// At shutdown, a connection whose peer goes on sending is read at most this long.
 const SHUTDOWN_READ_LIMIT: Duration = Duration::from_secs(5);
 
+/// Binds the syslog TCP listener.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}
+
 /// Accepts connections until `shutdown`; connection tasks join `tracker`.
 ///
 /// At shutdown the listener closes before any connection is told to finish: a ring's

@@ -62,48 +62,18 @@ const MAX_TOLD_FRONTENDS: usize = 64;
 
 impl SelfMetrics {
     pub fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
-        let name = |n: &str| format!("haproxy_log_exporter_{n}");
-        let received = IntCounterVec::new(
-            Opts::new(
-                name("lines_received_total"),
-                "Log lines (frames) received, by transport.",
-            ),
-            &["transport"],
+        let lines = LineCounters::new()?;
+        let tcp_connections = IntGauge::new(
+            "haproxy_log_exporter_tcp_connections",
+            "Open syslog TCP connections.",
         )?;
-        let counted = IntCounter::new(
-            name("lines_counted_total"),
-            "Traffic log lines parsed and counted in the haproxy_log_* metrics.",
-        )?;
-        let rejected = IntCounterVec::new(
-            Opts::new(
-                name("lines_rejected_total"),
-                "Lines that could not be counted, by reason.",
-            ),
-            &["reason"],
-        )?;
-        let ignored = IntCounterVec::new(
-            Opts::new(
-                name("lines_ignored_total"),
-                "Lines that are not traffic logs (HAProxy notices), by reason.",
-            ),
-            &["reason"],
-        )?;
-        let oversize = IntCounterVec::new(
-            Opts::new(
-                name("oversize_frames_total"),
-                "Frames longer than HLE_MAX_LINE_BYTES, discarded (also counted as rejected).",
-            ),
-            &["transport"],
-        )?;
-        let tcp_connections =
-            IntGauge::new(name("tcp_connections"), "Open syslog TCP connections.")?;
         let tcp_connections_refused = IntCounter::new(
-            name("tcp_connections_refused_total"),
+            "haproxy_log_exporter_tcp_connections_refused_total",
             "Syslog TCP connections closed at once because HLE_TCP_MAX_CONNECTIONS were open.",
         )?;
         let build_info = IntGaugeVec::new(
             Opts::new(
-                name("build_info"),
+                "haproxy_log_exporter_build_info",
                 "A metric with a constant '1' value labeled by the exporter's version.",
             ),
             &["version"],
@@ -111,47 +81,28 @@ impl SelfMetrics {
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
-
-        // Every known label value starts at zero, so rate() and alerts see the series
-        // before the first problem.
-        for reason in REJECT_REASONS
-            .iter()
-            .chain(&[OVERSIZE_FRAME, INCOMPLETE_FRAME])
-        {
-            rejected.with_label_values(&[reason]);
-        }
-        for reason in IGNORE_REASONS {
-            ignored.with_label_values(&[reason]);
-        }
         let by_transport =
             |vec: &IntCounterVec| Transport::ALL.map(|t| vec.with_label_values(&[t.name()]));
-
-        let lines = LineCounters {
-            received: received.clone(),
-            counted: counted.clone(),
-            rejected: rejected.clone(),
-            ignored: ignored.clone(),
-            oversize: oversize.clone(),
+        let metrics = SelfMetrics {
+            received: by_transport(&lines.received),
+            counted: lines.counted.clone(),
+            rejected: lines.rejected.clone(),
+            ignored: lines.ignored.clone(),
+            oversize: by_transport(&lines.oversize),
+            tcp_connections: tcp_connections.clone(),
+            tcp_connections_refused: tcp_connections_refused.clone(),
+            reject_log: RateLimit::new(Duration::from_secs(1)),
+            told_no_log_format: Mutex::new(HashSet::new()),
         };
         for collector in [
             Box::new(lines) as Box<dyn prometheus::core::Collector>,
-            Box::new(tcp_connections.clone()),
-            Box::new(tcp_connections_refused.clone()),
+            Box::new(tcp_connections),
+            Box::new(tcp_connections_refused),
             Box::new(build_info),
         ] {
             registry.register(collector)?;
         }
-        Ok(SelfMetrics {
-            received: by_transport(&received),
-            counted,
-            rejected,
-            ignored,
-            oversize: by_transport(&oversize),
-            tcp_connections,
-            tcp_connections_refused,
-            reject_log: RateLimit::new(Duration::from_secs(1)),
-            told_no_log_format: Mutex::new(HashSet::new()),
-        })
+        Ok(metrics)
     }
 
     /// A TCP connection was accepted and is read.
@@ -378,6 +329,53 @@ struct LineCounters {
     rejected: IntCounterVec,
     ignored: IntCounterVec,
     oversize: IntCounterVec,
+}
+
+impl LineCounters {
+    fn new() -> Result<Self, prometheus::Error> {
+        let name = |n: &str| format!("haproxy_log_exporter_{n}");
+        let vec = |n: &str, help: &str, label: &str| {
+            IntCounterVec::new(Opts::new(name(n), help), &[label])
+        };
+        let lines = LineCounters {
+            received: vec(
+                "lines_received_total",
+                "Log lines (frames) received, by transport.",
+                "transport",
+            )?,
+            counted: IntCounter::new(
+                name("lines_counted_total"),
+                "Traffic log lines parsed and counted in the haproxy_log_* metrics.",
+            )?,
+            rejected: vec(
+                "lines_rejected_total",
+                "Lines that could not be counted, by reason.",
+                "reason",
+            )?,
+            ignored: vec(
+                "lines_ignored_total",
+                "Lines that are not traffic logs (HAProxy notices), by reason.",
+                "reason",
+            )?,
+            oversize: vec(
+                "oversize_frames_total",
+                "Frames longer than HLE_MAX_LINE_BYTES, discarded (also counted as rejected).",
+                "transport",
+            )?,
+        };
+        // Every known label value starts at zero, so rate() and alerts see the series
+        // before the first problem.
+        for reason in REJECT_REASONS
+            .iter()
+            .chain(&[OVERSIZE_FRAME, INCOMPLETE_FRAME])
+        {
+            lines.rejected.with_label_values(&[reason]);
+        }
+        for reason in IGNORE_REASONS {
+            lines.ignored.with_label_values(&[reason]);
+        }
+        Ok(lines)
+    }
 }
 
 impl prometheus::core::Collector for LineCounters {

@@ -1,0 +1,336 @@
+//! Framing a syslog TCP stream into lines.
+//!
+//! HAProxy's `ring` sends either newline-terminated lines (`log-proto legacy`, the default,
+//! RFC 6587 "non-transparent framing") or octet-counted frames (`log-proto octet-count`,
+//! `LEN SP MSG`, no terminator); so do rsyslog and syslog-ng. A connection keeps one
+//! framing, so it is decided once per connection (`HLE_SYSLOG_TCP_FRAMING=auto`): octet
+//! counting when the first frame starts with a count, a space and `<` (a syslog
+//! priority), newline framing otherwise. Deciding per frame would read a newline-framed
+//! line that happens to start with a number and a space (`200 73 ...`, a custom format
+//! starting with `%ST`) as a count, and lose the lines the count swallows.
+//!
+//! On an octet-counted connection a frame that does not start with a count is read up
+//! to the next newline, as rsyslog does: one bad frame never costs the frames after it.
+//!
+//! Problems are reported as items, never as decoder errors, because `FramedRead` ends the
+//! stream after the first `Err` (tokio-rs/tokio#3976): one oversize frame must not cost the
+//! rest of the connection.
+
+use bytes::{Buf, BytesMut};
+use tokio_util::codec::Decoder;
+
+/// One item of the stream.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Frame {
+    /// A complete line, without its terminator or trailing `\r`.
+    Line(BytesMut),
+    /// A frame longer than the maximum, of at least this many bytes, is being discarded.
+    Oversize(usize),
+    /// The stream ended inside a frame, after this many of its bytes.
+    Incomplete(usize),
+}
+
+/// `HLE_SYSLOG_TCP_FRAMING`: how a TCP connection's frames are delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// Decided by each connection's first frame.
+    Auto,
+    /// RFC 6587 octet counting (`LEN SP MSG`), for every connection.
+    OctetCount,
+    /// Newline-terminated lines, for every connection; a leading number is data.
+    Lf,
+}
+
+impl Framing {
+    /// The variable's values, as written in the configuration.
+    pub const NAMES: [(&'static str, Framing); 3] = [
+        ("auto", Framing::Auto),
+        ("octet-count", Framing::OctetCount),
+        ("lf", Framing::Lf),
+    ];
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Between frames: the framing of the next one is not known yet.
+    Start,
+    /// Inside a newline-terminated frame; `scanned` bytes hold no terminator.
+    Newline { scanned: usize },
+    /// Inside an octet-counted frame of `len` bytes (its prefix already consumed).
+    Octets { len: usize },
+    /// Skipping the rest of an oversize newline-terminated frame.
+    DiscardLine,
+    /// Skipping the `remaining` bytes of an oversize octet-counted frame.
+    DiscardOctets { remaining: usize },
+}
+
+/// Decodes the syslog TCP framings of one connection. Frames longer than `max_len` bytes
+/// (line ending excluded) are discarded (reported once as `Frame::Oversize`) and decoding
+/// goes on.
+#[derive(Debug)]
+pub struct SyslogCodec {
+    max_len: usize,
+    /// Whether frames are octet-counted; `None` until an `auto` connection's first frame.
+    octets: Option<bool>,
+    state: State,
+}
+
+/// The most digits an octet count may have (RFC 6587 has no limit; 9 digits is 1 GB).
+const MAX_LEN_DIGITS: usize = 9;
+
+impl SyslogCodec {
+    pub fn new(max_len: usize, framing: Framing) -> Self {
+        SyslogCodec {
+            max_len,
+            octets: match framing {
+                Framing::Auto => None,
+                Framing::OctetCount => Some(true),
+                Framing::Lf => Some(false),
+            },
+            state: State::Start,
+        }
+    }
+
+    /// The frame the stream was cut inside of, when the connection is closed by us (at
+    /// shutdown, or after the idle timeout) rather than by the peer: the bytes of a frame
+    /// begun and not finished. Call after `decode` has returned every complete frame.
+    pub fn cut(&mut self, buf: &mut BytesMut) -> Option<Frame> {
+        let state = std::mem::replace(&mut self.state, State::Start);
+        let rest = buf.split();
+        let begun = rest.iter().any(|&b| !(is_terminator(b) || b == b'\r'));
+        match state {
+            State::Octets { .. } => Some(Frame::Incomplete(rest.len())),
+            State::Start | State::Newline { .. } if begun => Some(Frame::Incomplete(rest.len())),
+            _ => None,
+        }
+    }
+}
+
+/// `\n` ends a line; some senders end frames with NUL instead.
+fn is_terminator(b: u8) -> bool {
+    b == b'\n' || b == b'\0'
+}
+
+fn trim_cr(mut line: BytesMut) -> BytesMut {
+    while line
+        .last()
+        .is_some_and(|&b| b == b'\r' || b == b'\n' || b == b'\0')
+    {
+        line.truncate(line.len() - 1);
+    }
+    line
+}
+
+/// The length that counts against the limit: without the line ending (a terminator, and
+/// the CR of a CRLF), so that a line of exactly the limit is kept however its CR and LF
+/// are split between reads.
+fn content_len(bytes: &[u8]) -> usize {
+    let bytes = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+    bytes.strip_suffix(b"\r").unwrap_or(bytes).len()
+}
+
+/// What the start of a frame says about octet counting.
+enum Prefix {
+    /// `LEN SP` with this many digits, followed by `<` (`Some(true)`) or something else.
+    Count { digits: usize, priority: bool },
+    /// Not a count.
+    NoCount,
+    /// Too few bytes to tell.
+    Unknown,
+}
+
+fn prefix(buf: &[u8]) -> Prefix {
+    let digits = buf
+        .iter()
+        .take(MAX_LEN_DIGITS + 1)
+        .take_while(|b| b.is_ascii_digit())
+        .count();
+    if digits == buf.len() && digits <= MAX_LEN_DIGITS {
+        // Only digits so far: wait to see what follows them.
+        return Prefix::Unknown;
+    }
+    if digits == 0 || digits > MAX_LEN_DIGITS || buf[0] == b'0' || buf[digits] != b' ' {
+        return Prefix::NoCount;
+    }
+    match buf.get(digits + 1) {
+        None => Prefix::Unknown,
+        Some(&next) => Prefix::Count {
+            digits,
+            priority: next == b'<',
+        },
+    }
+}
+
+/// What one state of the decoder did with the buffer.
+enum Step {
+    /// Moved to another state: go on.
+    Continue,
+    /// Done for now: a frame, or `None` when more bytes are needed.
+    Yield(Option<Frame>),
+}
+
+impl SyslogCodec {
+    /// Between frames: skips framing noise and tells what the next frame is.
+    fn start(&mut self, buf: &mut BytesMut) -> Step {
+        // Stray terminators between frames (a CRLF, a newline after an octet-counted
+        // frame) are framing noise, not empty lines.
+        let skip = buf
+            .iter()
+            .position(|&b| !(is_terminator(b) || b == b'\r'))
+            .unwrap_or(buf.len());
+        buf.advance(skip);
+        if buf.is_empty() {
+            return Step::Yield(None);
+        }
+        if self.octets == Some(false) {
+            self.state = State::Newline { scanned: 0 };
+            return Step::Continue;
+        }
+        let digits = match (prefix(buf), self.octets) {
+            (Prefix::Unknown, _) => return Step::Yield(None),
+            (Prefix::Count { digits, priority }, None) => {
+                // An `auto` connection's first frame decides.
+                self.octets = Some(priority);
+                if !priority {
+                    return Step::Continue;
+                }
+                digits
+            }
+            (Prefix::Count { digits, .. }, Some(_)) => digits,
+            (Prefix::NoCount, octets) => {
+                self.octets = Some(octets.unwrap_or(false));
+                self.state = State::Newline { scanned: 0 };
+                return Step::Continue;
+            }
+        };
+        let len = buf[..digits]
+            .iter()
+            .fold(0usize, |n, d| n * 10 + usize::from(d - b'0'));
+        buf.advance(digits + 1);
+        // The count includes any line ending; `octet_frame` checks the content.
+        if len > self.max_len.saturating_add(2) {
+            self.state = State::DiscardOctets { remaining: len };
+            return Step::Yield(Some(Frame::Oversize(len)));
+        }
+        self.state = State::Octets { len };
+        Step::Continue
+    }
+
+    /// Inside an octet-counted frame of `len` bytes.
+    fn octet_frame(&mut self, buf: &mut BytesMut, len: usize) -> Step {
+        if buf.len() < len {
+            buf.reserve(len - buf.len());
+            return Step::Yield(None);
+        }
+        self.state = State::Start;
+        let frame = buf.split_to(len);
+        if content_len(&frame) > self.max_len {
+            return Step::Yield(Some(Frame::Oversize(len)));
+        }
+        let line = trim_cr(frame);
+        if line.is_empty() {
+            return Step::Continue;
+        }
+        Step::Yield(Some(Frame::Line(line)))
+    }
+
+    /// Skipping what is left of an oversize octet-counted frame.
+    fn discard_octets(&mut self, buf: &mut BytesMut, remaining: usize) -> Step {
+        let n = remaining.min(buf.len());
+        buf.advance(n);
+        if n < remaining {
+            self.state = State::DiscardOctets {
+                remaining: remaining - n,
+            };
+            return Step::Yield(None);
+        }
+        self.state = State::Start;
+        Step::Continue
+    }
+
+    /// Inside a newline-terminated frame whose first `scanned` bytes hold no terminator.
+    fn newline(&mut self, buf: &mut BytesMut, scanned: usize) -> Step {
+        match buf[scanned..].iter().position(|&b| is_terminator(b)) {
+            Some(offset) => {
+                let line = buf.split_to(scanned + offset);
+                buf.advance(1);
+                self.state = State::Start;
+                let len = content_len(&line);
+                if len > self.max_len {
+                    return Step::Yield(Some(Frame::Oversize(len)));
+                }
+                let line = trim_cr(line);
+                if line.is_empty() {
+                    return Step::Continue;
+                }
+                Step::Yield(Some(Frame::Line(line)))
+            }
+            None if content_len(buf) > self.max_len => {
+                let seen = buf.len();
+                buf.clear();
+                self.state = State::DiscardLine;
+                Step::Yield(Some(Frame::Oversize(seen)))
+            }
+            None => {
+                self.state = State::Newline { scanned: buf.len() };
+                Step::Yield(None)
+            }
+        }
+    }
+
+    /// Skipping the rest of an oversize newline-terminated frame.
+    fn discard_line(&mut self, buf: &mut BytesMut) -> Step {
+        match buf.iter().position(|&b| is_terminator(b)) {
+            Some(end) => {
+                buf.advance(end + 1);
+                self.state = State::Start;
+                Step::Continue
+            }
+            None => {
+                buf.clear();
+                Step::Yield(None)
+            }
+        }
+    }
+}
+
+impl Decoder for SyslogCodec {
+    type Item = Frame;
+    type Error = std::io::Error;
+
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, std::io::Error> {
+        loop {
+            let step = match self.state {
+                State::Start => self.start(buf),
+                State::Octets { len } => self.octet_frame(buf, len),
+                State::DiscardOctets { remaining } => self.discard_octets(buf, remaining),
+                State::Newline { scanned } => self.newline(buf, scanned),
+                State::DiscardLine => self.discard_line(buf),
+            };
+            if let Step::Yield(frame) = step {
+                return Ok(frame);
+            }
+        }
+    }
+
+    fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, std::io::Error> {
+        if let Some(frame) = self.decode(buf)? {
+            return Ok(Some(frame));
+        }
+        // What is left is the start of a frame that will never be finished.
+        let state = std::mem::replace(&mut self.state, State::Start);
+        let rest = buf.split();
+        Ok(match state {
+            State::Octets { .. } => Some(Frame::Incomplete(rest.len())),
+            // A last line without its newline, the peer having closed the connection, is
+            // still a whole line.
+            State::Start | State::Newline { .. } if !rest.is_empty() => {
+                Some(Frame::Line(trim_cr(rest)))
+            }
+            _ => None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;
