@@ -76,3 +76,60 @@ fn every_reason_is_in_the_table_with_its_outcome() {
         assert!(row.contains(&format!("| {outcome} |")), "{row}");
     }
 }
+
+/// The README's layout table and the tree agree: every row is a file or directory of
+/// `src`, and every source file is a row or in a directory that is (`tests.rs` files,
+/// unit tests beside their code, aside).
+#[test]
+fn the_layout_table_matches_the_tree() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let table = README
+        .split("### Layout")
+        .nth(1)
+        .and_then(|rest| rest.split("```text\n").nth(1))
+        .and_then(|rest| rest.split("```").next())
+        .expect("a Layout section with a text block");
+    let rows: Vec<&str> = table
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    for row in &rows {
+        let path = root.join(row);
+        assert!(
+            path.exists(),
+            "{row} is in the layout table but not in the tree"
+        );
+        assert_eq!(
+            row.ends_with('/'),
+            path.is_dir(),
+            "{row}: a directory ends in /"
+        );
+    }
+    let mut missing = Vec::new();
+    let mut dirs = vec![root.join("src")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+                continue;
+            }
+            let relative = path
+                .strip_prefix(root)
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_string();
+            let parent = format!("{}/", relative.rsplit_once('/').unwrap().0);
+            let listed = rows.contains(&relative.as_str()) || rows.contains(&parent.as_str());
+            if !listed && !relative.ends_with("/tests.rs") {
+                missing.push(relative);
+            }
+        }
+    }
+    missing.sort();
+    assert!(
+        missing.is_empty(),
+        "not in the README's layout table: {missing:?}"
+    );
+}
