@@ -64,7 +64,10 @@ use support::haproxy::{
     INNER_RUN_LIMIT, IO_TIMEOUT, M_COUNTED, M_IGNORED, M_RECEIVED, M_REJECTED, M_REQUESTS,
     M_TCP_CONNECTIONS, STATUS_CLASSES,
 };
-use support::{run_in_private_netns, tail_file, wait_until, Checks, ChildGuard, NetnsRun};
+use support::{
+    json_field as field, run_in_private_netns, tail_file, tcp_sockets, wait_until, Checks,
+    ChildGuard, NetnsRun,
+};
 
 const OUTER_TEST: &str = "restart_end_to_end";
 const INNER_TEST: &str = "restart_e2e_inner";
@@ -191,16 +194,6 @@ fn start_client(
 // The exporter's log and its sockets
 // ---------------------------------------------------------------------------
 
-/// The value of `"name":value` or `"name":"value"` in a JSON log line.
-fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
-    let key = format!("\"{name}\":");
-    let rest = &line[line.find(&key)? + key.len()..];
-    match rest.strip_prefix('"') {
-        Some(quoted) => quoted.split('"').next(),
-        None => rest.split([',', '}']).next(),
-    }
-}
-
 /// What an exporter's summary line (its last, `stopped`) says it counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Summary {
@@ -245,19 +238,11 @@ fn connection_ends(log: &str) -> BTreeMap<String, usize> {
 /// connection to the exporter's TCP address, the exporter's end.
 fn exporter_unread() -> Vec<u64> {
     let local = format!("0100007F:{:04X}", tcp_port());
-    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
-    table
-        .lines()
-        .skip(1)
-        .filter_map(|row| {
-            let cols: Vec<&str> = row.split_whitespace().collect();
-            // State 01: established.
-            if cols.get(1) != Some(&local.as_str()) || cols.get(3) != Some(&"01") {
-                return None;
-            }
-            let (_, rx) = cols.get(4)?.split_once(':')?;
-            u64::from_str_radix(rx, 16).ok()
-        })
+    tcp_sockets()
+        .into_iter()
+        // State 01: established.
+        .filter(|s| s.local == local && s.state == "01")
+        .map(|s| s.rx)
         .collect()
 }
 

@@ -16,7 +16,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
-use support::{scrape_metrics, wait_until, ChildGuard};
+use support::{
+    json_field as field, proc_net_addr, scrape_metrics, tcp_sockets, wait_until, ChildGuard,
+};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -114,41 +116,13 @@ struct Summary {
     ignored: u64,
 }
 
-/// The value of `"name":value` or `"name":"value"` in a JSON log line.
-fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
-    let key = format!("\"{name}\":");
-    let rest = &line[line.find(&key)? + key.len()..];
-    match rest.strip_prefix('"') {
-        Some(quoted) => quoted.split('"').next(),
-        None => rest.split([',', '}']).next(),
-    }
-}
-
-/// A TCP socket's queues, from `/proc/net/tcp`, by its local and remote address:
-/// `tx_queue`, the bytes its kernel holds that the peer has not acknowledged (what
-/// `SIOCOUTQ` gives), and `rx_queue`, those acknowledged and not yet read.
+/// A TCP socket's queues, `tx` and `rx`, by its local and remote address.
 fn queues(local: SocketAddr, remote: SocketAddr) -> Option<(u64, u64)> {
-    let hex = |addr: SocketAddr| match addr {
-        SocketAddr::V4(a) => Some(format!(
-            "{:08X}:{:04X}",
-            u32::from_le_bytes(a.ip().octets()),
-            a.port()
-        )),
-        SocketAddr::V6(_) => None,
-    };
-    let (local, remote) = (hex(local)?, hex(remote)?);
-    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
-    table.lines().skip(1).find_map(|row| {
-        let cols: Vec<&str> = row.split_whitespace().collect();
-        if cols.get(1) != Some(&local.as_str()) || cols.get(2) != Some(&remote.as_str()) {
-            return None;
-        }
-        let (tx, rx) = cols.get(4)?.split_once(':')?;
-        Some((
-            u64::from_str_radix(tx, 16).ok()?,
-            u64::from_str_radix(rx, 16).ok()?,
-        ))
-    })
+    let (local, remote) = (proc_net_addr(local)?, proc_net_addr(remote)?);
+    tcp_sockets()
+        .into_iter()
+        .find(|s| s.local == local && s.remote == remote)
+        .map(|s| (s.tx, s.rx))
 }
 
 /// Bytes the sender at `local` wrote that the exporter at `server` has not acknowledged.

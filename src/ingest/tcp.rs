@@ -383,25 +383,34 @@ mod tests {
         assert_eq!(counted, Some(15.0));
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn silent_connections_close_after_the_idle_timeout() {
-        let registry = prometheus::Registry::new();
-        let pipeline = Pipeline::new(&[], &registry).unwrap();
+    /// A connection with a 300 s idle timeout, handled until it closes; the task returns
+    /// how long it was open.
+    fn idle_connection(
+        pipeline: Arc<Pipeline>,
+    ) -> (tokio::io::DuplexStream, tokio::task::JoinHandle<Duration>) {
         let settings = TcpSettings {
             max_connections: 1,
             max_line_bytes: 65536,
             idle_timeout: Some(Duration::from_secs(300)),
             framing: Framing::Auto,
         };
-        // The client sends one line, then nothing: the connection stays open 300 s after
-        // that line, not after the connection opened.
-        let (mut client, server) = tokio::io::duplex(1024);
+        let (client, server) = tokio::io::duplex(1024);
         let peer = SocketAddr::from(([127, 0, 0, 1], 1));
         let start = Instant::now();
         let task = tokio::spawn(async move {
             handle(server, peer, &pipeline, settings, CancellationToken::new()).await;
             start.elapsed()
         });
+        (client, task)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn silent_connections_close_after_the_idle_timeout() {
+        let registry = prometheus::Registry::new();
+        let pipeline = Arc::new(Pipeline::new(&[], &registry).unwrap());
+        // The client sends one line, then nothing: the connection stays open 300 s after
+        // that line, not after the connection opened.
+        let (mut client, task) = idle_connection(pipeline);
         tokio::time::sleep(Duration::from_secs(100)).await;
         tokio::io::AsyncWriteExt::write_all(&mut client, b"<134>x\n")
             .await
@@ -418,20 +427,7 @@ mod tests {
     async fn the_idle_timeout_counts_from_the_last_byte() {
         let registry = prometheus::Registry::new();
         let pipeline = Arc::new(Pipeline::new(&[], &registry).unwrap());
-        let settings = TcpSettings {
-            max_connections: 1,
-            max_line_bytes: 65536,
-            idle_timeout: Some(Duration::from_secs(300)),
-            framing: Framing::Auto,
-        };
-        let (mut client, server) = tokio::io::duplex(1024);
-        let peer = SocketAddr::from(([127, 0, 0, 1], 1));
-        let start = Instant::now();
-        let handler = pipeline.clone();
-        let task = tokio::spawn(async move {
-            handle(server, peer, &handler, settings, CancellationToken::new()).await;
-            start.elapsed()
-        });
+        let (mut client, task) = idle_connection(pipeline);
         for piece in [b"<134>a ".as_slice(), b"slow ", b"line"] {
             tokio::time::sleep(Duration::from_secs(200)).await;
             tokio::io::AsyncWriteExt::write_all(&mut client, piece)

@@ -26,7 +26,7 @@ pub mod relays;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -44,6 +44,60 @@ pub fn is_ci() -> bool {
             v == "true" || v == "1" || v == "yes"
         })
         .unwrap_or(false)
+}
+
+/// The value of `"name":value` or `"name":"value"` in a JSON log line.
+pub fn json_field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    let key = format!("\"{name}\":");
+    let rest = &line[line.find(&key)? + key.len()..];
+    match rest.strip_prefix('"') {
+        Some(quoted) => quoted.split('"').next(),
+        None => rest.split([',', '}']).next(),
+    }
+}
+
+/// One IPv4 TCP socket of `/proc/net/tcp`: addresses as the kernel writes them
+/// (`0100007F:1F90`), its state (`01`: established), and its queues: `tx`, the bytes
+/// its peer has not acknowledged (what `SIOCOUTQ` gives), `rx`, those acknowledged and
+/// not yet read.
+pub struct TcpSocketRow {
+    pub local: String,
+    pub remote: String,
+    pub state: String,
+    pub tx: u64,
+    pub rx: u64,
+}
+
+/// The IPv4 TCP sockets of this network namespace.
+pub fn tcp_sockets() -> Vec<TcpSocketRow> {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|row| {
+            let cols: Vec<&str> = row.split_whitespace().collect();
+            let (tx, rx) = cols.get(4)?.split_once(':')?;
+            Some(TcpSocketRow {
+                local: cols.get(1)?.to_string(),
+                remote: cols.get(2)?.to_string(),
+                state: cols.get(3)?.to_string(),
+                tx: u64::from_str_radix(tx, 16).ok()?,
+                rx: u64::from_str_radix(rx, 16).ok()?,
+            })
+        })
+        .collect()
+}
+
+/// An IPv4 address as `/proc/net/tcp` writes it.
+pub fn proc_net_addr(addr: SocketAddr) -> Option<String> {
+    match addr {
+        SocketAddr::V4(a) => Some(format!(
+            "{:08X}:{:04X}",
+            u32::from_le_bytes(a.ip().octets()),
+            a.port()
+        )),
+        SocketAddr::V6(_) => None,
+    }
 }
 
 /// Finds an executable by name on `PATH`, then in the sbin directories that a
