@@ -87,7 +87,7 @@ impl Daemon {
     async fn scrape_after(&self, received: f64) -> Samples {
         let scraped = wait_until_async(WAIT, || async {
             let samples = self.scrape().await;
-            let got = samples.sum("haproxy_log_exporter_lines_received_total", &[]);
+            let got = lines_total(&samples, "received");
             (got >= received).then_some(samples)
         })
         .await;
@@ -121,12 +121,25 @@ async fn send_tcp(to: SocketAddr, data: &[u8], piece: usize) {
     stream.shutdown().await.unwrap();
 }
 
+/// Lines received, counted, rejected or ignored, over every transport and reason.
+fn lines_total(samples: &Samples, outcome: &str) -> f64 {
+    samples.sum(&format!("haproxy_log_exporter_lines_{outcome}_total"), &[])
+}
+
+/// Lines rejected for `reason`.
+fn rejected_for(samples: &Samples, reason: &str) -> Option<f64> {
+    samples.get(
+        "haproxy_log_exporter_lines_rejected_total",
+        &[("reason", reason)],
+    )
+}
+
 /// received = counted + rejected + ignored.
 fn assert_invariant(samples: &Samples) {
-    let received = samples.sum("haproxy_log_exporter_lines_received_total", &[]);
-    let counted = samples.sum("haproxy_log_exporter_lines_counted_total", &[]);
-    let rejected = samples.sum("haproxy_log_exporter_lines_rejected_total", &[]);
-    let ignored = samples.sum("haproxy_log_exporter_lines_ignored_total", &[]);
+    let received = lines_total(&samples, "received");
+    let counted = lines_total(&samples, "counted");
+    let rejected = lines_total(&samples, "rejected");
+    let ignored = lines_total(&samples, "ignored");
     assert_eq!(
         received,
         counted + rejected + ignored,
@@ -166,10 +179,7 @@ async fn udp_and_both_tcp_framings_are_counted_exactly() {
     };
     assert_eq!(received("udp"), Some(23.0));
     assert_eq!(received("tcp"), Some(30.0));
-    assert_eq!(
-        samples.sum("haproxy_log_exporter_lines_counted_total", &[]),
-        53.0
-    );
+    assert_eq!(lines_total(&samples, "counted"), 53.0);
     assert_invariant(&samples);
 
     let golden = include_str!("fixtures/daemon/requests_total.prom");
@@ -276,17 +286,8 @@ async fn oversize_frames_are_discarded_and_the_connection_goes_on() {
         ),
         Some(1.0)
     );
-    assert_eq!(
-        samples.get(
-            "haproxy_log_exporter_lines_rejected_total",
-            &[("reason", "oversize_frame")]
-        ),
-        Some(3.0)
-    );
-    assert_eq!(
-        samples.sum("haproxy_log_exporter_lines_counted_total", &[]),
-        6.0
-    );
+    assert_eq!(rejected_for(&samples, "oversize_frame"), Some(3.0));
+    assert_eq!(lines_total(&samples, "counted"), 6.0);
     assert_invariant(&samples);
     daemon.stop().await;
 }
@@ -316,10 +317,7 @@ async fn notices_are_ignored_and_garbage_is_rejected_by_reason() {
     assert_eq!(rejected("bad_timers"), Some(1.0));
     assert_eq!(rejected("unrecognized_format"), Some(1.0));
     assert_eq!(rejected("empty_line"), Some(1.0));
-    assert_eq!(
-        samples.sum("haproxy_log_exporter_lines_counted_total", &[]),
-        1.0
-    );
+    assert_eq!(lines_total(&samples, "counted"), 1.0);
     assert_invariant(&samples);
     daemon.stop().await;
 }
@@ -348,10 +346,7 @@ async fn connections_over_the_cap_are_closed_and_counted() {
     // The first connection is still served.
     first.write_all(lines(H_EDGE)[1]).await.unwrap();
     let samples = daemon.scrape_after(2.0).await;
-    assert_eq!(
-        samples.sum("haproxy_log_exporter_lines_counted_total", &[]),
-        2.0
-    );
+    assert_eq!(lines_total(&samples, "counted"), 2.0);
     daemon.stop().await;
 }
 
@@ -379,10 +374,7 @@ async fn unix_socket_replaces_a_stale_socket_and_counts_lines() {
         &[("transport", "unix")],
     );
     assert_eq!(received, Some(23.0));
-    assert_eq!(
-        samples.sum("haproxy_log_exporter_lines_counted_total", &[]),
-        23.0
-    );
+    assert_eq!(lines_total(&samples, "counted"), 23.0);
     daemon.stop().await;
     assert!(!path.exists(), "the socket file is removed at exit");
 }
@@ -400,10 +392,7 @@ async fn unix_socket_never_replaces_a_live_socket() {
     let sender = tokio::net::UnixDatagram::unbound().unwrap();
     sender.send_to(lines(H_EDGE)[0], &path).await.unwrap();
     let samples = first.scrape_after(1.0).await;
-    assert_eq!(
-        samples.sum("haproxy_log_exporter_lines_counted_total", &[]),
-        1.0
-    );
+    assert_eq!(lines_total(&samples, "counted"), 1.0);
     first.stop().await;
 }
 
@@ -506,10 +495,7 @@ async fn unix_socket_replaces_a_stale_stream_socket_and_appears_with_its_mode() 
     let sender = tokio::net::UnixDatagram::unbound().unwrap();
     sender.send_to(lines(H_EDGE)[0], &path).await.unwrap();
     let samples = daemon.scrape_after(1.0).await;
-    assert_eq!(
-        samples.sum("haproxy_log_exporter_lines_counted_total", &[]),
-        1.0
-    );
+    assert_eq!(lines_total(&samples, "counted"), 1.0);
     daemon.stop().await;
     assert!(!path.exists(), "our socket is removed at exit");
     assert_eq!(
@@ -586,17 +572,8 @@ async fn datagrams_up_to_the_line_limit_are_counted_and_longer_ones_are_oversize
         &[("transport", "unix")],
     );
     assert_eq!(oversize_unix, Some(3.0));
-    assert_eq!(
-        samples.get(
-            "haproxy_log_exporter_lines_rejected_total",
-            &[("reason", "oversize_frame")]
-        ),
-        Some(3.0)
-    );
-    assert_eq!(
-        samples.sum("haproxy_log_exporter_lines_counted_total", &[]),
-        3.0
-    );
+    assert_eq!(rejected_for(&samples, "oversize_frame"), Some(3.0));
+    assert_eq!(lines_total(&samples, "counted"), 3.0);
     assert_invariant(&samples);
     daemon.stop().await;
 
@@ -615,10 +592,7 @@ async fn datagrams_up_to_the_line_limit_are_counted_and_longer_ones_are_oversize
         ),
         Some(2.0)
     );
-    assert_eq!(
-        samples.sum("haproxy_log_exporter_lines_counted_total", &[]),
-        1.0
-    );
+    assert_eq!(lines_total(&samples, "counted"), 1.0);
     daemon.stop().await;
 }
 
@@ -719,10 +693,7 @@ async fn shutdown_counts_datagrams_already_queued() {
     // Shut down at once: the receive loop never runs, only the drain does.
     server.run(async {}).await.unwrap();
     let samples = exposition(&registry);
-    assert_eq!(
-        samples.sum("haproxy_log_exporter_lines_counted_total", &[]),
-        datagrams.len() as f64
-    );
+    assert_eq!(lines_total(&samples, "counted"), datagrams.len() as f64);
 }
 
 fn exposition(registry: &prometheus::Registry) -> Samples {
@@ -808,10 +779,7 @@ async fn a_line_starting_with_a_number_is_not_an_octet_count() {
     }
     send_tcp(daemon.tcp, stream.as_bytes(), 37).await;
     let samples = daemon.scrape_after(100.0).await;
-    assert_eq!(
-        samples.sum("haproxy_log_exporter_lines_counted_total", &[]),
-        100.0
-    );
+    assert_eq!(lines_total(&samples, "counted"), 100.0);
     let requests = |status| samples.sum("haproxy_log_requests_total", &[("status_code", status)]);
     assert_eq!(
         (requests("200"), requests("404"), requests("503")),
@@ -836,14 +804,8 @@ async fn a_bad_first_frame_never_costs_the_frames_after_it() {
     }
     send_tcp(daemon.tcp, &stream, 1000).await;
     let samples = daemon.scrape_after(101.0).await;
-    assert_eq!(
-        samples.sum("haproxy_log_exporter_lines_counted_total", &[]),
-        100.0
-    );
-    assert_eq!(
-        samples.sum("haproxy_log_exporter_lines_rejected_total", &[]),
-        1.0
-    );
+    assert_eq!(lines_total(&samples, "counted"), 100.0);
+    assert_eq!(lines_total(&samples, "rejected"), 1.0);
     assert_invariant(&samples);
     daemon.stop().await;
 }
@@ -857,10 +819,7 @@ async fn framing_can_be_fixed_for_every_connection() {
     let stream = [b"not counted\n".as_slice(), RING_OCTET].concat();
     send_tcp(daemon.tcp, &stream, 13).await;
     let samples = daemon.scrape_after(16.0).await;
-    assert_eq!(
-        samples.sum("haproxy_log_exporter_lines_counted_total", &[]),
-        15.0
-    );
+    assert_eq!(lines_total(&samples, "counted"), 15.0);
     assert_invariant(&samples);
     daemon.stop().await;
 
@@ -868,13 +827,7 @@ async fn framing_can_be_fixed_for_every_connection() {
     let daemon = Daemon::start(&[("HLE_SYSLOG_TCP_FRAMING", "lf")]).await;
     send_tcp(daemon.tcp, RING_OCTET, 13).await;
     let samples = daemon.scrape_after(1.0).await;
-    assert_eq!(
-        samples.sum("haproxy_log_exporter_lines_counted_total", &[]),
-        0.0
-    );
-    assert_eq!(
-        samples.sum("haproxy_log_exporter_lines_received_total", &[]),
-        1.0
-    );
+    assert_eq!(lines_total(&samples, "counted"), 0.0);
+    assert_eq!(lines_total(&samples, "received"), 1.0);
     daemon.stop().await;
 }
