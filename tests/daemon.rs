@@ -136,10 +136,10 @@ fn rejected_for(samples: &Samples, reason: &str) -> Option<f64> {
 
 /// received = counted + rejected + ignored.
 fn assert_invariant(samples: &Samples) {
-    let received = lines_total(&samples, "received");
-    let counted = lines_total(&samples, "counted");
-    let rejected = lines_total(&samples, "rejected");
-    let ignored = lines_total(&samples, "ignored");
+    let received = lines_total(samples, "received");
+    let counted = lines_total(samples, "counted");
+    let rejected = lines_total(samples, "rejected");
+    let ignored = lines_total(samples, "ignored");
     assert_eq!(
         received,
         counted + rejected + ignored,
