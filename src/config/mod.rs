@@ -16,7 +16,6 @@ use std::time::Duration;
 
 use crate::haproxy::format::{Format, BUILT_IN};
 use crate::haproxy::{LineFormat, Parser};
-use crate::ingest::codec::Framing;
 use crate::metrics::{Cardinality, MetricConfig};
 
 mod metrics;
@@ -29,6 +28,26 @@ pub use reader::parse_duration;
 use reader::{list, Reader};
 use vars::unknown_variables;
 pub use vars::{effective, process_env, variables, Variable};
+
+/// `HLE_SYSLOG_TCP_FRAMING`: how a TCP connection's frames are delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// Decided by each connection's first frame.
+    Auto,
+    /// RFC 6587 octet counting (`LEN SP MSG`), for every connection.
+    OctetCount,
+    /// Newline-terminated lines, for every connection; a leading number is data.
+    Lf,
+}
+
+impl Framing {
+    /// The variable's values, as written in the configuration.
+    pub const NAMES: [(&'static str, Framing); 3] = [
+        ("auto", Framing::Auto),
+        ("octet-count", Framing::OctetCount),
+        ("lf", Framing::Lf),
+    ];
+}
 
 /// How the exporter writes its own logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,7 +151,9 @@ impl Config {
         let udp_recv_buffer_bytes = r
             .number("HLE_UDP_RECV_BUFFER_BYTES", 0, MAX_RECV_BUFFER_BYTES)
             .filter(|&n| n > 0);
-        unknown_variables(&mut r);
+        for problem in unknown_variables(r.env()) {
+            r.problem(problem);
+        }
 
         if r.has_problems() {
             return Err(ConfigError {

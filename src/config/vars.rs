@@ -7,8 +7,6 @@ use std::collections::{HashMap, HashSet};
 
 use crate::metrics::{Kind, METRICS};
 
-use super::reader::Reader;
-
 /// A documented variable: name, default, meaning. `--help` and the README list these.
 pub struct Variable {
     pub name: String,
@@ -217,9 +215,9 @@ pub(super) fn default_of(name: &str) -> Option<&'static str> {
 /// Variables that had another name in earlier builds: old, new.
 const RENAMED: &[(&str, &str)] = &[("HLE_HAPROXY_LOG_FORMAT", "HLE_LOG_FORMAT")];
 
-/// A `HLE_` variable nobody reads is most likely a typo that would silently do nothing.
-pub(super) fn unknown_variables(r: &mut Reader) {
-    let env = r.env();
+/// A `HLE_` variable nobody reads is most likely a typo that would silently do nothing:
+/// the problems with the names of `env`.
+pub(super) fn unknown_variables(env: &HashMap<String, String>) -> Vec<String> {
     let mut known: HashSet<String> = variables().into_iter().map(|v| v.name).collect();
     // A counter's `_BUCKETS` gets its own, more helpful, message in `metric_configs`.
     known.extend(
@@ -232,14 +230,13 @@ pub(super) fn unknown_variables(r: &mut Reader) {
         .filter(|k| k.starts_with("HLE_") && !known.contains(*k) && !is_service_link(k))
         .collect();
     unknown.sort();
-    for name in unknown {
-        match RENAMED.iter().find(|(old, _)| old == name) {
-            Some((_, new)) => r.problem(format!("{name}: renamed, use {new}")),
-            None => r.problem(format!(
-                "{name}: unknown variable (see --help for the list)"
-            )),
-        }
-    }
+    unknown
+        .into_iter()
+        .map(|name| match RENAMED.iter().find(|(old, _)| old == name) {
+            Some((_, new)) => format!("{name}: renamed, use {new}"),
+            None => format!("{name}: unknown variable (see --help for the list)"),
+        })
+        .collect()
 }
 
 /// Kubernetes gives a pod (unless `enableServiceLinks: false`) variables for every Service

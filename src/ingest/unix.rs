@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use socket2::{Domain, SockAddr, Socket, Type};
 
-use crate::Error;
+use crate::error::Error;
 
 /// The socket file we created: its path and identity, to tell it from a file that
 /// replaced it.

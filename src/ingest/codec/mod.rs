@@ -19,6 +19,8 @@
 use bytes::{Buf, BytesMut};
 use tokio_util::codec::Decoder;
 
+pub use crate::config::Framing;
+
 /// One item of the stream.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Frame {
@@ -28,26 +30,6 @@ pub enum Frame {
     Oversize(usize),
     /// The stream ended inside a frame, after this many of its bytes.
     Incomplete(usize),
-}
-
-/// `HLE_SYSLOG_TCP_FRAMING`: how a TCP connection's frames are delimited.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Framing {
-    /// Decided by each connection's first frame.
-    Auto,
-    /// RFC 6587 octet counting (`LEN SP MSG`), for every connection.
-    OctetCount,
-    /// Newline-terminated lines, for every connection; a leading number is data.
-    Lf,
-}
-
-impl Framing {
-    /// The variable's values, as written in the configuration.
-    pub const NAMES: [(&'static str, Framing); 3] = [
-        ("auto", Framing::Auto),
-        ("octet-count", Framing::OctetCount),
-        ("lf", Framing::Lf),
-    ];
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
