@@ -21,6 +21,7 @@ pub mod ingest;
 pub mod metrics;
 pub mod pipeline;
 pub mod replay;
+mod scan;
 pub mod shutdown;
 pub mod syslog;
 pub mod telemetry;

@@ -20,6 +20,8 @@
 //! is recognised by a hand-written fast path; a `<PRI>` line with a timestamp the fast path
 //! does not know falls back to `syslog_loose`, the general (and much slower) parser.
 
+use crate::scan::memchr;
+
 /// A syslog line split into its header fields and the HAProxy message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Syslog<'a> {
@@ -264,13 +266,6 @@ fn loose_message<'a>(line: &'a [u8], rest: &'a [u8]) -> &'a [u8] {
     // `msg` borrows from `text`; find where it starts to hand back bytes of `line`.
     let offset = parsed.msg.as_ptr() as usize - text.as_ptr() as usize;
     line.get(offset..offset + parsed.msg.len()).unwrap_or(rest)
-}
-
-/// Position of the first `needle` byte.
-#[inline]
-pub(crate) fn memchr(needle: u8, haystack: &[u8]) -> Option<usize> {
-    // Fields are a few bytes long: a plain loop beats a vectorised search's set-up.
-    haystack.iter().position(|&b| b == needle)
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@
 use std::borrow::Cow;
 
 use super::record::{EntryKind, LogRecord, Timer};
-use crate::syslog::memchr;
+use crate::scan::{is_status, memchr, memchr_long, number, plus, utf8_prefix};
 
 /// Why a line that looked like a traffic log could not be counted. `Copy`, and its reason
 /// is the `reason` label of `haproxy_log_exporter_lines_rejected_total`.
@@ -260,15 +260,6 @@ impl<'a> Fields<'a> {
     }
 }
 
-/// `text` up to the first byte that is not UTF-8: HAProxy escapes such bytes, so a line
-/// with one is read as if it were cut there.
-fn utf8_prefix(message: &[u8]) -> &str {
-    match std::str::from_utf8(message) {
-        Ok(text) => text,
-        Err(err) => std::str::from_utf8(&message[..err.valid_up_to()]).unwrap_or_default(),
-    }
-}
-
 /// Splits `field` at the byte position `at` (of an ASCII byte), leaving that byte out.
 fn split_at_ascii(field: &str, at: usize) -> (&str, &str) {
     (
@@ -388,7 +379,7 @@ fn parse_request_tail<'a>(mut rest: &'a str, record: &mut LogRecord<'a>) -> Resu
             break;
         }
         // HAProxy escapes `{`, `|`, `}` and `"` inside captures, so the first `}` closes it.
-        match memchr(b'}', rest.as_bytes()) {
+        match memchr_long(b'}', rest.as_bytes()) {
             Some(close) => {
                 rest = rest.get(close + 1..).unwrap_or_default();
                 rest = rest.strip_prefix(' ').unwrap_or(rest);
@@ -410,7 +401,7 @@ fn parse_request_tail<'a>(mut rest: &'a str, record: &mut LogRecord<'a>) -> Resu
             BAD_REQUEST_LINE
         });
     };
-    let request = match memchr(b'"', request.as_bytes()) {
+    let request = match memchr_long(b'"', request.as_bytes()) {
         Some(close) if close + 1 == request.len() => request.get(..close).unwrap_or_default(),
         Some(_) => return Err(TRAILING_DATA),
         None => {
@@ -447,19 +438,18 @@ pub fn request_path(uri: &[u8]) -> Cow<'_, str> {
 
 fn path_of(uri: &str) -> Cow<'_, str> {
     let mut path = uri;
-    // Only an absolute URI has a scheme; a path starts with `/`.
+    // Only an absolute URI has a scheme; a path starts with `/`. The scheme is the
+    // characters a scheme may have, up to the first `://`.
     if !path.starts_with('/') {
-        if let Some(scheme_end) = find(path.as_bytes(), b"://") {
-            if path.as_bytes()[..scheme_end]
-                .iter()
-                .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(b))
-            {
-                let authority = path.get(scheme_end + 3..).unwrap_or_default();
-                path = match memchr(b'/', authority.as_bytes()) {
-                    Some(slash) => authority.get(slash..).unwrap_or("/"),
-                    None => "/",
-                };
-            }
+        let scheme_end = path
+            .bytes()
+            .position(|b| !(b.is_ascii_alphanumeric() || b"+-.".contains(&b)))
+            .unwrap_or(path.len());
+        if let Some(authority) = path.get(scheme_end..).and_then(|p| p.strip_prefix("://")) {
+            path = match memchr(b'/', authority.as_bytes()) {
+                Some(slash) => authority.get(slash..).unwrap_or("/"),
+                None => "/",
+            };
         }
     }
     // One pass: up to the query string, noting whether there is an escape to decode.
@@ -502,11 +492,6 @@ fn hex_byte(pair: &[u8]) -> Option<u8> {
     u8::try_from(hi * 16 + lo).ok()
 }
 
-/// Position of the first `needle` in `haystack`.
-pub(super) fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
-
 /// `%tsc` (4 characters) or `%ts` (2): the label keeps the first two, the termination
 /// cause and the session state; the cookie flags would only multiply series.
 fn termination_state(field: &str, len: usize) -> Result<&str, ParseError> {
@@ -517,32 +502,12 @@ fn termination_state(field: &str, len: usize) -> Result<&str, ParseError> {
     Ok(field.get(..2).unwrap_or_default())
 }
 
-/// Drops the `+` that logasap (and redispatch, on `%rc`) put before a value.
-pub(super) fn plus(field: &[u8]) -> &[u8] {
-    field.strip_prefix(b"+").unwrap_or(field)
-}
-
 /// A timer: `-1` is `None`; logasap writes `Ta` as `+301`.
 fn timer(field: &[u8]) -> Option<Timer> {
     if field == b"-1" {
         return Some(None);
     }
     number(plus(field)).map(Some)
-}
-
-/// A decimal number of at most 19 digits (so it fits a `u64`).
-pub(super) fn number(field: &[u8]) -> Option<u64> {
-    if field.is_empty() || field.len() > 19 {
-        return None;
-    }
-    field.iter().try_fold(0u64, |acc, &b| {
-        b.is_ascii_digit().then(|| acc * 10 + u64::from(b - b'0'))
-    })
-}
-
-/// `%ST`: three digits, or `-1` when the client left before any response.
-pub(super) fn is_status(field: &[u8]) -> bool {
-    field == b"-1" || (field.len() == 3 && field.iter().all(u8::is_ascii_digit))
 }
 
 /// Label values must be text; HAProxy writes these fields in printable ASCII.

@@ -27,8 +27,9 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use super::parser::{find, is_status, number, plus, request_path};
+use super::parser::request_path;
 use super::record::{EntryKind, LogRecord, MAX_CUSTOM_LABELS};
+use crate::scan::{is_status, number, plus, split_on, utf8_prefix, Needle};
 
 /// HAProxy's built-in formats, as written in haproxy.cfg, by the names `option httplog`, `httpslog`, `tcplog` and
 /// `httplog clf` give them (configuration.txt, sections 8.2.2 to 8.2.5; `tcplog-clf` is
@@ -188,6 +189,8 @@ enum Token {
     /// Text without spaces, matched exactly.
     Literal {
         text: Vec<u8>,
+        /// `text`, for the search of where the field before it ends.
+        needle: Needle,
         reason: &'static str,
     },
     /// A run of spaces: one space, unless the last thing written was a space.
@@ -495,7 +498,9 @@ impl Format {
                 };
                 let version = past(past(0));
                 let end = match next {
-                    Some(Token::Literal { text, .. }) => version + find(&rest[version..], text)?,
+                    Some(Token::Literal { needle, .. }) => {
+                        version + needle.find(&rest[version..])?
+                    }
                     _ => space_from(rest, version),
                 };
                 only(Some(at(0, end, end)))
@@ -504,7 +509,7 @@ impl Format {
                 // `01/Dec/2026:19:53:06 +0000`: two words.
                 let zone = (word_end + 1).min(rest.len());
                 let end = match next {
-                    Some(Token::Literal { text, .. }) => zone + find(&rest[zone..], text)?,
+                    Some(Token::Literal { needle, .. }) => zone + needle.find(&rest[zone..])?,
                     _ => space_from(rest, zone),
                 };
                 only(Some(at(0, end, end)))
@@ -533,9 +538,9 @@ impl Format {
                         }
                         Some(_) => None,
                     },
-                    Some(Token::Literal { text, .. }) => {
+                    Some(Token::Literal { needle, .. }) => {
                         let from = prev_end.map_or(0, |p| p + 1).min(rest.len());
-                        find(&rest[from..], text).map(|j| from + j)
+                        needle.find(&rest[from..]).map(|j| from + j)
                     }
                     // Rejected at compile time: two fields with nothing between them.
                     Some(Token::Field(_)) => None,
@@ -547,7 +552,7 @@ impl Format {
                 }
             }
             FieldKind::ClientIp => {
-                let Some(Token::Literal { text, .. }) = next else {
+                let Some(Token::Literal { text, needle, .. }) = next else {
                     return only(Some(at(0, word_end, word_end)));
                 };
                 // IPv6 holds colons: the address ends at the last occurrence of what
@@ -560,10 +565,10 @@ impl Format {
                     None => (run + text.len()).min(rest.len()),
                     Some(p) => (p + text.len()).saturating_sub(1),
                 };
-                match rfind(&rest[..window], text) {
+                match needle.rfind(&rest[..window]) {
                     Some(end) => Some(at(0, end, end)),
                     // ... or, outside them, at its first occurrence.
-                    None if prev.is_none() => find(rest, text).map(|end| at(0, end, end)),
+                    None if prev.is_none() => needle.find(rest).map(|end| at(0, end, end)),
                     None => None,
                 }
             }
@@ -572,7 +577,7 @@ impl Format {
                     None | Some(Token::Separator { .. }) => word_end,
                     // Names, numbers, methods and paths hold no space; free-form
                     // aliases (`%ID`, cookies) may.
-                    Some(Token::Literal { text, .. }) => match find(rest, text)? {
+                    Some(Token::Literal { needle, .. }) => match needle.find(rest)? {
                         end if end > word_end && field.kind != FieldKind::Other => return None,
                         end => end,
                     },
@@ -899,33 +904,6 @@ fn capture<'v>(field: &Field, value: &'v [u8], n: usize) -> &'v [u8] {
     inner.split(|&b| b == b'|').nth(n).unwrap_or_default()
 }
 
-/// A label value: HAProxy writes a header as the client sent it, which need not be
-/// UTF-8; such a value is kept up to its first byte that is not, and the line counted.
-fn utf8_prefix(value: &[u8]) -> &str {
-    match std::str::from_utf8(value) {
-        Ok(text) => text,
-        Err(err) => std::str::from_utf8(&value[..err.valid_up_to()]).unwrap_or_default(),
-    }
-}
-
-/// `haystack` split at each occurrence of `separator`.
-fn split_on<'h>(haystack: &'h [u8], separator: &'h [u8]) -> impl Iterator<Item = &'h [u8]> {
-    let mut rest = Some(haystack);
-    std::iter::from_fn(move || {
-        let current = rest?;
-        match find(current, separator) {
-            Some(i) => {
-                rest = Some(&current[i + separator.len()..]);
-                Some(&current[..i])
-            }
-            None => {
-                rest = None;
-                Some(current)
-            }
-        }
-    })
-}
-
 /// Puts a field's value into the record; `None` if it is malformed.
 fn store<'a>(
     field: &Field,
@@ -1035,10 +1013,6 @@ fn text(v: &[u8]) -> Option<&str> {
     std::str::from_utf8(v).ok()
 }
 
-fn rfind(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).rposition(|w| w == needle)
-}
-
 /// Undoes haproxy.cfg quoting (`"..."` with backslash escapes, `'...'` verbatim, `\x`
 /// outside quotes) and a leading `log-format` keyword. Each output byte keeps the column
 /// it came from, for error messages.
@@ -1135,9 +1109,13 @@ pub fn compile(format: &str) -> Result<Format, FormatError> {
         match (tokens.last_mut(), b) {
             (Some(Token::Separator { .. }), b' ') => {}
             (_, b' ') => tokens.push(Token::Separator { reason: reason() }),
-            (Some(Token::Literal { text, .. }), b) => text.push(b),
+            (Some(Token::Literal { text, needle, .. }), b) => {
+                text.push(b);
+                *needle = Needle::new(text);
+            }
             (_, b) => tokens.push(Token::Literal {
                 text: vec![b],
+                needle: Needle::new(&[b]),
                 reason: reason(),
             }),
         }
