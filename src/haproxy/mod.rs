@@ -3,11 +3,11 @@
 pub mod format;
 mod parser;
 mod record;
+mod uri;
 
-pub use parser::{
-    parse, request_path, ConnectionLine, Entry, ParseError, IGNORE_REASONS, REJECT_REASONS,
-};
+pub use parser::{parse, ConnectionLine, Entry, ParseError, IGNORE_REASONS, REJECT_REASONS};
 pub use record::{EntryKind, LogRecord, Timer, MAX_CUSTOM_LABELS};
+pub use uri::request_path;
 
 use format::Format;
 

@@ -13,6 +13,7 @@
 use std::borrow::Cow;
 
 use super::record::{EntryKind, LogRecord, Timer};
+use super::uri::path_of;
 use crate::scan::{is_status, memchr, memchr_long, number, plus, utf8_prefix};
 
 /// Why a line that looked like a traffic log could not be counted. `Copy`, and its reason
@@ -425,71 +426,6 @@ fn parse_request_tail<'a>(mut rest: &'a str, record: &mut LogRecord<'a>) -> Resu
         record.http_request_path = path_of(uri);
     }
     Ok(())
-}
-
-/// The path of a request URI: without scheme and authority (HTTP/2 logs absolute URIs),
-/// query string or fragment, with HAProxy's `#XX` escapes decoded.
-pub fn request_path(uri: &[u8]) -> Cow<'_, str> {
-    match std::str::from_utf8(uri) {
-        Ok(uri) => path_of(uri),
-        Err(_) => Cow::Owned(path_of(&String::from_utf8_lossy(uri)).into_owned()),
-    }
-}
-
-fn path_of(uri: &str) -> Cow<'_, str> {
-    let mut path = uri;
-    // Only an absolute URI has a scheme; a path starts with `/`. The scheme is the
-    // characters a scheme may have, up to the first `://`.
-    if !path.starts_with('/') {
-        let scheme_end = path
-            .bytes()
-            .position(|b| !(b.is_ascii_alphanumeric() || b"+-.".contains(&b)))
-            .unwrap_or(path.len());
-        if let Some(authority) = path.get(scheme_end..).and_then(|p| p.strip_prefix("://")) {
-            path = match memchr(b'/', authority.as_bytes()) {
-                Some(slash) => authority.get(slash..).unwrap_or("/"),
-                None => "/",
-            };
-        }
-    }
-    // One pass: up to the query string, noting whether there is an escape to decode.
-    let mut escaped = false;
-    let mut end = path.len();
-    for (i, &b) in path.as_bytes().iter().enumerate() {
-        match b {
-            b'?' => {
-                end = i;
-                break;
-            }
-            b'#' => escaped = true,
-            _ => {}
-        }
-    }
-    let path = path.get(..end).unwrap_or_default();
-    if !escaped {
-        return Cow::Borrowed(path);
-    }
-    let path = path.as_bytes();
-    let mut decoded = Vec::with_capacity(path.len());
-    let mut i = 0;
-    while i < path.len() {
-        if path[i] == b'#' {
-            if let Some(byte) = path.get(i + 1..i + 3).and_then(hex_byte) {
-                decoded.push(byte);
-                i += 3;
-                continue;
-            }
-        }
-        decoded.push(path[i]);
-        i += 1;
-    }
-    Cow::Owned(String::from_utf8_lossy(&decoded).into_owned())
-}
-
-fn hex_byte(pair: &[u8]) -> Option<u8> {
-    let hi = (pair[0] as char).to_digit(16)?;
-    let lo = (pair[1] as char).to_digit(16)?;
-    u8::try_from(hi * 16 + lo).ok()
 }
 
 /// `%tsc` (4 characters) or `%ts` (2): the label keeps the first two, the termination

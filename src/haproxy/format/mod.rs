@@ -27,8 +27,8 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use super::parser::request_path;
 use super::record::{EntryKind, LogRecord, MAX_CUSTOM_LABELS};
+use super::uri::request_path;
 use crate::scan::{is_status, number, plus, split_on, utf8_prefix, Needle};
 
 /// HAProxy's built-in formats, as written in haproxy.cfg, by the names `option httplog`, `httpslog`, `tcplog` and
