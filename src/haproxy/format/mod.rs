@@ -30,6 +30,7 @@ use super::record::{EntryKind, LogRecord, MAX_CUSTOM_LABELS};
 use crate::scan::Needle;
 
 mod compile;
+mod ends;
 mod store;
 mod walk;
 

@@ -1,5 +1,7 @@
-//! Matching one line against a compiled format: where each field's value ends.
+//! Matching one line against a compiled format: the three passes of `Format::extract`,
+//! and the walk along the tokens that each of them makes.
 
+use super::ends::{candidate, cut_inside, Candidate};
 use super::store::{custom_labels, store};
 use super::{Field, FieldKind, Format, Mismatch, Token};
 use crate::haproxy::record::LogRecord;
@@ -50,266 +52,10 @@ impl Format {
             offset,
         }
     }
-
-    /// Where the value of field `i` (at `pos`) may end: the first place when `prev` is
-    /// `None`, else the next place after `prev`; `None` when there is no (other) place.
-    /// In a line that may be `cut` short, free text with no place to end runs to the end.
-    #[inline(always)]
-    fn candidate(
-        &self,
-        i: usize,
-        field: &Field,
-        line: &[u8],
-        pos: usize,
-        prev: Option<Candidate>,
-        cut: bool,
-    ) -> Option<Candidate> {
-        let rest = &line[pos..];
-        let following = self.tokens.get(i + 1..).unwrap_or_default();
-        let next = following.first();
-        // Offsets below are relative to `pos`.
-        let at = |start: usize, value_end: usize, end: usize| Candidate {
-            value: (pos + start, pos + value_end),
-            end: pos + end,
-            wrote: true,
-        };
-        let nothing = Candidate {
-            value: (pos, pos),
-            end: pos,
-            wrote: false,
-        };
-        let only = |c: Option<Candidate>| if prev.is_none() { c } else { None };
-        let prev_end = prev.map(|p| p.end - pos);
-        if field.kind == FieldKind::Captures {
-            // `{a|b}` (in quotes with +Q), or nothing at all when nothing was captured.
-            let open: &[u8] = if field.quoted { b"\"{" } else { b"{" };
-            if !rest.starts_with(open) {
-                return only(Some(nothing));
-            }
-            let close = rest.iter().position(|&b| b == b'}')?;
-            let quote = usize::from(field.quoted && rest.get(close + 1) == Some(&b'"'));
-            return only(Some(at(open.len() - 1, close + 1, close + 1 + quote)));
-        }
-        if field.kind == FieldKind::CaptureList && field.quoted {
-            // `"a" "b"`: one quoted value per capture (HAProxy encodes quotes inside),
-            // nothing when nothing was captured. As many values as possible first.
-            if rest.first() != Some(&b'"') {
-                return only(Some(nothing));
-            }
-            let mut best = None;
-            let mut j = 0;
-            while let Some(close) = rest[j + 1..].iter().position(|&b| b == b'"') {
-                let end = j + 1 + close + 1;
-                if prev_end.is_some_and(|p| end >= p) {
-                    break;
-                }
-                best = Some(end);
-                if !rest[end..].starts_with(b" \"") {
-                    break;
-                }
-                j = end + 1;
-            }
-            return best.map(|end| at(1, end - 1, end));
-        }
-        if field.quoted && rest.first() == Some(&b'"') {
-            if field.escaped || !field.kind.raw() {
-                // `+E` escapes quotes and backslashes; other values never hold a quote.
-                if prev.is_some() {
-                    return None;
-                }
-                let mut j = 1;
-                while j < rest.len() {
-                    match rest[j] {
-                        b'\\' if field.escaped => j += 2,
-                        b'"' => return Some(at(1, j, j + 1)),
-                        _ => j += 1,
-                    }
-                }
-                return None;
-            }
-            // A raw value in quotes (HAProxy 2.6 does not escape it): any quote after
-            // which the line goes on as the format does.
-            let mut from = prev_end.unwrap_or(1);
-            while let Some(quote) = rest[from..].iter().position(|&b| b == b'"') {
-                let j = from + quote;
-                if followed_by(following, &rest[j + 1..]) {
-                    return Some(at(1, j, j + 1));
-                }
-                from = j + 1;
-            }
-            return None;
-        }
-        if field.quoted && field.kind == FieldKind::Sample {
-            // HAProxy writes every sample's value as text: in quotes, `""` when absent.
-            return None;
-        }
-        let word_end = space_from(rest, 0);
-        match field.kind {
-            FieldKind::RequestLine if !rest.starts_with(b"<BADREQ>") => {
-                // Unquoted: `METHOD URI VERSION`, up to what follows the version.
-                // Past the next space, if there is one.
-                let past = |from: usize| match space_from(rest, from) {
-                    space if space < rest.len() => space + 1,
-                    _ => from,
-                };
-                let version = past(past(0));
-                let end = match next {
-                    Some(Token::Literal { needle, .. }) => {
-                        version + needle.find(&rest[version..])?
-                    }
-                    _ => space_from(rest, version),
-                };
-                only(Some(at(0, end, end)))
-            }
-            FieldKind::ZonedDate => {
-                // `01/Dec/2026:19:53:06 +0000`: two words.
-                let zone = (word_end + 1).min(rest.len());
-                let end = match next {
-                    Some(Token::Literal { needle, .. }) => zone + needle.find(&rest[zone..])?,
-                    _ => space_from(rest, zone),
-                };
-                only(Some(at(0, end, end)))
-            }
-            FieldKind::Sample | FieldKind::CaptureList => {
-                // Free text, spaces included: wherever what follows occurs, the first
-                // first. A list of captures may also have written nothing.
-                if prev.is_some_and(|p| !p.wrote) {
-                    return None;
-                }
-                let end = match next {
-                    None if prev.is_none() => {
-                        Some(rest.len() - rest.iter().rev().take_while(|&&b| b == b' ').count())
-                    }
-                    None => None,
-                    // Each space after which the line goes on as the format does; the
-                    // first is the likeliest even when it does not (a line cut there).
-                    Some(Token::Separator { .. }) => match prev_end {
-                        None => Some(
-                            spaces(rest, 0)
-                                .find(|&j| followed_by(following, &rest[j..]))
-                                .unwrap_or(if cut { rest.len() } else { word_end }),
-                        ),
-                        Some(p) if p < rest.len() => {
-                            spaces(rest, p + 1).find(|&j| followed_by(following, &rest[j..]))
-                        }
-                        Some(_) => None,
-                    },
-                    Some(Token::Literal { needle, .. }) => {
-                        let from = prev_end.map_or(0, |p| p + 1).min(rest.len());
-                        needle.find(&rest[from..]).map(|j| from + j)
-                    }
-                    // Rejected at compile time: two fields with nothing between them.
-                    Some(Token::Field(_)) => None,
-                };
-                match end {
-                    Some(end) => Some(at(0, end, end)),
-                    None if field.kind == FieldKind::CaptureList && prev.is_some() => Some(nothing),
-                    None => None,
-                }
-            }
-            FieldKind::ClientIp => {
-                let Some(Token::Literal { text, needle, .. }) = next else {
-                    return only(Some(at(0, word_end, word_end)));
-                };
-                // IPv6 holds colons: the address ends at the last occurrence of what
-                // follows it among the address's characters, then the one before ...
-                let run = rest
-                    .iter()
-                    .position(|&b| !(b.is_ascii_alphanumeric() || b == b':' || b == b'.'))
-                    .unwrap_or(rest.len());
-                let window = match prev_end {
-                    None => (run + text.len()).min(rest.len()),
-                    Some(p) => (p + text.len()).saturating_sub(1),
-                };
-                match needle.rfind(&rest[..window]) {
-                    Some(end) => Some(at(0, end, end)),
-                    // ... or, outside them, at its first occurrence.
-                    None if prev.is_none() => needle.find(rest).map(|end| at(0, end, end)),
-                    None => None,
-                }
-            }
-            _ => {
-                let end = match next {
-                    None | Some(Token::Separator { .. }) => word_end,
-                    // Names, numbers, methods and paths hold no space; free-form
-                    // aliases (`%ID`, cookies) may.
-                    Some(Token::Literal { needle, .. }) => match needle.find(rest)? {
-                        end if end > word_end && field.kind != FieldKind::Other => return None,
-                        end => end,
-                    },
-                    Some(Token::Field(_)) => return None,
-                };
-                only(Some(at(0, end, end)))
-            }
-        }
-    }
-}
-
-/// The position of the first space in `text` from `from` on, or its end.
-fn space_from(text: &[u8], from: usize) -> usize {
-    text[from..]
-        .iter()
-        .position(|&b| b == b' ')
-        .map_or(text.len(), |j| from + j)
-}
-
-/// The positions of the spaces in `text` from `from` on, then its end.
-fn spaces(text: &[u8], from: usize) -> impl Iterator<Item = usize> + '_ {
-    text[from..]
-        .iter()
-        .enumerate()
-        .filter(|&(_, &b)| b == b' ')
-        .map(move |(j, _)| from + j)
-        .chain(std::iter::once(text.len()))
 }
 
 /// How many places a line may try for its fields in all, before it is rejected.
 const MAX_ATTEMPTS: u32 = 256;
-
-/// One place a field's value may end.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Candidate {
-    /// The value, without its quotes: start and end in the line.
-    value: (usize, usize),
-    /// Where the line goes on after the field.
-    end: usize,
-    /// Whether HAProxy wrote anything for the field: only capture aliases with nothing
-    /// captured write nothing, and leave a run of spaces open.
-    wrote: bool,
-}
-
-/// Whether `after` (the line after a possible end of a value) may go on with the tokens
-/// `next`: the next one, and through a separator the one after it. A line cut short
-/// (HAProxy's `len`) also goes on as the format does.
-fn followed_by(next: &[Token], after: &[u8]) -> bool {
-    match next.first() {
-        None => after.iter().all(|&b| b == b' '),
-        Some(Token::Separator { .. }) => match after.split_first() {
-            Some((b' ', rest)) => rest.is_empty() || begins(next.get(1), rest),
-            _ => false,
-        },
-        Some(token) => begins(Some(token), after),
-    }
-}
-
-/// Whether `text` may begin with `token`: a literal, or a field that always starts with
-/// a quote (a sample with `+Q`); any other field may start with anything.
-fn begins(token: Option<&Token>, text: &[u8]) -> bool {
-    match token {
-        Some(Token::Literal { text: literal, .. }) => {
-            text.starts_with(literal) || cut_inside(text, literal)
-        }
-        Some(Token::Field(field)) if field.quoted && field.kind == FieldKind::Sample => {
-            text.first() == Some(&b'"')
-        }
-        _ => true,
-    }
-}
-
-/// Whether `rest`, the end of a line, is the start of `literal`: the line was cut inside it.
-fn cut_inside(rest: &[u8], literal: &[u8]) -> bool {
-    !rest.is_empty() && literal.starts_with(rest)
-}
 
 /// Where matching stands between two tokens.
 #[derive(Debug, Clone, Copy)]
@@ -347,11 +93,13 @@ struct Walk<'f, 'a> {
     furthest: Option<Mismatch>,
 }
 
-/// What taking one field's value led to.
-enum Step {
+/// What matching one token led to.
+enum Flow {
+    /// On to the next token.
     Next,
-    Cut,
-    Fail,
+    /// The reading is over: `Some(cut)` when the rest of the line fits, whole (`false`)
+    /// or cut short by HAProxy (`true`); `None` when it does not.
+    End(Option<bool>),
 }
 
 impl<'a> Walk<'_, 'a> {
@@ -383,105 +131,19 @@ impl<'a> Walk<'_, 'a> {
     /// (`false`) or cut short by HAProxy (`true`).
     fn tokens(&mut self, mut i: usize, mut at: Cursor, record: &mut LogRecord<'a>) -> Option<bool> {
         let format = self.format;
-        let line = self.line;
         while let Some(token) = format.tokens.get(i) {
-            match token {
-                Token::Literal { text, .. } => {
-                    if !line[at.pos..].starts_with(text) {
-                        // Cut inside the literal; a line ending just before it is more
-                        // likely another, shorter format than a cut.
-                        let rest = &line[at.pos..];
-                        if cut_inside(rest, text) && self.cut_ok(at.field) {
-                            return Some(true);
-                        }
-                        self.fail(format.mismatch(i, at.pos));
-                        return None;
-                    }
-                    at.pos += text.len();
-                    at.last_was_space = text.last() == Some(&b' ');
-                }
-                Token::Separator { .. } => {
-                    if !at.last_was_space {
-                        // A line that ends where a separator should be ends on a whole
-                        // field: that is a shorter format, not a cut. Unless the field ran
-                        // to the end of the line unclosed: HAProxy cuts at any byte.
-                        if at.pos >= line.len() && at.open && self.cut_ok(at.field) {
-                            return Some(true);
-                        }
-                        if line.get(at.pos) != Some(&b' ') {
-                            self.fail(format.mismatch(i, at.pos));
-                            return None;
-                        }
-                        at.pos += 1;
-                        at.last_was_space = true;
-                    }
-                }
-                Token::Field(field) => {
-                    // Nothing left where a field should start, after a literal or a
-                    // separator (never after another field): cut here. (An empty last
-                    // field reads the same and is counted too, marked cut; captures
-                    // write nothing when there are none, as CLF lines end.)
-                    let writes =
-                        !matches!(field.kind, FieldKind::Captures | FieldKind::CaptureList);
-                    if at.pos >= line.len() && i > 0 && writes && self.could_be_cut(at.field) {
-                        if self.pass == Pass::Cut {
-                            return Some(true);
-                        }
-                        self.fail(format.mismatch(i, at.pos));
-                        return None;
-                    }
-                    let Some(first) =
-                        format.candidate(i, field, line, at.pos, None, self.pass == Pass::Cut)
-                    else {
-                        // The field runs to the end of a cut line: use what is there.
-                        if self.cut_ok(at.field) {
-                            let rest = &line[at.pos..];
-                            let rest = match field.quoted {
-                                true => rest.strip_prefix(b"\"").unwrap_or(rest),
-                                false => rest,
-                            };
-                            let _ = store(field, rest, record, &mut at.path_seen, format);
-                            custom_labels(format, field, at.field, rest, record);
-                            return Some(true);
-                        }
-                        self.fail(format.mismatch(i, at.pos));
-                        return None;
-                    };
-                    if !field.branches || self.pass != Pass::Search {
-                        match self.take(i, field, first, &mut at, record) {
-                            Step::Next => {}
-                            Step::Cut => return Some(true),
-                            Step::Fail => return None,
-                        }
-                    } else {
-                        let saved = record.clone();
-                        let mut candidate = Some(first);
-                        while let Some(c) = candidate {
-                            if self.attempts == 0 {
-                                self.fail(format.mismatch(i, at.pos));
-                                return None;
-                            }
-                            self.attempts -= 1;
-                            let mut after = at;
-                            let matched = match self.take(i, field, c, &mut after, record) {
-                                Step::Next => self.tokens(i + 1, after, record),
-                                Step::Cut => Some(true),
-                                Step::Fail => None,
-                            };
-                            if matched.is_some() {
-                                return matched;
-                            }
-                            record.clone_from(&saved);
-                            candidate = format.candidate(i, field, line, at.pos, Some(c), false);
-                        }
-                        return None;
-                    }
-                }
+            let flow = match token {
+                Token::Literal { text, .. } => self.literal(i, text, &mut at),
+                Token::Separator { .. } => self.separator(i, &mut at),
+                Token::Field(field) => self.field(i, field, &mut at, record),
+            };
+            if let Flow::End(fits) = flow {
+                return fits;
             }
             i += 1;
         }
         // HAProxy may end a line with a space (the CLF formats do).
-        if line[at.pos..].iter().any(|&b| b != b' ') {
+        if self.line[at.pos..].iter().any(|&b| b != b' ') {
             self.fail(Mismatch {
                 reason: "trailing_data",
                 offset: at.pos,
@@ -489,6 +151,133 @@ impl<'a> Walk<'_, 'a> {
             return None;
         }
         Some(false)
+    }
+
+    /// Literal text `text`, token `i`.
+    #[inline(always)]
+    fn literal(&mut self, i: usize, text: &[u8], at: &mut Cursor) -> Flow {
+        let rest = &self.line[at.pos..];
+        if !rest.starts_with(text) {
+            // Cut inside the literal; a line ending just before it is more likely
+            // another, shorter format than a cut.
+            if cut_inside(rest, text) && self.cut_ok(at.field) {
+                return Flow::End(Some(true));
+            }
+            self.fail(self.format.mismatch(i, at.pos));
+            return Flow::End(None);
+        }
+        at.pos += text.len();
+        at.last_was_space = text.last() == Some(&b' ');
+        Flow::Next
+    }
+
+    /// A separator, token `i`: one space, unless the last thing written was one.
+    #[inline(always)]
+    fn separator(&mut self, i: usize, at: &mut Cursor) -> Flow {
+        if at.last_was_space {
+            return Flow::Next;
+        }
+        // A line that ends where a separator should be ends on a whole field: that is a
+        // shorter format, not a cut. Unless the field ran to the end of the line
+        // unclosed: HAProxy cuts at any byte.
+        if at.pos >= self.line.len() && at.open && self.cut_ok(at.field) {
+            return Flow::End(Some(true));
+        }
+        if self.line.get(at.pos) != Some(&b' ') {
+            self.fail(self.format.mismatch(i, at.pos));
+            return Flow::End(None);
+        }
+        at.pos += 1;
+        at.last_was_space = true;
+        Flow::Next
+    }
+
+    /// Field `field`, token `i`: its likeliest place, or in the search pass each of its
+    /// places in turn with the rest of the line after it.
+    #[inline(always)]
+    fn field(
+        &mut self,
+        i: usize,
+        field: &Field,
+        at: &mut Cursor,
+        record: &mut LogRecord<'a>,
+    ) -> Flow {
+        let (format, line) = (self.format, self.line);
+        // Nothing left where a field should start, after a literal or a separator (never
+        // after another field): cut here. (An empty last field reads the same and is
+        // counted too, marked cut; captures write nothing when there are none, as CLF
+        // lines end.)
+        let writes = !matches!(field.kind, FieldKind::Captures | FieldKind::CaptureList);
+        if at.pos >= line.len() && i > 0 && writes && self.could_be_cut(at.field) {
+            if self.pass == Pass::Cut {
+                return Flow::End(Some(true));
+            }
+            self.fail(format.mismatch(i, at.pos));
+            return Flow::End(None);
+        }
+        let Some(first) = candidate(format, i, field, line, at.pos, None, self.pass == Pass::Cut)
+        else {
+            return self.unclosed(i, field, at, record);
+        };
+        if !field.branches || self.pass != Pass::Search {
+            return self.take(i, field, first, at, record);
+        }
+        Flow::End(self.each_place(i, field, first, *at, record))
+    }
+
+    /// A field with no place to end: in a cut line, it runs to the end, and what is
+    /// there is used.
+    fn unclosed(
+        &mut self,
+        i: usize,
+        field: &Field,
+        at: &mut Cursor,
+        record: &mut LogRecord<'a>,
+    ) -> Flow {
+        if !self.cut_ok(at.field) {
+            self.fail(self.format.mismatch(i, at.pos));
+            return Flow::End(None);
+        }
+        let rest = &self.line[at.pos..];
+        let rest = match field.quoted {
+            true => rest.strip_prefix(b"\"").unwrap_or(rest),
+            false => rest,
+        };
+        let _ = store(field, rest, record, &mut at.path_seen, self.format);
+        custom_labels(self.format, field, at.field, rest, record);
+        Flow::End(Some(true))
+    }
+
+    /// Field `i` ending at `first`, then at each of its other places, each with the rest
+    /// of the line after it, until one reading fits or the attempts run out.
+    fn each_place(
+        &mut self,
+        i: usize,
+        field: &Field,
+        first: Candidate,
+        at: Cursor,
+        record: &mut LogRecord<'a>,
+    ) -> Option<bool> {
+        let saved = record.clone();
+        let mut place = Some(first);
+        while let Some(c) = place {
+            if self.attempts == 0 {
+                self.fail(self.format.mismatch(i, at.pos));
+                return None;
+            }
+            self.attempts -= 1;
+            let mut after = at;
+            let fits = match self.take(i, field, c, &mut after, record) {
+                Flow::Next => self.tokens(i + 1, after, record),
+                Flow::End(fits) => fits,
+            };
+            if fits.is_some() {
+                return fits;
+            }
+            record.clone_from(&saved);
+            place = candidate(self.format, i, field, self.line, at.pos, Some(c), false);
+        }
+        None
     }
 
     /// Takes candidate `c` as the value of field `i`.
@@ -500,7 +289,7 @@ impl<'a> Walk<'_, 'a> {
         c: Candidate,
         at: &mut Cursor,
         record: &mut LogRecord<'a>,
-    ) -> Step {
+    ) -> Flow {
         let format = self.format;
         let value = &self.line[c.value.0..c.value.1];
         if c.wrote {
@@ -511,13 +300,13 @@ impl<'a> Walk<'_, 'a> {
         if store(field, value, record, &mut at.path_seen, format).is_none() {
             // A value cut in the middle (`0/` for `%sq/%bq`) is no bad value.
             if at.pos >= self.line.len() && self.cut_ok(at.field) {
-                return Step::Cut;
+                return Flow::End(Some(true));
             }
             self.fail(format.mismatch(i, at.pos));
-            return Step::Fail;
+            return Flow::End(None);
         }
         custom_labels(format, field, at.field, value, record);
         at.field += 1;
-        Step::Next
+        Flow::Next
     }
 }
