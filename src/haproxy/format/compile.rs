@@ -2,7 +2,7 @@
 
 use super::{Field, FieldKind, Format, FormatError, Token};
 use crate::haproxy::record::EntryKind;
-use crate::scan::Needle;
+use crate::scan::{memchr, Needle};
 
 /// Every alias HAProxy 2.6 documents (configuration.txt 8.2.4), and what it holds.
 const ALIASES: &[(&str, FieldKind)] = &[
@@ -150,133 +150,216 @@ struct Flags {
 /// Compiles a log-format string.
 pub fn compile(format: &str) -> Result<Format, FormatError> {
     let (bytes, columns) = unquote(format)?;
-    let error = |at: usize, message: String| FormatError {
-        format: format.to_string(),
-        column: columns
-            .get(at)
-            .copied()
-            .unwrap_or_else(|| format.chars().count()),
-        message,
+    let lexer = Lexer {
+        format,
+        bytes: &bytes,
+        columns: &columns,
+        tokens: Vec::new(),
+        text: None,
+        all: Flags::default(),
     };
-    let mut tokens: Vec<Token> = Vec::new();
-    // Flags of every field, as `%{...}o` sets them.
-    let mut all = Flags::default();
-    let mut i = 0;
-    let literal = |tokens: &mut Vec<Token>, b: u8, at: usize| {
-        let reason = || {
-            leak(format!(
-                "format_mismatch_at_col_{}",
-                columns.get(at).map_or(0, |c| c + 1)
-            ))
-        };
-        match (tokens.last_mut(), b) {
-            (Some(Token::Separator { .. }), b' ') => {}
-            (_, b' ') => tokens.push(Token::Separator { reason: reason() }),
-            (Some(Token::Literal { text, needle, .. }), b) => {
-                text.push(b);
-                *needle = Needle::new(text);
-            }
-            (_, b) => tokens.push(Token::Literal {
-                text: vec![b],
-                needle: Needle::new(&[b]),
-                reason: reason(),
-            }),
+    let mut tokens = lexer.tokens()?;
+    mark_branches(&mut tokens);
+    Ok(assemble(format, tokens))
+}
+
+/// The unquoted format, cut into tokens from left to right.
+struct Lexer<'a> {
+    /// The format as given, for error messages.
+    format: &'a str,
+    bytes: &'a [u8],
+    /// The column in `format` of each byte of `bytes`.
+    columns: &'a [usize],
+    tokens: Vec<Token>,
+    /// Literal text read but not yet a token, and where it starts.
+    text: Option<(Vec<u8>, usize)>,
+    /// Flags of every field, as `%{...}o` sets them.
+    all: Flags,
+}
+
+impl Lexer<'_> {
+    /// An error at byte `at` of the unquoted format (its end if past it).
+    fn error(&self, at: usize, message: impl Into<String>) -> FormatError {
+        FormatError {
+            format: self.format.to_string(),
+            column: self
+                .columns
+                .get(at)
+                .copied()
+                .unwrap_or_else(|| self.format.chars().count()),
+            message: message.into(),
         }
-    };
-    while i < bytes.len() {
-        if bytes[i] != b'%' {
-            literal(&mut tokens, bytes[i], i);
-            i += 1;
-            continue;
-        }
-        let start = i;
-        i += 1;
-        if bytes.get(i) == Some(&b'%') {
-            literal(&mut tokens, b'%', start);
-            i += 1;
-            continue;
-        }
-        let mut flags = all;
-        if bytes.get(i) == Some(&b'{') {
-            let close = bytes[i..]
-                .iter()
-                .position(|&b| b == b'}')
-                .ok_or_else(|| error(start, "this %{ is never closed".into()))?;
-            let written = String::from_utf8_lossy(&bytes[i + 1..i + close]).into_owned();
-            for flag in written.split(',').map(str::trim) {
-                match flag {
-                    "+Q" => flags.quoted = true,
-                    "-Q" => flags.quoted = false,
-                    "+E" => flags.escaped = true,
-                    "-E" => flags.escaped = false,
-                    "+X" => flags.hex = true,
-                    "-X" => flags.hex = false,
-                    "+json" | "-json" | "+cbor" | "" => {}
-                    other => {
-                        return Err(error(
-                            start + 2,
-                            format!("unknown flag {other:?} (known: +Q, -Q, +X, +E)"),
-                        ))
-                    }
+    }
+
+    /// The rejection reason of a literal or separator at byte `at`: its column.
+    fn reason_at(&self, at: usize) -> &'static str {
+        leak(format!(
+            "format_mismatch_at_col_{}",
+            self.columns.get(at).map_or(0, |c| c + 1)
+        ))
+    }
+
+    fn tokens(mut self) -> Result<Vec<Token>, FormatError> {
+        let mut i = 0;
+        while let Some(&b) = self.bytes.get(i) {
+            i = match b {
+                b'%' => self.percent(i)?,
+                b => {
+                    self.literal(b, i);
+                    i + 1
                 }
-            }
-            i += close + 1;
+            };
         }
-        let (kind, name_end) = if bytes.get(i) == Some(&b'[') {
-            let mut depth = 0;
-            let mut end = None;
-            for (j, &b) in bytes[i..].iter().enumerate() {
-                match b {
-                    b'[' | b'(' => depth += 1,
-                    b']' | b')' => {
-                        depth -= 1;
-                        if depth == 0 && b == b']' {
-                            end = Some(i + j);
-                            break;
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            let end = end.ok_or_else(|| error(i, "this %[ is never closed".into()))?;
-            if end == i + 1 {
-                return Err(error(i, "empty sample expression".into()));
-            }
-            (FieldKind::Sample, end + 1)
+        self.end_text();
+        if self.tokens.is_empty() {
+            return Err(self.error(0, "the format is empty"));
+        }
+        Ok(self.tokens)
+    }
+
+    /// Byte `b` of literal text, at `at`: a space is a separator (a run of them is
+    /// one), anything else literal text.
+    fn literal(&mut self, b: u8, at: usize) {
+        if b != b' ' {
+            self.text.get_or_insert_with(|| (Vec::new(), at)).0.push(b);
+            return;
+        }
+        self.end_text();
+        if !matches!(self.tokens.last(), Some(Token::Separator { .. })) {
+            let reason = self.reason_at(at);
+            self.tokens.push(Token::Separator { reason });
+        }
+    }
+
+    /// The literal text read so far becomes a token.
+    fn end_text(&mut self) {
+        if let Some((text, at)) = self.text.take() {
+            self.tokens.push(Token::Literal {
+                needle: Needle::new(&text),
+                text,
+                reason: self.reason_at(at),
+            });
+        }
+    }
+
+    /// What a `%` at `start` begins: `%%`, `%{flags}o`, or a field with its flags.
+    /// Returns where the format goes on.
+    fn percent(&mut self, start: usize) -> Result<usize, FormatError> {
+        let mut i = start + 1;
+        if self.bytes.get(i) == Some(&b'%') {
+            self.literal(b'%', start);
+            return Ok(i + 1);
+        }
+        let mut flags = self.all;
+        if self.bytes.get(i) == Some(&b'{') {
+            i = self.flags(start, i, &mut flags)?;
+        }
+        let (kind, name_end) = if self.bytes.get(i) == Some(&b'[') {
+            (FieldKind::Sample, self.sample_end(i)? + 1)
         } else {
-            let len = bytes[i..]
-                .iter()
-                .take_while(|b| b.is_ascii_alphabetic())
-                .count();
-            let alias = std::str::from_utf8(&bytes[i..i + len]).unwrap_or_default();
-            if alias == "o" {
-                // `%{+Q}o`: the flags apply to every field after it.
-                all = flags;
-                i += len;
-                continue;
+            match self.alias(start, i)? {
+                (Some(kind), end) => (kind, end),
+                (None, end) => {
+                    // `%{+Q}o`: the flags apply to every field after it.
+                    self.all = flags;
+                    return Ok(end);
+                }
             }
-            match ALIASES.iter().find(|(name, _)| *name == alias) {
-                Some((_, kind)) => (*kind, i + len),
-                None if len == 0 => {
-                    return Err(error(
-                        start,
-                        "% must be followed by an alias, {flags} or [sample]".into(),
+        };
+        self.field(start, kind, name_end, flags)?;
+        Ok(name_end)
+    }
+
+    /// `{+Q,-E ...}` at `open`, after the `%` at `start`, applied to `flags`. Returns
+    /// where the format goes on.
+    fn flags(&self, start: usize, open: usize, flags: &mut Flags) -> Result<usize, FormatError> {
+        let close = memchr(b'}', &self.bytes[open..])
+            .ok_or_else(|| self.error(start, "this %{ is never closed"))?;
+        let written = String::from_utf8_lossy(&self.bytes[open + 1..open + close]).into_owned();
+        for flag in written.split(',').map(str::trim) {
+            match flag {
+                "+Q" => flags.quoted = true,
+                "-Q" => flags.quoted = false,
+                "+E" => flags.escaped = true,
+                "-E" => flags.escaped = false,
+                "+X" => flags.hex = true,
+                "-X" => flags.hex = false,
+                "+json" | "-json" | "+cbor" | "" => {}
+                other => {
+                    return Err(self.error(
+                        start + 2,
+                        format!("unknown flag {other:?} (known: +Q, -Q, +X, +E)"),
                     ))
                 }
-                None => return Err(error(i, format!("unknown log-format alias %{alias}"))),
             }
-        };
-        if matches!(tokens.last(), Some(Token::Field(_))) {
-            return Err(error(
+        }
+        Ok(open + close + 1)
+    }
+
+    /// The `]` that closes the sample `[...]` at `open` (brackets and parentheses nest).
+    fn sample_end(&self, open: usize) -> Result<usize, FormatError> {
+        let mut depth = 0;
+        let mut end = None;
+        for (j, &b) in self.bytes[open..].iter().enumerate() {
+            match b {
+                b'[' | b'(' => depth += 1,
+                b']' | b')' => {
+                    depth -= 1;
+                    if depth == 0 && b == b']' {
+                        end = Some(open + j);
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let end = end.ok_or_else(|| self.error(open, "this %[ is never closed"))?;
+        if end == open + 1 {
+            return Err(self.error(open, "empty sample expression"));
+        }
+        Ok(end)
+    }
+
+    /// The alias at `i`, after the `%` at `start`: its kind (`None` for `o`) and where
+    /// it ends.
+    fn alias(&self, start: usize, i: usize) -> Result<(Option<FieldKind>, usize), FormatError> {
+        let len = self.bytes[i..]
+            .iter()
+            .take_while(|b| b.is_ascii_alphabetic())
+            .count();
+        let alias = std::str::from_utf8(&self.bytes[i..i + len]).unwrap_or_default();
+        if alias == "o" {
+            return Ok((None, i + len));
+        }
+        match ALIASES.iter().find(|(name, _)| *name == alias) {
+            Some((_, kind)) => Ok((Some(*kind), i + len)),
+            None if len == 0 => {
+                Err(self.error(start, "% must be followed by an alias, {flags} or [sample]"))
+            }
+            None => Err(self.error(i, format!("unknown log-format alias %{alias}"))),
+        }
+    }
+
+    /// The field written from `start` to `name_end`.
+    fn field(
+        &mut self,
+        start: usize,
+        kind: FieldKind,
+        name_end: usize,
+        flags: Flags,
+    ) -> Result<(), FormatError> {
+        self.end_text();
+        if matches!(self.tokens.last(), Some(Token::Field(_))) {
+            return Err(self.error(
                 start,
-                "two fields with nothing between them: where the first ends cannot be told".into(),
+                "two fields with nothing between them: where the first ends cannot be told",
             ));
         }
-        let text = String::from_utf8_lossy(&bytes[start..name_end]).into_owned();
-        let column = columns.get(start).copied().unwrap_or_default();
+        let text = String::from_utf8_lossy(&self.bytes[start..name_end]).into_owned();
+        let column = self.columns.get(start).copied().unwrap_or_default();
         // One reason per field, made once: the label value of rejected lines.
         let reason = leak(format!("format_mismatch_at_{}_col_{}", text, column + 1));
-        tokens.push(Token::Field(Field {
+        self.tokens.push(Token::Field(Field {
             kind,
             text,
             quoted: flags.quoted,
@@ -286,14 +369,15 @@ pub fn compile(format: &str) -> Result<Format, FormatError> {
             reason,
             branches: false,
         }));
-        i = name_end;
+        Ok(())
     }
-    if tokens.is_empty() {
-        return Err(error(0, "the format is empty".into()));
-    }
+}
+
+/// Marks the fields whose value may end in more than one place (see `ends`).
+fn mark_branches(tokens: &mut [Token]) {
     for i in 0..tokens.len() {
         let next_is_literal = matches!(tokens.get(i + 1), Some(Token::Literal { .. }));
-        if let Token::Field(field) = &mut tokens[i] {
+        if let Some(Token::Field(field)) = tokens.get_mut(i) {
             field.branches = match field.kind {
                 FieldKind::Sample | FieldKind::CaptureList => true,
                 FieldKind::ClientIp => next_is_literal,
@@ -301,6 +385,11 @@ pub fn compile(format: &str) -> Result<Format, FormatError> {
             };
         }
     }
+}
+
+/// The format of these tokens: whether it is HTTP's, and which of its fields give the
+/// timers and the path that more than one field may give.
+fn assemble(source: &str, tokens: Vec<Token>) -> Format {
     let has = |k: FieldKind| {
         tokens
             .iter()
@@ -315,8 +404,8 @@ pub fn compile(format: &str) -> Result<Format, FormatError> {
     ]
     .into_iter()
     .any(has);
-    Ok(Format {
-        source: format.to_string(),
+    Format {
+        source: source.to_string(),
         kind: if http {
             EntryKind::Http
         } else {
@@ -346,7 +435,7 @@ pub fn compile(format: &str) -> Result<Format, FormatError> {
             .any(|t| matches!(t, Token::Field(f) if f.branches)),
         tokens,
         custom: Vec::new(),
-    })
+    }
 }
 
 /// The number of the first field of `kind` among the fields.
