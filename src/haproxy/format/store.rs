@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 
 use super::{Field, FieldKind, Format};
-use crate::haproxy::record::LogRecord;
+use crate::haproxy::record::{LogRecord, Timer};
 use crate::haproxy::uri::request_path;
 use crate::scan::{is_status, number, plus, split_on, utf8_prefix};
 
@@ -53,13 +53,6 @@ pub(super) fn store<'a>(
     path_seen: &mut bool,
     format: &Format,
 ) -> Option<()> {
-    // As in the built-in parser, plus an absent value (`-` or nothing) in a custom format.
-    let timer = |v: &[u8]| -> Option<Option<u64>> {
-        match plus(v) {
-            b"-1" | b"" | b"-" => Some(None),
-            v => number(v).map(Some),
-        }
-    };
     match field.kind {
         FieldKind::ClientIp => {
             record.client_ip = match hex_address(field, value) {
@@ -73,17 +66,15 @@ pub(super) fn store<'a>(
         }
         FieldKind::Backend => record.backend_name = text(value)?,
         FieldKind::Server => record.server_name = text(value)?,
-        kind @ (FieldKind::RequestWait | FieldKind::TotalRequestWait) => {
-            if kind == format.request_wait {
-                record.request_wait = timer(value)?;
-            }
-        }
-        FieldKind::Queued => record.queued = timer(value)?,
-        FieldKind::Connect => record.connect = timer(value)?,
-        FieldKind::Response => record.response = timer(value)?,
-        kind @ (FieldKind::Active | FieldKind::Total) => {
-            if kind == format.session {
-                record.session = timer(value)?;
+        FieldKind::RequestWait
+        | FieldKind::TotalRequestWait
+        | FieldKind::Queued
+        | FieldKind::Connect
+        | FieldKind::Response
+        | FieldKind::Active
+        | FieldKind::Total => {
+            if let Some(slot) = timer_slot(format, field.kind, record) {
+                *slot = timer(value)?;
             }
         }
         FieldKind::Status => {
@@ -101,25 +92,8 @@ pub(super) fn store<'a>(
         }
         FieldKind::ServerQueue => record.server_queue = number(value)?,
         FieldKind::BackendQueue => record.backend_queue = number(value)?,
-        FieldKind::RequestLine => {
-            if value != b"<BADREQ>" {
-                let mut parts = value.split(|&b| b == b' ');
-                record.http_request_method = text(parts.next().unwrap_or_default())?;
-                if !*path_seen {
-                    record.http_request_path = request_path(parts.next().unwrap_or_default());
-                }
-            }
-        }
-        FieldKind::Method => {
-            if value != b"<BADREQ>" && value != b"-" {
-                record.http_request_method = text(value)?;
-            }
-        }
-        kind @ (FieldKind::Uri | FieldKind::PathOnly) => {
-            if Some(kind) == format.path && value != b"<BADREQ>" && value != b"-" {
-                record.http_request_path = request_path(value);
-                *path_seen = true;
-            }
+        FieldKind::RequestLine | FieldKind::Method | FieldKind::Uri | FieldKind::PathOnly => {
+            request(field.kind, value, record, path_seen, format)?
         }
         FieldKind::Count => {
             number(plus(value))?;
@@ -129,6 +103,68 @@ pub(super) fn store<'a>(
         | FieldKind::ZonedDate
         | FieldKind::Other
         | FieldKind::Sample => {}
+    }
+    Some(())
+}
+
+/// The record's timer a timer field of `kind` gives; `None` for `%Tq` beside `%TR` and
+/// `%Tt` beside `%Ta`, which give none.
+fn timer_slot<'r>(
+    format: &Format,
+    kind: FieldKind,
+    record: &'r mut LogRecord<'_>,
+) -> Option<&'r mut Timer> {
+    match kind {
+        FieldKind::RequestWait | FieldKind::TotalRequestWait => {
+            (kind == format.request_wait).then_some(&mut record.request_wait)
+        }
+        FieldKind::Queued => Some(&mut record.queued),
+        FieldKind::Connect => Some(&mut record.connect),
+        FieldKind::Response => Some(&mut record.response),
+        FieldKind::Active | FieldKind::Total => {
+            (kind == format.session).then_some(&mut record.session)
+        }
+        _ => None,
+    }
+}
+
+/// A timer as in the built-in parser, plus an absent value (`-` or nothing) in a
+/// custom format.
+fn timer(value: &[u8]) -> Option<Timer> {
+    match plus(value) {
+        b"-1" | b"" | b"-" => Some(None),
+        v => number(v).map(Some),
+    }
+}
+
+/// The method and path from `%r`, `%HM`, `%HU`, `%HP` or `%HPO` (a field of `kind`);
+/// the path from `%r` only where no other field gave it.
+fn request<'a>(
+    kind: FieldKind,
+    value: &'a [u8],
+    record: &mut LogRecord<'a>,
+    path_seen: &mut bool,
+    format: &Format,
+) -> Option<()> {
+    let absent = value == b"<BADREQ>" || (kind != FieldKind::RequestLine && value == b"-");
+    if absent {
+        return Some(());
+    }
+    match kind {
+        FieldKind::RequestLine => {
+            let mut parts = value.split(|&b| b == b' ');
+            record.http_request_method = text(parts.next().unwrap_or_default())?;
+            if !*path_seen {
+                record.http_request_path = request_path(parts.next().unwrap_or_default());
+            }
+        }
+        FieldKind::Method => record.http_request_method = text(value)?,
+        _ => {
+            if Some(kind) == format.path {
+                record.http_request_path = request_path(value);
+                *path_seen = true;
+            }
+        }
     }
     Some(())
 }
