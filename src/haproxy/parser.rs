@@ -269,47 +269,23 @@ fn split_at_ascii(field: &str, at: usize) -> (&str, &str) {
     )
 }
 
+/// The fields of an httplog or tcplog line, in order; which of the two it is, the
+/// number of timers says. The functions for single fields are inlined, as the parts of
+/// this one they were: called, they made the replay of tcplog lines 0.5% slower
+/// (callgrind).
 fn parse_traffic(message: &[u8]) -> Result<LogRecord<'_>, ParseError> {
     let mut f = Fields {
         rest: utf8_prefix(message),
     };
-
-    let client = f.next(BAD_CLIENT)?;
-    let colon = client.bytes().rposition(|b| b == b':').ok_or(BAD_CLIENT)?;
-    let (client_ip, client_port) = split_at_ascii(client, colon);
-    let client_ip = graphic(client_ip, BAD_CLIENT)?;
-    let client_port = graphic(client_port, BAD_CLIENT)?;
-    if client_ip.is_empty() || client_port.is_empty() {
-        return Err(BAD_CLIENT);
-    }
-
+    let (client_ip, client_port) = client(f.next(BAD_CLIENT)?)?;
     let date = f.next(BAD_ACCEPT_DATE)?;
     if date.len() < 3 || !date.ends_with(']') {
         return Err(BAD_ACCEPT_DATE);
     }
-
     let frontend = f.next(BAD_FRONTEND)?;
     let frontend_name = graphic(frontend.strip_suffix('~').unwrap_or(frontend), BAD_FRONTEND)?;
-
-    let backend_server = f.next(BAD_BACKEND_SERVER)?;
-    let slash = memchr(b'/', backend_server.as_bytes()).ok_or(BAD_BACKEND_SERVER)?;
-    let (backend_name, server_name) = split_at_ascii(backend_server, slash);
-    let backend_name = graphic(backend_name, BAD_BACKEND_SERVER)?;
-    let server_name = graphic(server_name, BAD_BACKEND_SERVER)?;
-
-    let mut timers = [None; 5];
-    let mut count = 0;
-    for part in f.next(BAD_TIMERS)?.as_bytes().split(|&b| b == b'/') {
-        let slot = timers.get_mut(count).ok_or(BAD_TIMERS)?;
-        *slot = timer(part).ok_or(BAD_TIMERS)?;
-        count += 1;
-    }
-    let kind = match count {
-        5 => EntryKind::Http,
-        3 => EntryKind::Tcp,
-        _ => return Err(BAD_TIMERS),
-    };
-
+    let (backend_name, server_name) = backend_server(f.next(BAD_BACKEND_SERVER)?)?;
+    let (kind, timers) = timers(f.next(BAD_TIMERS)?)?;
     let mut record = LogRecord {
         client_ip: Cow::Borrowed(client_ip),
         client_port,
@@ -318,7 +294,6 @@ fn parse_traffic(message: &[u8]) -> Result<LogRecord<'_>, ParseError> {
         server_name,
         ..LogRecord::empty(kind)
     };
-
     match kind {
         EntryKind::Http => {
             [
@@ -333,34 +308,19 @@ fn parse_traffic(message: &[u8]) -> Result<LogRecord<'_>, ParseError> {
                 return Err(BAD_STATUS);
             }
             record.status_code = status;
-            record.bytes_read = number(plus(f.next(BAD_BYTES)?.as_bytes())).ok_or(BAD_BYTES)?;
+            record.bytes_read = bytes_read(f.next(BAD_BYTES)?)?;
             f.next(BAD_TERMINATION_STATE)?; // %CC: captured request cookie
             f.next(BAD_TERMINATION_STATE)?; // %CS: captured response cookie
             record.termination_state = termination_state(f.next(BAD_TERMINATION_STATE)?, 4)?;
         }
         EntryKind::Tcp => {
             [record.queued, record.connect, record.session] = [timers[0], timers[1], timers[2]];
-            record.bytes_read = number(plus(f.next(BAD_BYTES)?.as_bytes())).ok_or(BAD_BYTES)?;
+            record.bytes_read = bytes_read(f.next(BAD_BYTES)?)?;
             record.termination_state = termination_state(f.next(BAD_TERMINATION_STATE)?, 2)?;
         }
     }
-
-    // %ac/%fc/%bc/%sc/%rc: five counts; %rc gets a `+` when the session was redispatched.
-    let connections = f.next(BAD_CONNECTIONS)?;
-    let valid_counts = connections
-        .as_bytes()
-        .split(|&b| b == b'/')
-        .map(|c| number(plus(c)).is_some())
-        .fold((0, true), |(n, ok), valid| (n + 1, ok && valid));
-    if valid_counts != (5, true) {
-        return Err(BAD_CONNECTIONS);
-    }
-
-    let queues = f.next(BAD_QUEUES)?.as_bytes();
-    let slash = memchr(b'/', queues).ok_or(BAD_QUEUES)?;
-    record.server_queue = number(&queues[..slash]).ok_or(BAD_QUEUES)?;
-    record.backend_queue = number(&queues[slash + 1..]).ok_or(BAD_QUEUES)?;
-
+    connection_counts(f.next(BAD_CONNECTIONS)?)?;
+    (record.server_queue, record.backend_queue) = queues(f.next(BAD_QUEUES)?)?;
     match kind {
         EntryKind::Tcp => {
             if !f.rest.is_empty() {
@@ -370,6 +330,78 @@ fn parse_traffic(message: &[u8]) -> Result<LogRecord<'_>, ParseError> {
         EntryKind::Http => parse_request_tail(f.rest, &mut record)?,
     }
     Ok(record)
+}
+
+/// `%ci:%cp`: the address, which may hold colons (IPv6), and the port.
+#[inline(always)]
+fn client(field: &str) -> Result<(&str, &str), ParseError> {
+    let colon = field.bytes().rposition(|b| b == b':').ok_or(BAD_CLIENT)?;
+    let (client_ip, client_port) = split_at_ascii(field, colon);
+    let client_ip = graphic(client_ip, BAD_CLIENT)?;
+    let client_port = graphic(client_port, BAD_CLIENT)?;
+    if client_ip.is_empty() || client_port.is_empty() {
+        return Err(BAD_CLIENT);
+    }
+    Ok((client_ip, client_port))
+}
+
+/// `%b/%s`
+#[inline(always)]
+fn backend_server(field: &str) -> Result<(&str, &str), ParseError> {
+    let slash = memchr(b'/', field.as_bytes()).ok_or(BAD_BACKEND_SERVER)?;
+    let (backend_name, server_name) = split_at_ascii(field, slash);
+    let backend_name = graphic(backend_name, BAD_BACKEND_SERVER)?;
+    let server_name = graphic(server_name, BAD_BACKEND_SERVER)?;
+    Ok((backend_name, server_name))
+}
+
+/// Five timers (httplog, also before 1.7) or three (tcplog), separated by `/`.
+#[inline(always)]
+fn timers(field: &str) -> Result<(EntryKind, [Timer; 5]), ParseError> {
+    let mut timers = [None; 5];
+    let mut count = 0;
+    for part in field.as_bytes().split(|&b| b == b'/') {
+        let slot = timers.get_mut(count).ok_or(BAD_TIMERS)?;
+        *slot = timer(part).ok_or(BAD_TIMERS)?;
+        count += 1;
+    }
+    let kind = match count {
+        5 => EntryKind::Http,
+        3 => EntryKind::Tcp,
+        _ => return Err(BAD_TIMERS),
+    };
+    Ok((kind, timers))
+}
+
+/// `%B`, with logasap's `+`.
+#[inline(always)]
+fn bytes_read(field: &str) -> Result<u64, ParseError> {
+    number(plus(field.as_bytes())).ok_or(BAD_BYTES)
+}
+
+/// `%ac/%fc/%bc/%sc/%rc`: five counts; `%rc` gets a `+` when the session was
+/// redispatched. No metric uses them.
+#[inline(always)]
+fn connection_counts(field: &str) -> Result<(), ParseError> {
+    let valid_counts = field
+        .as_bytes()
+        .split(|&b| b == b'/')
+        .map(|c| number(plus(c)).is_some())
+        .fold((0, true), |(n, ok), valid| (n + 1, ok && valid));
+    if valid_counts != (5, true) {
+        return Err(BAD_CONNECTIONS);
+    }
+    Ok(())
+}
+
+/// `%sq/%bq`
+#[inline(always)]
+fn queues(field: &str) -> Result<(u64, u64), ParseError> {
+    let queues = field.as_bytes();
+    let slash = memchr(b'/', queues).ok_or(BAD_QUEUES)?;
+    let server = number(&queues[..slash]).ok_or(BAD_QUEUES)?;
+    let backend = number(&queues[slash + 1..]).ok_or(BAD_QUEUES)?;
+    Ok((server, backend))
 }
 
 /// After `%sq/%bq` in httplog: up to two `{capture}` blocks, then `"request line"`. A line
