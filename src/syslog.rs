@@ -1,7 +1,7 @@
-//! Pipeline stage 3: the syslog header.
-//!
-//! Strips whatever header HAProxy (or a syslog daemon writing HAProxy's lines to a file) put
-//! in front of the log entry and borrows the entry itself, without allocating.
+//! The syslog header: strips whatever header HAProxy (or a syslog daemon writing
+//! HAProxy's lines to a file) put in front of the log entry, and borrows the entry
+//! itself, without allocating. For operators: the README, "HAProxy configuration" and
+//! "Through rsyslog or syslog-ng".
 //!
 //! HAProxy 2.6 sends these shapes (the `format` keyword of a `log` line or a `ring`):
 //!

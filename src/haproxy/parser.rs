@@ -1,4 +1,4 @@
-//! Pipeline stage 4: the HAProxy entry parser.
+//! The built-in parser of HAProxy's entries, and of the notices it writes besides.
 //!
 //! Hand-written and zero-copy, in the manner of httparse: one pass over the bytes, fields
 //! borrowed from the input, no regex and no allocation (except to decode a `#XX` escape in

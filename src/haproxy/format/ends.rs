@@ -1,5 +1,24 @@
 //! Where a field's value may end in a line: one place for most fields, several for
-//! those whose value may hold what follows it (see the `format` module).
+//! those whose value may hold what follows it.
+//!
+//! HAProxy 2.6's log builder decides how a line reads back:
+//! - a run of spaces in the format is a *separator*: HAProxy writes one space, and only
+//!   when the last thing written was not already a space. Every field writes something
+//!   (`-` for an absent value, possibly an empty string, as `%HQ` without a query), except
+//!   the capture aliases `%hr %hs %hrl %hsl` when nothing is captured: those take their
+//!   separator with them;
+//! - with `+Q`, text is written in double quotes, numbers never are. Request lines, paths
+//!   and captures are encoded (a quote becomes `#22`), but a sample's value is written as
+//!   it is: `"Agent "x" \"` is one quoted User-Agent. `+E` escapes quotes and backslashes;
+//! - `%hrl`/`%hsl` write one value per capture, separated by spaces, each quoted on its
+//!   own with `+Q`; `%T %Tl %trg %trl` are dates with a zone (two words).
+//!
+//! A field ends where the next literal begins (the first occurrence), or at the next
+//! space. Some have more than one possible end: a raw quoted value (at any quote followed
+//! by what the format says comes next), a sample (its value may hold spaces), a capture
+//! list (as many values as fit), an address (IPv6 holds colons: the last occurrence of
+//! what follows among the address's characters first). Those are tried in turn, the
+//! likeliest first, when a line does not read the likeliest way.
 
 use super::{Field, FieldKind, Format, Token};
 use crate::scan::{memchr, memchr_long};
