@@ -217,7 +217,7 @@ impl<'a> Walk<'_, 'a> {
         }
         let Some(first) = candidate(format, i, field, line, at.pos, None, self.pass == Pass::Cut)
         else {
-            return self.unclosed(i, field, at, record);
+            return Flow::End(self.unclosed(i, field, *at, record));
         };
         if !field.branches || self.pass != Pass::Search {
             return self.take(i, field, first, at, record);
@@ -231,12 +231,12 @@ impl<'a> Walk<'_, 'a> {
         &mut self,
         i: usize,
         field: &Field,
-        at: &mut Cursor,
+        mut at: Cursor,
         record: &mut LogRecord<'a>,
-    ) -> Flow {
+    ) -> Option<bool> {
         if !self.cut_ok(at.field) {
             self.fail(self.format.mismatch(i, at.pos));
-            return Flow::End(None);
+            return None;
         }
         let rest = &self.line[at.pos..];
         let rest = match field.quoted {
@@ -245,7 +245,7 @@ impl<'a> Walk<'_, 'a> {
         };
         let _ = store(field, rest, record, &mut at.path_seen, self.format);
         custom_labels(self.format, field, at.field, rest, record);
-        Flow::End(Some(true))
+        Some(true)
     }
 
     /// Field `i` ending at `first`, then at each of its other places, each with the rest
