@@ -23,6 +23,7 @@ pub mod http;
 pub mod ingest;
 pub mod metrics;
 pub mod pipeline;
+mod scan;
 pub mod shutdown;
 pub mod syslog;
 pub mod telemetry;

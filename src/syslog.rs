@@ -1,7 +1,7 @@
-//! Pipeline stage 3: the syslog header.
-//!
-//! Strips whatever header HAProxy (or a syslog daemon writing HAProxy's lines to a file) put
-//! in front of the log entry and borrows the entry itself, without allocating.
+//! The syslog header: strips whatever header HAProxy (or a syslog daemon writing
+//! HAProxy's lines to a file) put in front of the log entry, and borrows the entry
+//! itself, without allocating. For operators: the README, "HAProxy configuration" and
+//! "Through rsyslog or syslog-ng".
 //!
 //! HAProxy 2.6 sends these shapes (the `format` keyword of a `log` line or a `ring`):
 //!
@@ -19,6 +19,8 @@
 //! and syslog daemons write `Dec  9 12:00:03 host haproxy[123]: MSG` to files. Each shape
 //! is recognised by a hand-written fast path; a `<PRI>` line with a timestamp the fast path
 //! does not know falls back to `syslog_loose`, the general (and much slower) parser.
+
+use crate::scan::memchr;
 
 /// A syslog line split into its header fields and the HAProxy message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -264,13 +266,6 @@ fn loose_message<'a>(line: &'a [u8], rest: &'a [u8]) -> &'a [u8] {
     // `msg` borrows from `text`; find where it starts to hand back bytes of `line`.
     let offset = parsed.msg.as_ptr() as usize - text.as_ptr() as usize;
     line.get(offset..offset + parsed.msg.len()).unwrap_or(rest)
-}
-
-/// Position of the first `needle` byte.
-#[inline]
-pub(crate) fn memchr(needle: u8, haystack: &[u8]) -> Option<usize> {
-    // Fields are a few bytes long: a plain loop beats a vectorised search's set-up.
-    haystack.iter().position(|&b| b == needle)
 }
 
 #[cfg(test)]

@@ -78,8 +78,8 @@ fn every_reason_is_in_the_table_with_its_outcome() {
 }
 
 /// The README's layout table and the tree agree: every row is a file or directory of
-/// `src`, and every source file is a row or in a directory that is (`tests.rs` files,
-/// unit tests beside their code, aside).
+/// `src`, and every source file is a row or in a directory that is (unit tests beside
+/// their code, in a `tests.rs` or a `tests/` directory, aside).
 #[test]
 fn the_layout_table_matches_the_tree() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -122,7 +122,8 @@ fn the_layout_table_matches_the_tree() {
                 .to_string();
             let parent = format!("{}/", relative.rsplit_once('/').unwrap().0);
             let listed = rows.contains(&relative.as_str()) || rows.contains(&parent.as_str());
-            if !listed && !relative.ends_with("/tests.rs") {
+            let unit_tests = relative.ends_with("/tests.rs") || relative.contains("/tests/");
+            if !listed && !unit_tests {
                 missing.push(relative);
             }
         }

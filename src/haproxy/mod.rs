@@ -1,13 +1,17 @@
-//! Pipeline stage 4: HAProxy log entries (`option httplog`, `option tcplog`).
+//! HAProxy's log entries, read into a `LogRecord` (`record.rs`): `option httplog` and
+//! `option tcplog` by the hand-written parser (`parser.rs`), any log-format compiled from
+//! its string (`format/`), the path label from the request URI (`uri.rs`). A `Parser`
+//! tries the configured formats in order. For operators: the README, "HAProxy
+//! configuration" and "Your own log-format".
 
 pub mod format;
 mod parser;
 mod record;
+mod uri;
 
-pub use parser::{
-    parse, request_path, ConnectionLine, Entry, ParseError, IGNORE_REASONS, REJECT_REASONS,
-};
+pub use parser::{parse, ConnectionLine, Entry, ParseError, IGNORE_REASONS, REJECT_REASONS};
 pub use record::{EntryKind, LogRecord, Timer, MAX_CUSTOM_LABELS};
+pub use uri::request_path;
 
 use format::Format;
 

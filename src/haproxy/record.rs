@@ -1,4 +1,5 @@
-//! Pipeline stage 4 output: one HAProxy traffic log entry, borrowed from the frame.
+//! One HAProxy traffic log entry, borrowed from the frame: what the parsers fill in and
+//! the metrics read.
 
 use std::borrow::Cow;
 
