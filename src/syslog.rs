@@ -274,6 +274,20 @@ mod tests {
 
     const ENTRY: &str = "127.0.0.1:47056 [25/Nov/2026:02:09:39.343] fe_http be_app/app1 0/0/0/0/0 200 73 - - ---- 3/1/0/0/0 0/0 \"GET / HTTP/1.1\"";
 
+    /// Each header, put before the same entry, gives that entry and the priority.
+    fn assert_headers(cases: &[(&str, Option<u8>)]) {
+        for (header, priority) in cases {
+            let line = format!("{header}{ENTRY}");
+            let got = split(line.as_bytes());
+            assert_eq!(got.priority, *priority, "{header:?}");
+            assert_eq!(
+                std::str::from_utf8(got.message).unwrap(),
+                ENTRY,
+                "{header:?}"
+            );
+        }
+    }
+
     #[test]
     fn every_header_haproxy_sends() {
         let cases: &[(&str, Option<u8>)] = &[
@@ -300,16 +314,7 @@ mod tests {
             ("Dec 19 12:00:03 host haproxy: ", None),
             ("2026-11-25T02:11:10.724450+00:00 host haproxy[9]: ", None),
         ];
-        for (header, priority) in cases {
-            let line = format!("{header}{ENTRY}");
-            let got = split(line.as_bytes());
-            assert_eq!(got.priority, *priority, "{header:?}");
-            assert_eq!(
-                std::str::from_utf8(got.message).unwrap(),
-                ENTRY,
-                "{header:?}"
-            );
-        }
+        assert_headers(cases);
     }
 
     /// What rsyslog and syslog-ng make of HAProxy's lines when they relay or store them.
@@ -348,16 +353,7 @@ mod tests {
             ("<134>1 2026-12-02T04:29:32+00:00 host haproxy 7657 - - \u{feff}", Some(134)),
             ("<134>1 2026-12-02T04:29:32+00:00 host haproxy 7657 - - \u{feff} ", Some(134)),
         ];
-        for (header, priority) in cases {
-            let line = format!("{header}{ENTRY}");
-            let got = split(line.as_bytes());
-            assert_eq!(got.priority, *priority, "{header:?}");
-            assert_eq!(
-                std::str::from_utf8(got.message).unwrap(),
-                ENTRY,
-                "{header:?}"
-            );
-        }
+        assert_headers(cases);
     }
 
     #[test]
