@@ -157,9 +157,11 @@ impl SelfMetrics {
                 .told_no_log_format
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
-            if told.len() >= MAX_TOLD_FRONTENDS || !told.insert(line.frontend.to_vec()) {
+            // Looked up before it is copied: every line of such a frontend comes here.
+            if told.contains(line.frontend) || told.len() >= MAX_TOLD_FRONTENDS {
                 return;
             }
+            told.insert(line.frontend.to_vec());
         }
         let frontend = String::from_utf8_lossy(line.frontend);
         let fix = line.fix();
