@@ -43,11 +43,11 @@ pub fn split(line: &[u8]) -> Syslog<'_> {
     let message = if priority.is_some() && rest.starts_with(b"1 ") {
         rfc5424_message(&rest[2..]).unwrap_or_else(|| loose_message(line, rest))
     } else if let Some(after) = skip_bsd_timestamp(rest) {
-        // A relay that reads an RFC 5424 line as BSD syslog keeps that whole header as
-        // its message, behind its own timestamp and hostname.
-        nested_rfc5424(after)
-            // RFC 3164: the tag (`haproxy[123]:`) is mandatory, the hostname optional.
-            .or_else(|| strip_host_and_tag(after, false))
+        // RFC 3164: the tag (`haproxy[123]:`) is mandatory, the hostname optional. A
+        // relay that reads an RFC 5424 line as BSD syslog keeps that whole header as its
+        // message, behind its own timestamp and hostname: `1` is no tag.
+        strip_host_and_tag(after, false)
+            .or_else(|| nested_rfc5424(after))
             .unwrap_or(after)
     } else if let Some(after) = skip_iso_timestamp(rest) {
         // HAProxy's `iso`/`timed` formats have no tag, but daemons writing files do.
