@@ -18,6 +18,7 @@
 
 pub mod config;
 pub mod error;
+pub mod forward;
 pub mod haproxy;
 pub mod http;
 pub mod ingest;
@@ -168,6 +169,9 @@ impl Server {
             pipeline,
             registry: _,
         } = self;
+        if let Some(forward) = pipeline.forwarders() {
+            forward.start();
+        }
         spawn_sources(&config, &pipeline, (udp, unix, tcp), &token, &tracker);
         tracker.spawn(pipeline::expire_idle_series(
             pipeline.clone(),
@@ -204,7 +208,11 @@ impl Server {
         if let Some(file) = &unix_file {
             file.remove_if_ours();
         }
-        log_summary(&pipeline);
+        let forwarded = match pipeline.forwarders() {
+            Some(forward) => forward.finish(config.forward.shutdown_grace).await,
+            None => Vec::new(),
+        };
+        log_summary(&pipeline, &forwarded);
         Ok(())
     }
 
@@ -269,7 +277,17 @@ fn spawn_sources(
 
 /// The last line: what this process counted, for an operator or a test to compare with
 /// what was sent.
-fn log_summary(pipeline: &Pipeline) {
+fn log_summary(pipeline: &Pipeline, forwarded: &[forward::SinkSnapshot]) {
+    for sink in forwarded {
+        tracing::info!(
+            sink = sink.sink,
+            lines_given = sink.given,
+            lines_forwarded = sink.forwarded,
+            lines_dropped = sink.dropped_total(),
+            lines_sampled_out = sink.sampled_out,
+            "forwarding stopped"
+        );
+    }
     let counts = pipeline.selfmon().snapshot();
     tracing::info!(
         lines_received = counts.received,

@@ -84,7 +84,8 @@ fn replay(inputs: &[String]) -> ExitCode {
         Err(code) => return code,
     };
     telemetry::init(&config.log_level, config.log_output);
-    match ingest::replay::run(&config, inputs, &mut std::io::stdout().lock()) {
+    // Not locked: the standard output forwarder writes to it first.
+    match ingest::replay::run(&config, inputs, &mut std::io::stdout()) {
         Ok(summary) => {
             eprint!("{summary}");
             ExitCode::SUCCESS

@@ -1,5 +1,6 @@
 //! The pipeline between framing and the sinks: syslog header → HAProxy entry →
-//! `LogRecord` → metrics. Every frame ends in exactly one of counted, rejected or ignored.
+//! `LogRecord` → metrics, and every frame to the forwarding sinks. Every frame ends in
+//! exactly one of counted, rejected or ignored.
 
 use std::sync::Arc;
 
@@ -8,6 +9,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::forward::Forwarders;
 use crate::haproxy::{ConnectionLine, Entry, Parser};
 use crate::metrics::{
     Aggregator, Cardinality, CountingWatch, MetricConfig, SelfMetrics, Transport,
@@ -22,6 +24,8 @@ pub struct Pipeline {
     aggregator: Aggregator,
     selfmon: SelfMetrics,
     registry: Registry,
+    /// The forwarding sinks, if any is configured.
+    forward: Option<Arc<Forwarders>>,
 }
 
 impl Pipeline {
@@ -33,12 +37,14 @@ impl Pipeline {
 
     /// Everything as configured: formats, metrics, label rules and series limits.
     pub fn from_config(config: &Config, registry: &Registry) -> Result<Self, prometheus::Error> {
-        Pipeline::build(
+        let mut pipeline = Pipeline::build(
             &config.metrics,
             config.parser.clone(),
             config.cardinality.clone(),
             registry,
-        )
+        )?;
+        pipeline.forward = Forwarders::new(config, registry)?.map(Arc::new);
+        Ok(pipeline)
     }
 
     fn build(
@@ -52,6 +58,7 @@ impl Pipeline {
             aggregator: Aggregator::with_cardinality(metrics, cardinality, registry)?,
             selfmon: SelfMetrics::new(registry)?,
             registry: registry.clone(),
+            forward: None,
         })
     }
 
@@ -64,9 +71,20 @@ impl Pipeline {
             Ok(Entry::Traffic(record)) => {
                 self.aggregator.observe(&record);
                 self.selfmon.counted();
+                if let Some(forward) = &self.forward {
+                    forward.give(frame, forward.keep(&record));
+                }
             }
-            Ok(Entry::Notice(reason)) => self.selfmon.ignored(reason),
+            Ok(Entry::Notice(reason)) => {
+                self.selfmon.ignored(reason);
+                if let Some(forward) = &self.forward {
+                    forward.give(frame, true);
+                }
+            }
             Err(err) => {
+                if let Some(forward) = &self.forward {
+                    forward.give(frame, true);
+                }
                 if err.is_no_log_format() {
                     if let Some(line) = ConnectionLine::parse(message) {
                         self.selfmon.no_log_format(&line);
@@ -86,6 +104,11 @@ impl Pipeline {
         } else {
             self.process(transport, line);
         }
+    }
+
+    /// The forwarding sinks, if any is configured.
+    pub fn forwarders(&self) -> Option<&Arc<Forwarders>> {
+        self.forward.as_ref()
     }
 
     /// The self-metrics, for the sources' own events (oversize frames, connections).

@@ -18,12 +18,17 @@ use crate::haproxy::format::{Format, BUILT_IN};
 use crate::haproxy::{LineFormat, Parser};
 use crate::metrics::{Cardinality, MetricConfig};
 
+mod forward;
 mod metrics;
 pub(crate) mod path_rules;
 mod reader;
 mod vars;
 
 use metrics::{cardinality, custom_labels, metric_configs};
+pub use forward::{
+    ForwardConfig, ForwardFraming, Sampling, StdoutForward, SyslogFormat, SyslogTarget,
+    SyslogTransport,
+};
 pub use reader::parse_duration;
 use reader::{list, Reader};
 use vars::unknown_variables;
@@ -81,6 +86,9 @@ pub struct Config {
     pub udp_recv_buffer_explicit: bool,
     pub log_level: String,
     pub log_output: LogOutput,
+    /// The names of `HLE_CUSTOM_LABELS`, by slot.
+    pub custom_labels: Vec<&'static str>,
+    pub forward: ForwardConfig,
 }
 
 /// Every problem found in the environment.
@@ -151,6 +159,7 @@ impl Config {
         let udp_recv_buffer_bytes = r
             .number("HLE_UDP_RECV_BUFFER_BYTES", 0, MAX_RECV_BUFFER_BYTES)
             .filter(|&n| n > 0);
+        let forward = forward::forward(&mut r);
         for problem in unknown_variables(r.env()) {
             r.problem(problem);
         }
@@ -178,6 +187,8 @@ impl Config {
             udp_recv_buffer_explicit: env.contains_key("HLE_UDP_RECV_BUFFER_BYTES"),
             log_level,
             log_output,
+            custom_labels: custom.iter().map(|label| label.name()).collect(),
+            forward,
         })
     }
 }

@@ -133,7 +133,71 @@ const FIXED: &[(&str, &str, &str)] = &[
         "info",
         "log level or tracing filter (error, warn, info, debug, trace)",
     ),
-    ("HLE_LOG_OUTPUT", "text", "log output format: text or json"),
+    (
+        "HLE_LOG_OUTPUT",
+        "text",
+        "the exporter's own log (on standard error): text or json",
+    ),
+    (
+        "HLE_FORWARD_STDOUT",
+        "off",
+        "forward every line received to standard output: off, raw (the HAProxy message) or json (one object a line, parsed fields)",
+    ),
+    (
+        "HLE_FORWARD_SYSLOG_ADDR",
+        "",
+        "forward every line received to a syslog server: udp://HOST:PORT or tcp://HOST:PORT (HOST resolved again on each reconnect); empty disables",
+    ),
+    (
+        "HLE_FORWARD_SYSLOG_FRAMING",
+        "octet-count",
+        "TCP framing of forwarded lines: octet-count (RFC 6587) or lf",
+    ),
+    (
+        "HLE_FORWARD_SYSLOG_FORMAT",
+        "rfc5424",
+        "header of forwarded lines: rfc5424, rfc3164 (both keep the received priority, timestamp, host, tag and pid) or as-received",
+    ),
+    (
+        "HLE_FORWARD_SYSLOG_UDP_MAX_BYTES",
+        "65507",
+        "longest forwarded UDP datagram; longer ones are cut (RFC 5426) and counted",
+    ),
+    (
+        "HLE_FORWARD_CONNECT_TIMEOUT",
+        "5s",
+        "timeout of a TCP connection attempt to the syslog server",
+    ),
+    (
+        "HLE_FORWARD_RECONNECT_MAX_DELAY",
+        "10s",
+        "longest wait between two connection attempts (exponential backoff from 100ms, with jitter)",
+    ),
+    (
+        "HLE_FORWARD_BUFFER_LINES",
+        "65536",
+        "lines each forwarding sink may hold; when full, new lines are dropped and counted",
+    ),
+    (
+        "HLE_FORWARD_BUFFER_BYTES",
+        "32MiB",
+        "bytes each forwarding sink may hold (KiB, MiB, GiB); when full, new lines are dropped and counted",
+    ),
+    (
+        "HLE_FORWARD_SAMPLE_RATE",
+        "1",
+        "share of ordinary traffic lines forwarded, 0 to 1; errors, slow lines, notices and rejected lines always are",
+    ),
+    (
+        "HLE_FORWARD_SAMPLE_SLOW",
+        "1s",
+        "with sampling, lines whose Ta (or Tt) is at least this long are always forwarded",
+    ),
+    (
+        "HLE_FORWARD_SHUTDOWN_GRACE",
+        "5s",
+        "at shutdown, how long the forwarding sinks may take to deliver what they hold",
+    ),
 ];
 
 /// Every variable, the per-metric ones included.

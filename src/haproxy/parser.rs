@@ -287,6 +287,7 @@ fn parse_traffic(message: &[u8]) -> Result<LogRecord<'_>, ParseError> {
     let (backend_name, server_name) = backend_server(f.next(BAD_BACKEND_SERVER)?)?;
     let (kind, timers) = timers(f.next(BAD_TIMERS)?)?;
     let mut record = LogRecord {
+        accept_date: date.get(1..date.len() - 1).unwrap_or_default(),
         client_ip: Cow::Borrowed(client_ip),
         client_port,
         frontend_name,
@@ -319,7 +320,9 @@ fn parse_traffic(message: &[u8]) -> Result<LogRecord<'_>, ParseError> {
             record.termination_state = termination_state(f.next(BAD_TERMINATION_STATE)?, 2)?;
         }
     }
-    connection_counts(f.next(BAD_CONNECTIONS)?)?;
+    let counts = f.next(BAD_CONNECTIONS)?;
+    connection_counts(counts)?;
+    record.connection_counts = counts;
     (record.server_queue, record.backend_queue) = queues(f.next(BAD_QUEUES)?)?;
     match kind {
         EntryKind::Tcp => {
@@ -407,6 +410,7 @@ fn queues(field: &str) -> Result<(u64, u64), ParseError> {
 /// After `%sq/%bq` in httplog: up to two `{capture}` blocks, then `"request line"`. A line
 /// may end anywhere here when HAProxy cut it at `len`; what is there is used.
 fn parse_request_tail<'a>(mut rest: &'a str, record: &mut LogRecord<'a>) -> Result<(), ParseError> {
+    let tail = rest;
     for _ in 0..2 {
         if !rest.starts_with('{') {
             break;
@@ -419,10 +423,12 @@ fn parse_request_tail<'a>(mut rest: &'a str, record: &mut LogRecord<'a>) -> Resu
             }
             None => {
                 record.truncated = true;
+                record.captures = tail;
                 return Ok(());
             }
         }
     }
+    record.captures = tail[..tail.len() - rest.len()].trim_end_matches(' ');
     if rest.is_empty() {
         record.truncated = true;
         return Ok(());
@@ -442,6 +448,7 @@ fn parse_request_tail<'a>(mut rest: &'a str, record: &mut LogRecord<'a>) -> Resu
             request
         }
     };
+    record.request_line = request;
     if request == "<BADREQ>" {
         return Ok(());
     }

@@ -58,6 +58,14 @@ pub struct LogRecord<'a> {
     pub http_request_method: &'a str,
     /// Path from the request line: no scheme, authority or query string.
     pub http_request_path: Cow<'a, str>,
+    /// `%tr`/`%t` as written (`25/Nov/2026:02:09:39.343`): the built-in formats only.
+    pub accept_date: &'a str,
+    /// The request line as written (`GET /a?b HTTP/1.1`): httplog and `%r`.
+    pub request_line: &'a str,
+    /// httplog's capture blocks as written (`{a|b} {c}`), empty without captures.
+    pub captures: &'a str,
+    /// `%ac/%fc/%bc/%sc/%rc` as written: the built-in formats only.
+    pub connection_counts: &'a str,
     /// The line ended inside the request line (HAProxy's `len` or a ring's `maxlen`).
     pub truncated: bool,
     /// Values of the fields chosen by `HLE_CUSTOM_LABELS`, by slot; empty when the
@@ -87,6 +95,10 @@ impl LogRecord<'_> {
             backend_queue: 0,
             http_request_method: "",
             http_request_path: Cow::Borrowed(""),
+            accept_date: "",
+            request_line: "",
+            captures: "",
+            connection_counts: "",
             truncated: false,
             custom: [""; MAX_CUSTOM_LABELS],
         }

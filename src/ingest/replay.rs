@@ -24,6 +24,8 @@ pub enum ReplayError {
     Read { name: String, source: io::Error },
     #[error("cannot write the exposition: {0}")]
     Write(io::Error),
+    #[error("cannot start the forwarding sinks: {0}")]
+    Runtime(io::Error),
     #[error("cannot register metrics: {0}")]
     Metrics(#[from] prometheus::Error),
 }
@@ -65,6 +67,22 @@ pub fn run(
 ) -> Result<Summary, ReplayError> {
     let registry = Registry::new();
     let pipeline = Pipeline::from_config(config, &registry)?;
+    // Forwarding from a replay: the sinks run on a runtime of their own, and the
+    // exposition follows once they have delivered everything.
+    let forwarding = match pipeline.forwarders() {
+        Some(forward) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .map_err(ReplayError::Runtime)?;
+            forward.wait_when_full();
+            let _entered = runtime.enter();
+            forward.start();
+            Some((runtime, forward.clone()))
+        }
+        None => None,
+    };
     let stdin = ["-".to_string()];
     let inputs = if inputs.is_empty() {
         &stdin[..]
@@ -77,6 +95,9 @@ pub fn run(
             name: name.clone(),
             source,
         })?;
+    }
+    if let Some((runtime, forward)) = forwarding {
+        runtime.block_on(forward.finish(config.forward.shutdown_grace));
     }
     let text = pipeline
         .exposition()

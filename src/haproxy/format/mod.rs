@@ -90,7 +90,10 @@ pub enum FieldKind {
     CaptureList,
     /// `%T`, `%Tl`, `%trg`, `%trl`: a date with its zone, `01/Dec/2026:19:53:06 +0000`.
     ZonedDate,
-    /// A valid alias whose value no metric uses (`%ID`, `%ac`, `%tr` ...).
+    /// `%t`, `%tr`: the accept date without a zone, `25/Nov/2026:02:09:39.343`, for the
+    /// forwarders' JSON.
+    AcceptDate,
+    /// A valid alias whose value no metric uses (`%ID`, `%ac`, `%H` ...).
     Other,
     /// `%[sample,converter...]`.
     Sample,

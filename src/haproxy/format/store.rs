@@ -95,6 +95,7 @@ pub(super) fn store<'a>(
         FieldKind::RequestLine | FieldKind::Method | FieldKind::Uri | FieldKind::PathOnly => {
             request(field.kind, value, record, path_seen, format)?
         }
+        FieldKind::AcceptDate => record.accept_date = text(value)?,
         FieldKind::Count => {
             number(plus(value))?;
         }
@@ -146,6 +147,9 @@ fn request<'a>(
     path_seen: &mut bool,
     format: &Format,
 ) -> Option<()> {
+    if kind == FieldKind::RequestLine {
+        record.request_line = text(value)?;
+    }
     let absent = value == b"<BADREQ>" || (kind != FieldKind::RequestLine && value == b"-");
     if absent {
         return Some(());

@@ -72,6 +72,12 @@ fn compiled_httplog_and_tcplog_agree_with_the_hand_written_parser() {
                     String::from_utf8_lossy(&message(line)[e.offset..])
                 )
             });
+            // What only the forwarders' JSON reads, formats give in part.
+            let want = LogRecord {
+                connection_counts: "",
+                captures: "",
+                ..want
+            };
             assert_eq!(got, want, "{name}: {}", String::from_utf8_lossy(line));
             compared += 1;
         }
