@@ -155,7 +155,11 @@ fn syslog_target(r: &mut Reader) -> Option<SyslogTarget> {
         }
     };
     let udp_max_bytes = r
-        .number("HLE_FORWARD_SYSLOG_UDP_MAX_BYTES", MIN_UDP_BYTES, MAX_UDP_BYTES)
+        .number(
+            "HLE_FORWARD_SYSLOG_UDP_MAX_BYTES",
+            MIN_UDP_BYTES,
+            MAX_UDP_BYTES,
+        )
         .unwrap_or(MAX_UDP_BYTES);
     let connect_timeout = duration(r, "HLE_FORWARD_CONNECT_TIMEOUT");
     let reconnect_max_delay = duration(r, "HLE_FORWARD_RECONNECT_MAX_DELAY");

@@ -24,11 +24,11 @@ pub(crate) mod path_rules;
 mod reader;
 mod vars;
 
-use metrics::{cardinality, custom_labels, metric_configs};
 pub use forward::{
     ForwardConfig, ForwardFraming, Sampling, StdoutForward, SyslogFormat, SyslogTarget,
     SyslogTransport,
 };
+use metrics::{cardinality, custom_labels, metric_configs};
 pub use reader::parse_duration;
 use reader::{list, Reader};
 use vars::unknown_variables;

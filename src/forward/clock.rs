@@ -71,8 +71,7 @@ impl Clock {
             return false;
         };
         let day = digits(bsd.get(4..6).unwrap_or_default().trim_ascii_start());
-        let (Some(day), Some((h, m, s))) = (day, clock(bsd.get(7..15).unwrap_or_default()))
-        else {
+        let (Some(day), Some((h, m, s))) = (day, clock(bsd.get(7..15).unwrap_or_default())) else {
             return false;
         };
         let mut year = now.year();
@@ -202,7 +201,12 @@ mod tests {
         assert!(DateTime::parse_from_rfc3339(&got).is_ok(), "{got}");
         let got = text(|o| clock.accept_date_to_rfc3339(b"05/Jan/2027:23:59:59", o)).unwrap();
         assert!(got.starts_with("2027-01-05T23:59:59"), "{got}");
-        for bad in [&b"25/Nov/2026:02:09:39.34"[..], b"32/Nov/2026:02:09:39", b"25/Nox/2026:02:09:39", b""] {
+        for bad in [
+            &b"25/Nov/2026:02:09:39.34"[..],
+            b"32/Nov/2026:02:09:39",
+            b"25/Nox/2026:02:09:39",
+            b"",
+        ] {
             assert_eq!(text(|o| clock.accept_date_to_rfc3339(bad, o)), None);
         }
     }

@@ -87,7 +87,10 @@ impl SinkCounters {
     }
 
     fn finish(&self, count: impl FnOnce(&Self)) {
-        let _held = self.finishing.lock().unwrap_or_else(PoisonError::into_inner);
+        let _held = self
+            .finishing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if !self.closed.load(Ordering::SeqCst) {
             count(self);
         }
@@ -105,7 +108,10 @@ impl SinkCounters {
     /// Shutdown: everything given and not finished is dropped; from now on the sink
     /// counts nothing more it finishes. Returns how many lines that was.
     pub fn close(&self) -> u64 {
-        let _held = self.finishing.lock().unwrap_or_else(PoisonError::into_inner);
+        let _held = self
+            .finishing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         self.closed.store(true, Ordering::SeqCst);
         let left = self.pending();
         self.dropped[DropReason::Shutdown as usize].inc_by(left);
@@ -175,8 +181,7 @@ impl ForwardMetrics {
         let counter = |n: &str, help: &str, labels: &[&str]| {
             IntCounterVec::new(Opts::new(name(n), help), labels)
         };
-        let gauge =
-            |n: &str, help: &str| IntGaugeVec::new(Opts::new(name(n), help), &["sink"]);
+        let gauge = |n: &str, help: &str| IntGaugeVec::new(Opts::new(name(n), help), &["sink"]);
         Ok(ForwardMetrics {
             given: counter(
                 "forward_given_lines_total",

@@ -4,7 +4,7 @@
 //! The README's "Forwarding" section lists every key.
 
 use crate::forward::clock::Clock;
-use crate::haproxy::{EntryKind, Entry, LogRecord, Parser, Timer};
+use crate::haproxy::{Entry, EntryKind, LogRecord, Parser, Timer};
 use crate::syslog::{self, Timestamp};
 
 /// The syslog severities, by number.
@@ -174,7 +174,11 @@ impl JsonWriter {
         }
         object.seconds("haproxy.session_seconds", record.session);
         object.number("haproxy.bytes_read", record.bytes_read);
-        text(object, "haproxy.termination_state", record.termination_state);
+        text(
+            object,
+            "haproxy.termination_state",
+            record.termination_state,
+        );
         object.number("haproxy.server_queue", record.server_queue);
         object.number("haproxy.backend_queue", record.backend_queue);
         let mut counts = record.connection_counts.split('/');
@@ -195,7 +199,10 @@ impl JsonWriter {
             };
             if let Some(n) = number(retries.as_bytes()) {
                 object.number("haproxy.retries", n);
-                object.raw("haproxy.redispatched", if redispatched { "true" } else { "false" });
+                object.raw(
+                    "haproxy.redispatched",
+                    if redispatched { "true" } else { "false" },
+                );
             }
         }
         text(object, "haproxy.captures", record.captures);

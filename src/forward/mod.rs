@@ -130,7 +130,9 @@ impl Forwarders {
                         });
                     match spawned {
                         Ok(_) => workers.push(Worker::Thread(finished)),
-                        Err(err) => tracing::error!(error = %err, "cannot start the standard output forwarder"),
+                        Err(err) => {
+                            tracing::error!(error = %err, "cannot start the standard output forwarder")
+                        }
                     }
                 }
                 Work::Syslog(target) => {
@@ -233,7 +235,9 @@ impl Forwarders {
 }
 
 fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// `HLE_FORWARD_SAMPLE_RATE`: errors and slow lines always, the rest at the rate, spread

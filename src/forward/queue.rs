@@ -215,7 +215,10 @@ mod tests {
         queue.close();
         assert_eq!(queue.push(Bytes::from_static(b"x")), Err(Refused::Closed));
         assert_eq!(queue.take_blocking(&mut batch, 10, Duration::ZERO), 1);
-        assert_eq!(queue.take_blocking(&mut batch, 10, Duration::from_secs(5)), 0);
+        assert_eq!(
+            queue.take_blocking(&mut batch, 10, Duration::from_secs(5)),
+            0
+        );
     }
 
     #[tokio::test]

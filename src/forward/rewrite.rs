@@ -83,12 +83,16 @@ impl Rewriter {
             self.clock.now_bsd(out);
         }
         out.push(b' ');
-        let host = header.host.map_or(&self.hostname[..], |h| {
-            printable(h, 255, &self.hostname)
-        });
+        let host = header
+            .host
+            .map_or(&self.hostname[..], |h| printable(h, 255, &self.hostname));
         out.extend_from_slice(if host == b"-" { b"localhost" } else { host });
         out.push(b' ');
-        out.extend_from_slice(header.app.map_or(DEFAULT_APP, |a| printable(a, 48, DEFAULT_APP)));
+        out.extend_from_slice(
+            header
+                .app
+                .map_or(DEFAULT_APP, |a| printable(a, 48, DEFAULT_APP)),
+        );
         if let Some(pid) = header.pid {
             out.push(b'[');
             out.extend_from_slice(printable(pid, 128, b"0"));
@@ -192,10 +196,16 @@ mod tests {
             "<134>Nov 25 02:09:39 pod-7 haproxy[1440]: "
         );
         assert_eq!(
-            rewrite(Rfc3164, "<134>1 2026-11-25T02:09:56.857871+00:00 - haproxy 2246 - - "),
+            rewrite(
+                Rfc3164,
+                "<134>1 2026-11-25T02:09:56.857871+00:00 - haproxy 2246 - - "
+            ),
             "<134>Nov 25 02:09:56 pod-7 haproxy[2246]: "
         );
-        assert_eq!(rewrite(Rfc3164, "<6>"), "<6>Nov 25 02:10:00 pod-7 haproxy: ");
+        assert_eq!(
+            rewrite(Rfc3164, "<6>"),
+            "<6>Nov 25 02:10:00 pod-7 haproxy: "
+        );
     }
 
     #[test]

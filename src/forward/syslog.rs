@@ -253,7 +253,8 @@ impl Sink {
                     self.rewriter.write(frame, &mut self.out);
                     let len = (self.out.len() - start).to_string();
                     // The count goes before the message: insert it.
-                    self.out.splice(start..start, len.bytes().chain(std::iter::once(b' ')));
+                    self.out
+                        .splice(start..start, len.bytes().chain(std::iter::once(b' ')));
                 }
                 ForwardFraming::Lf => {
                     let start = self.out.len();
@@ -281,7 +282,10 @@ impl Sink {
             let (mut sent, mut lost) = (0, 0);
             let batch = std::mem::take(&mut self.batch);
             for frame in &batch {
-                if socket.as_ref().is_none_or(|(_, at)| at.elapsed() >= UDP_RESOLVE_EVERY) {
+                if socket
+                    .as_ref()
+                    .is_none_or(|(_, at)| at.elapsed() >= UDP_RESOLVE_EVERY)
+                {
                     socket = match self.udp_socket().await {
                         Ok(s) => Some((s, Instant::now())),
                         Err(err) => {
@@ -415,7 +419,10 @@ mod tests {
         let steps = [100, 200, 400, 800, 1600, 2000, 2000, 2000];
         for (wait, step) in waits.iter().zip(steps) {
             let step = Duration::from_millis(step);
-            assert!(*wait >= step / 2 && *wait <= step, "{wait:?} for a step of {step:?}");
+            assert!(
+                *wait >= step / 2 && *wait <= step,
+                "{wait:?} for a step of {step:?}"
+            );
         }
         backoff.reset();
         assert!(backoff.next() <= FIRST_BACKOFF);
