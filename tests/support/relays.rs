@@ -1,4 +1,5 @@
-//! Helpers for the end-to-end tests through syslog relays (`tests/relays.rs`):
+//! Helpers for the end-to-end tests through syslog relays (`tests/relays.rs`,
+//! and `tests/forward.rs`, whose exporters forward to rsyslog):
 //!
 //! - [`SyslogNg`]: where syslog-ng is, installed or unpacked from its Debian
 //!   package by `.ci/fetch-syslog-ng` (it cannot be installed beside rsyslog);
