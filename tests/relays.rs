@@ -50,7 +50,6 @@
 mod support;
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -60,8 +59,9 @@ use haproxy_log_exporter::ingest::replay;
 use haproxy_log_exporter::Config;
 use support::haproxy::{
     check_answer, check_plan_against_haproxy, exchange, get, haproxy_class_delta, inner_may_run,
-    one_word, render_haproxy_cfg, scrape, Frontend, Inner, Kind, Plan, Transport, INNER_RUN_LIMIT,
-    IO_TIMEOUT, M_COUNTED, M_IGNORED, M_RECEIVED, M_REJECTED, M_REQUESTS, STATUS_CLASSES,
+    one_word, raw_exchange, render_haproxy_cfg, scrape, Frontend, Inner, Kind, Plan, Transport,
+    INNER_RUN_LIMIT, IO_TIMEOUT, M_COUNTED, M_IGNORED, M_RECEIVED, M_REJECTED, M_REQUESTS,
+    STATUS_CLASSES,
 };
 use support::relays::{octet_frames, start_exporters, udp_bound, ExporterSpec, SyslogNg};
 use support::{
@@ -249,18 +249,6 @@ fn send_traffic(checks: &mut Checks, styles: &[Style], http_fes: &[Frontend]) {
             });
         }
     }
-}
-
-/// Sends `req` and reads to EOF.
-fn raw_exchange(addr: SocketAddr, req: &[u8]) -> Result<Vec<u8>, String> {
-    let mut s =
-        TcpStream::connect_timeout(&addr, IO_TIMEOUT).map_err(|e| format!("connect: {e}"))?;
-    s.set_read_timeout(Some(IO_TIMEOUT))
-        .map_err(|e| e.to_string())?;
-    s.write_all(req).map_err(|e| format!("write: {e}"))?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).map_err(|e| format!("read: {e}"))?;
-    Ok(buf)
 }
 
 /// What every output must show, from HAProxy's deltas: lines per

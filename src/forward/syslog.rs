@@ -180,10 +180,19 @@ impl Sink {
                 continue;
             }
             self.encode_batch();
-            let written = tokio::select! {
-                result = writer.write_all(&self.out) => result.is_ok(),
-                read = reader.read(&mut scratch) => matches!(read, Ok(n) if n > 0),
-                _ = self.abandon.cancelled() => return End::Abandoned,
+            // Until the batch is written whole: what the server sends meanwhile is
+            // ignored (dropping the write for it would leave the batch cut short,
+            // yet counted), its close or reset ends the connection.
+            let write = writer.write_all(&self.out);
+            tokio::pin!(write);
+            let written = loop {
+                tokio::select! {
+                    result = &mut write => break result.is_ok(),
+                    read = reader.read(&mut scratch) => if !matches!(read, Ok(n) if n > 0) {
+                        break false;
+                    },
+                    _ = self.abandon.cancelled() => return End::Abandoned,
+                }
             };
             let n = std::mem::take(&mut self.batch).len();
             if written {
@@ -426,6 +435,69 @@ mod tests {
         }
         backoff.reset();
         assert!(backoff.next() <= FIRST_BACKOFF);
+    }
+
+    /// A server that says something while the sink waits to write to it (a full
+    /// socket buffer) gets every line, whole, and the sink counts each once.
+    #[tokio::test]
+    async fn data_from_the_server_does_not_cut_a_write_short() {
+        use crate::config::{SyslogFormat, SyslogTarget};
+        use crate::forward::counters::ForwardMetrics;
+
+        // A small receive buffer, so that the sink soon waits for room.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        socket.bind(([127, 0, 0, 1], 0).into()).unwrap();
+        let listener = socket.listen(1).unwrap();
+        let target = SyslogTarget {
+            transport: SyslogTransport::Tcp,
+            host: "127.0.0.1".into(),
+            port: listener.local_addr().unwrap().port(),
+            framing: ForwardFraming::Lf,
+            format: SyslogFormat::AsReceived,
+            udp_max_bytes: 65_507,
+            connect_timeout: Duration::from_secs(5),
+            reconnect_max_delay: Duration::from_secs(1),
+        };
+        let lines = 20_000;
+        let queue = Arc::new(Queue::new(lines, 1 << 30));
+        // 20 MB: more than the kernel's buffers on both sides hold.
+        let pad = "x".repeat(1000);
+        let want: Vec<String> = (0..lines)
+            .map(|i| format!("<134>1 - - - - - - line {i:06} {pad}"))
+            .collect();
+        for line in &want {
+            queue.push(Bytes::from(line.clone())).unwrap();
+        }
+        queue.close();
+        let counters = ForwardMetrics::new()
+            .unwrap()
+            .sink("syslog", Box::new(|| (0, 0)));
+        let sink = tokio::spawn(run(
+            target,
+            queue,
+            counters.clone(),
+            CancellationToken::new(),
+        ));
+        let (mut stream, _) = listener.accept().await.unwrap();
+        stream.write_all(b"x").await.unwrap();
+        // The sink half-closes once it has written everything.
+        let mut received = Vec::new();
+        stream.read_to_end(&mut received).await.unwrap();
+        drop(stream);
+        tokio::time::timeout(Duration::from_secs(10), sink)
+            .await
+            .unwrap()
+            .unwrap();
+        let received = String::from_utf8_lossy(&received);
+        let got: Vec<&str> = received.lines().collect();
+        assert_eq!(got.len(), want.len(), "lines received");
+        assert!(
+            got.iter().zip(&want).all(|(g, w)| g == w),
+            "lines cut or out of order"
+        );
+        // The lines went into the queue directly, not through `given`.
+        assert_eq!(counters.snapshot().forwarded, lines as u64);
     }
 
     #[test]

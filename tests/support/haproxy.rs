@@ -299,6 +299,12 @@ pub fn status_of(response: &[u8]) -> Result<u16, String> {
 
 /// Sends `req` and reads the response to EOF; returns the status code.
 pub fn exchange(addr: SocketAddr, req: &[u8]) -> Result<u16, String> {
+    status_of(&raw_exchange(addr, req)?)
+}
+
+/// Sends `req` and reads to EOF: whatever came back, perhaps nothing (a TCP
+/// frontend whose server refused the connection).
+pub fn raw_exchange(addr: SocketAddr, req: &[u8]) -> Result<Vec<u8>, String> {
     let mut s =
         TcpStream::connect_timeout(&addr, IO_TIMEOUT).map_err(|e| format!("connect: {e}"))?;
     s.set_read_timeout(Some(IO_TIMEOUT))
@@ -308,7 +314,7 @@ pub fn exchange(addr: SocketAddr, req: &[u8]) -> Result<u16, String> {
     s.write_all(req).map_err(|e| format!("write: {e}"))?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).map_err(|e| format!("read: {e}"))?;
-    status_of(&buf)
+    Ok(buf)
 }
 
 /// Checks that frontend `fe` at `addr` answered `req` with `want`.
@@ -698,6 +704,23 @@ impl Inner {
     /// `/-/ready`. `started` goes into the progress message.
     pub fn start_exporter(&self, env: &[(&str, &str)], started: &str) -> ChildGuard {
         let exporter_log_file = std::fs::File::create(&self.exporter_log).expect("exporter log");
+        let stdout = exporter_log_file.try_clone().expect("clone log file");
+        self.start_exporter_with_stdout(env, started, stdout.into())
+    }
+
+    /// [`Inner::start_exporter`], with the exporter's standard output going to
+    /// `stdout` instead of its log (which holds its standard error).
+    pub fn start_exporter_with_stdout(
+        &self,
+        env: &[(&str, &str)],
+        started: &str,
+        stdout: Stdio,
+    ) -> ChildGuard {
+        let exporter_log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.exporter_log)
+            .expect("exporter log");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_haproxy-log-exporter"));
         for (k, _) in std::env::vars_os() {
             if k.to_string_lossy().starts_with("HLE_") {
@@ -712,7 +735,7 @@ impl Inner {
             .env("HLE_REQUESTS_TOTAL_LABELS", "frontend_name,status_class")
             .envs(env.iter().copied())
             .stdin(Stdio::null())
-            .stdout(exporter_log_file.try_clone().expect("clone log file"))
+            .stdout(stdout)
             .stderr(exporter_log_file);
         let mut exporter = ChildGuard::spawn("exporter", &mut cmd).expect("spawn the exporter");
         self.step(&format!("exporter started{started}; waiting for /-/ready"));

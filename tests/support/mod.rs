@@ -197,6 +197,11 @@ impl ChildGuard {
         self.child.as_mut().and_then(|c| c.stderr.take())
     }
 
+    /// The child's standard output, if it was piped and not taken yet.
+    pub fn take_stdout(&mut self) -> Option<std::process::ChildStdout> {
+        self.child.as_mut().and_then(|c| c.stdout.take())
+    }
+
     /// Waits for the child to exit on its own, up to `timeout`.
     pub fn wait_timeout(&mut self, timeout: Duration) -> Option<ExitStatus> {
         wait_until(timeout, || self.try_wait()).ok()

@@ -1,9 +1,11 @@
-//! Helpers for the end-to-end tests through syslog relays (`tests/relays.rs`):
+//! Helpers for the end-to-end tests through syslog relays (`tests/relays.rs`,
+//! and `tests/forward.rs`, whose exporters forward to rsyslog):
 //!
 //! - [`SyslogNg`]: where syslog-ng is, installed or unpacked from its Debian
 //!   package by `.ci/fetch-syslog-ng` (it cannot be installed beside rsyslog);
 //! - [`start_exporters`]: several exporters at once, each on its own ports;
-//! - [`udp_bound`]: whether a relay has bound its UDP input yet;
+//! - [`udp_bound`], [`tcp_listening`]: whether a relay has bound its UDP
+//!   input, or listens on its TCP one, yet;
 //! - [`octet_frames`]: the frames of an RFC 6587 octet-counted stream.
 
 use std::path::{Path, PathBuf};
@@ -11,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use super::haproxy::{Transport, IO_TIMEOUT};
-use super::{find_program, http_get, tail_file, wait_until, ChildGuard};
+use super::{find_program, http_get, tail_file, tcp_sockets, wait_until, ChildGuard};
 
 /// Where `.ci/fetch-syslog-ng` unpacks syslog-ng when this variable is not
 /// set: `target/syslog-ng` of this repository.
@@ -152,8 +154,13 @@ impl ExporterSpec {
 /// `HLE_REQUESTS_TOTAL_LABELS=frontend_name,status_class`), then waits for
 /// every `/-/ready`.
 pub fn start_exporters(specs: &[ExporterSpec]) -> Vec<ChildGuard> {
+    start_exporters_with(specs, &[])
+}
+
+/// [`start_exporters`], exporter `i` with `env[i]` (if any) on top.
+pub fn start_exporters_with(specs: &[ExporterSpec], env: &[&[(&str, &str)]]) -> Vec<ChildGuard> {
     let mut children = Vec::new();
-    for spec in specs {
+    for (i, spec) in specs.iter().enumerate() {
         let log = std::fs::File::create(&spec.log).expect("exporter log");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_haproxy-log-exporter"));
         for (k, _) in std::env::vars_os() {
@@ -172,6 +179,7 @@ pub fn start_exporters(specs: &[ExporterSpec]) -> Vec<ChildGuard> {
             .env("HLE_LOG_LEVEL", "info")
             .env("HLE_REQUESTS_TOTAL_LABELS", "frontend_name,status_class")
             .env("RUST_BACKTRACE", "1")
+            .envs(env.get(i).copied().unwrap_or_default().iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone log file"))
             .stderr(log);
@@ -215,6 +223,16 @@ pub fn udp_bound(port: u16) -> bool {
                 .any(|l| l.split_whitespace().nth(1) == Some(want.as_str()))
         })
         .unwrap_or(false)
+}
+
+/// True once something in this network namespace listens on TCP
+/// `127.0.0.1:port` (from `/proc/net/tcp`).
+pub fn tcp_listening(port: u16) -> bool {
+    let want = format!("0100007F:{port:04X}");
+    tcp_sockets()
+        .iter()
+        // State 0A: listening.
+        .any(|s| s.local == want && s.state == "0A")
 }
 
 /// The frames of an octet-counted stream (`LEN SP FRAME`, RFC 6587), or
