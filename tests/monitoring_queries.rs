@@ -9,7 +9,8 @@
 //! 1. starts the exporter with the label configuration of the Helm chart's
 //!    default values (`metrics.labels` in helm/haproxy-log-exporter/values.yaml,
 //!    read from the file; empty, so the exporter's defaults, which the dashboard
-//!    and the alerts rely on), a small
+//!    and the alerts rely on) and a forwarding sink that cannot deliver (TCP to a
+//!    port nobody listens on, a queue of one line), a small
 //!    HTTP server of its own that answers after more than a second, HAProxy
 //!    from `tests/fixtures/monitoring/haproxy.cfg.in`, and Prometheus (Debian
 //!    package `prometheus`) scraping the exporter every second with the rule
@@ -73,6 +74,8 @@ const PORT_RING: u16 = 8081;
 const PORT_SLOW: u16 = 8091;
 /// fe_nolog: a frontend with a `log` target and no log format.
 const PORT_NOLOG: u16 = 8082;
+/// Where the exporter forwards the lines to: nobody listens there.
+const PORT_FORWARD_DEAD: u16 = 8099;
 const PROMETHEUS_ADDR: &str = "127.0.0.1:9090";
 /// The scrape job, as the Prometheus configuration below names it.
 const JOB: &str = "haproxy-log-exporter";
@@ -158,6 +161,23 @@ const ALERTS: &[(&str, AlertExpectation)] = &[
         AlertExpectation::SelectorOnly {
             why: "overflow needs HLE_MAX_SERIES_PER_METRIC (10000) label sets of one \
                   metric; the traffic makes a few dozen",
+        },
+    ),
+    (
+        "HAProxyLogExporterForwardDropping",
+        // The syslog sink never connects and holds one line: every later line is
+        // dropped as queue_full; nothing is shut down or too long for the queue.
+        AlertExpectation::Fires {
+            must_have: &[("sink", "syslog"), ("reason", "queue_full")],
+            must_not_have: &[("reason", "shutdown"), ("reason", "oversize")],
+        },
+    ),
+    (
+        "HAProxyLogExporterForwardDisconnected",
+        // Its connection is refused for the whole test.
+        AlertExpectation::Fires {
+            must_have: &[("sink", "syslog")],
+            must_not_have: &[],
         },
     ),
     (
@@ -394,7 +414,7 @@ fn run_inside_private_netns() {
     // chart's where it sets them, otherwise the exporter's defaults, as in the chart's
     // pods.
     let chart_labels = chart_default_labels(&read_repo_file(CHART_VALUES_FILE));
-    let env: Vec<(String, String)> = METRICS
+    let mut env: Vec<(String, String)> = METRICS
         .iter()
         .map(|def| {
             let labels = chart_labels
@@ -405,6 +425,13 @@ fn run_inside_private_netns() {
             (format!("{}_LABELS", def.env_prefix()), labels)
         })
         .collect();
+    // A forwarding sink that cannot deliver, for the forwarding alerts: refused
+    // connections, and a queue that is full after one line.
+    env.push((
+        "HLE_FORWARD_SYSLOG_ADDR".into(),
+        format!("tcp://127.0.0.1:{PORT_FORWARD_DEAD}"),
+    ));
+    env.push(("HLE_FORWARD_BUFFER_LINES".into(), "1".into()));
     for (k, v) in &env {
         println!("  {k}={v}");
     }

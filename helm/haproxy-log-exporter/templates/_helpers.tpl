@@ -77,6 +77,18 @@ A comma-separated list from a string or a list.
 {{- end }}
 
 {{/*
+A value as the exporter reads it: a whole number without a decimal point
+(YAML numbers come through as floats), anything else as written.
+*/}}
+{{- define "haproxy-log-exporter.scalar" -}}
+{{- if kindIs "float64" . }}
+{{- ternary (toString (int64 .)) (toString .) (eq (float64 (int64 .)) .) }}
+{{- else }}
+{{- toString . }}
+{{- end }}
+{{- end }}
+
+{{/*
 The exporter's environment as a YAML map, NAME: value. The first-class values
 come first; `config` is merged over them, so any HLE_ variable can be set or
 overridden without a change to the chart. A setting that is null (or an empty
@@ -141,19 +153,72 @@ applies.
 {{- if not (kindIs "invalid" $v.clientIP.prefixV6) }}
 {{- $_ = set $env "HLE_CLIENT_IP_PREFIX_V6" (toString (int64 $v.clientIP.prefixV6)) }}
 {{- end }}
+{{- $f := $v.forward }}
+{{- $stdout := toString $f.stdout }}
+{{- if and (kindIs "bool" $f.stdout) (not $f.stdout) }}
+{{- /* `stdout: off` unquoted is YAML's false. */}}
+{{- $stdout = "off" }}
+{{- end }}
+{{- if not (has $stdout (list "off" "raw" "json")) }}
+{{- fail (printf "forward.stdout must be off, raw or json, not %q" $stdout) }}
+{{- end }}
+{{- if ne $stdout "off" }}
+{{- $_ = set $env "HLE_FORWARD_STDOUT" $stdout }}
+{{- end }}
+{{- if $f.syslog.address }}
+{{- $_ = set $env "HLE_FORWARD_SYSLOG_ADDR" $f.syslog.address }}
+{{- end }}
+{{- range $name, $value := dict
+    "HLE_FORWARD_SYSLOG_FRAMING" $f.syslog.framing
+    "HLE_FORWARD_SYSLOG_FORMAT" $f.syslog.format
+    "HLE_FORWARD_SYSLOG_UDP_MAX_BYTES" $f.syslog.udpMaxBytes
+    "HLE_FORWARD_CONNECT_TIMEOUT" $f.syslog.connectTimeout
+    "HLE_FORWARD_RECONNECT_MAX_DELAY" $f.syslog.reconnectMaxDelay
+    "HLE_FORWARD_BUFFER_LINES" $f.buffer.lines
+    "HLE_FORWARD_BUFFER_BYTES" $f.buffer.bytes
+    "HLE_FORWARD_SAMPLE_RATE" $f.sample.rate
+    "HLE_FORWARD_SAMPLE_SLOW" $f.sample.slow
+    "HLE_FORWARD_SHUTDOWN_GRACE" $f.shutdownGrace }}
+{{- if and (not (kindIs "invalid" $value)) (ne (toString $value) "") }}
+{{- $_ = set $env $name (include "haproxy-log-exporter.scalar" $value) }}
+{{- end }}
+{{- end }}
 {{- range $name, $value := $v.config }}
 {{- if not (regexMatch "^HLE_[A-Z0-9_]+$" $name) }}
 {{- fail (printf "config: %q is not an exporter variable (HLE_ and upper-case letters, digits, underscores)" $name) }}
 {{- end }}
 {{- if kindIs "invalid" $value }}
 {{- $_ = unset $env $name }}
-{{- else if kindIs "float64" $value }}
-{{- $_ = set $env $name (ternary (toString (int64 $value)) (toString $value) (eq (float64 (int64 $value)) $value)) }}
 {{- else }}
-{{- $_ = set $env $name (toString $value) }}
+{{- $_ = set $env $name (include "haproxy-log-exporter.scalar" $value) }}
 {{- end }}
 {{- end }}
 {{- toYaml $env }}
+{{- end }}
+
+{{/*
+The seconds the exporter may need after SIGTERM when a forwarding sink is on
+(from the environment in force, `config` included), preStop sleep included:
+the sleep, up to 10 s to read the connections to the end (the exporter's
+fixed grace), then up to HLE_FORWARD_SHUTDOWN_GRACE (5s unless set) for the
+sinks to deliver what they hold. Empty when no sink is on.
+*/}}
+{{- define "haproxy-log-exporter.forwardStopSeconds" -}}
+{{- $env := include "haproxy-log-exporter.envMap" . | fromYaml }}
+{{- $stdout := trim (toString (get $env "HLE_FORWARD_STDOUT")) }}
+{{- $syslog := trim (toString (get $env "HLE_FORWARD_SYSLOG_ADDR")) }}
+{{- if or (has $stdout (list "raw" "json")) $syslog }}
+{{- $grace := trim (toString (default "5s" (get $env "HLE_FORWARD_SHUTDOWN_GRACE"))) }}
+{{- $num := regexFind "^[0-9]+" $grace }}
+{{- $unit := trimPrefix $num $grace }}
+{{- $scale := dict "" 1000 "s" 1000 "ms" 1 "m" 60000 "h" 3600000 }}
+{{- if not (and $num (hasKey $scale $unit)) }}
+{{- fail (printf "HLE_FORWARD_SHUTDOWN_GRACE=%q: expected a number with an optional unit (ms, s, m, h)" $grace) }}
+{{- end }}
+{{- $graceSeconds := div (add (mul (atoi $num) (get $scale $unit)) 999) 1000 }}
+{{- $preStop := dig "preStop" "sleep" "seconds" 0 (.Values.lifecycle | default dict) | int }}
+{{- add $preStop 10 $graceSeconds }}
+{{- end }}
 {{- end }}
 
 {{/*

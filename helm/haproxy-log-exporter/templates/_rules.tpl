@@ -25,6 +25,8 @@ haproxy_log_response_processing_seconds.
 {{- $received := printf "haproxy_log_exporter_lines_received_total%s" (include "haproxy-log-exporter.promSelector" (list $sel)) }}
 {{- $drops := printf "haproxy_log_exporter_udp_receive_drops_total%s" (include "haproxy-log-exporter.promSelector" (list $sel)) }}
 {{- $overflow := printf "haproxy_log_exporter_series_overflow_total%s" (include "haproxy-log-exporter.promSelector" (list $sel)) }}
+{{- $fwdDropped := printf "haproxy_log_exporter_forward_dropped_lines_total%s" (include "haproxy-log-exporter.promSelector" (list $sel)) }}
+{{- $fwdConnected := printf "haproxy_log_exporter_forward_connected%s" (include "haproxy-log-exporter.promSelector" (list $sel)) }}
 {{- $up := printf "up%s" (include "haproxy-log-exporter.promSelector" (list (printf "container=%q" .Values.containerName) $sel)) }}
 {{- $extra := $r.additionalRuleLabels }}
 - name: haproxy-log-exporter
@@ -139,6 +141,49 @@ haproxy_log_response_processing_seconds.
           were counted in its overflow series (label values "__overflow__"). A
           label with unbounded values (paths with IDs, client addresses) is the
           usual cause: see HLE_PATH_RULES and the metric's HLE_<METRIC>_LABELS.
+    {{- end }}
+    {{- if $a.forwardDropping.enabled }}
+    - alert: HAProxyLogExporterForwardDropping
+      expr: |-
+        sum by ({{ $byExporter }}, sink, reason) (increase({{ $fwdDropped }}[{{ $w }}])) > 0
+      for: {{ $a.forwardDropping.for }}
+      labels:
+        severity: {{ $a.forwardDropping.severity }}
+        {{- with $extra }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+      annotations:
+        summary: haproxy-log-exporter drops lines it should forward
+        description: >-
+          The {{`{{ $labels.sink }}`}} sink of {{`{{ $labels.instance }}`}} dropped
+          {{`{{ $value | humanize }}`}} lines over the last {{ $w }} ({{`{{ $labels.reason }}`}}):
+          the access log it ships on has gaps. queue_full: the destination is slower
+          than the traffic or unreachable (see HAProxyLogExporterForwardDisconnected);
+          raise HLE_FORWARD_BUFFER_LINES and HLE_FORWARD_BUFFER_BYTES or sample with
+          HLE_FORWARD_SAMPLE_RATE. connection_lost: lines written to a connection
+          that then failed. shutdown: lines still queued when HLE_FORWARD_SHUTDOWN_GRACE
+          ran out. oversize: a line longer than the whole queue.
+    {{- end }}
+    {{- if $a.forwardDisconnected.enabled }}
+    - alert: HAProxyLogExporterForwardDisconnected
+      expr: |-
+        max by ({{ $byExporter }}, sink) ({{ $fwdConnected }}) == 0
+      for: {{ $a.forwardDisconnected.for }}
+      labels:
+        severity: {{ $a.forwardDisconnected.severity }}
+        {{- with $extra }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+      annotations:
+        summary: haproxy-log-exporter cannot deliver the lines it forwards
+        description: >-
+          The {{`{{ $labels.sink }}`}} sink of {{`{{ $labels.instance }}`}}
+          ({{`{{ $labels.namespace }}`}}/{{`{{ $labels.pod }}`}}) has not been able to
+          deliver for {{ $a.forwardDisconnected.for }}: the syslog server of
+          HLE_FORWARD_SYSLOG_ADDR refuses or does not answer (the exporter keeps
+          reconnecting), or standard output is blocked. Lines wait in the sink's
+          queue and are dropped once it is full
+          (haproxy_log_exporter_forward_queue_lines and _bytes).
     {{- end }}
     {{- if $a.exporterDown.enabled }}
     - alert: HAProxyLogExporterDown
