@@ -282,6 +282,8 @@ impl Sink {
     async fn udp(&mut self) {
         let mut socket: Option<(UdpSocket, Instant)> = None;
         let mut failing = false;
+        // Nothing refused yet: a quiet sink is not a disconnected one.
+        self.counters.set_connected(true);
         loop {
             self.batch.clear();
             tokio::select! {
