@@ -64,9 +64,9 @@ use std::time::{Duration, Instant};
 
 use support::haproxy::{
     check_answer, check_plan_against_haproxy, exchange, first_line, get, haproxy_requests_delta,
-    inner_may_run, one_word, raw_exchange, render_haproxy_cfg, scrape, Frontend, Inner, Kind, Plan,
-    Shot, Transport, EXPORTER_TCP, EXPORTER_UDP, EXPORTER_WEB, IO_TIMEOUT, M_COUNTED, M_RECEIVED,
-    M_REJECTED,
+    inner_may_run, one_word, raw_exchange, render_haproxy_cfg, scrape, send_shots, Frontend, Inner,
+    Kind, Plan, Shot, Transport, EXPORTER_TCP, EXPORTER_UDP, EXPORTER_WEB, IO_TIMEOUT, M_COUNTED,
+    M_RECEIVED, M_REJECTED,
 };
 use support::relays::{start_exporters_with, tcp_listening, udp_bound, ExporterSpec};
 use support::{
@@ -211,25 +211,7 @@ impl Traffic {
     /// Sends it, in order, one connection at a time.
     fn send(&self, checks: &mut Checks) {
         let fe = &self.http;
-        for shot in &fe.shots {
-            let addr = fe.addr(shot.v6);
-            if shot.kind == Kind::Empty {
-                let done = TcpStream::connect_timeout(&addr, IO_TIMEOUT);
-                checks.check(done.is_ok(), || {
-                    format!("harness: empty connection to {addr}: {done:?}")
-                });
-            } else {
-                let got = exchange(addr, &shot.request);
-                check_answer(
-                    checks,
-                    fe.name,
-                    addr,
-                    &shot.request,
-                    got,
-                    shot.kind.status(),
-                );
-            }
-        }
+        send_shots(checks, fe, |shot| shot.v6);
         let tcp = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
         for i in 0..self.tcp_ok {
             let req = get(&format!("/tcp/{i}"));

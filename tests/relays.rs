@@ -50,7 +50,7 @@
 mod support;
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -59,8 +59,8 @@ use haproxy_log_exporter::ingest::replay;
 use haproxy_log_exporter::Config;
 use support::haproxy::{
     check_answer, check_plan_against_haproxy, exchange, get, haproxy_class_delta, inner_may_run,
-    one_word, raw_exchange, render_haproxy_cfg, scrape, Frontend, Inner, Kind, Plan, Transport,
-    INNER_RUN_LIMIT, IO_TIMEOUT, M_COUNTED, M_IGNORED, M_RECEIVED, M_REJECTED, M_REQUESTS,
+    one_word, raw_exchange, render_haproxy_cfg, scrape, send_shots, Frontend, Inner, Plan,
+    Transport, INNER_RUN_LIMIT, M_COUNTED, M_IGNORED, M_RECEIVED, M_REJECTED, M_REQUESTS,
     STATUS_CLASSES,
 };
 use support::relays::{octet_frames, start_exporters, udp_bound, ExporterSpec, SyslogNg};
@@ -210,25 +210,7 @@ fn render_cfg(styles: &[Style], relay_inputs: &[u16]) -> String {
 /// Sends every frontend its traffic.
 fn send_traffic(checks: &mut Checks, styles: &[Style], http_fes: &[Frontend]) {
     for fe in http_fes {
-        for shot in &fe.shots {
-            let addr = fe.addr(false);
-            if shot.kind == Kind::Empty {
-                let done = TcpStream::connect_timeout(&addr, IO_TIMEOUT);
-                checks.check(done.is_ok(), || {
-                    format!("harness: empty connection to {addr}: {done:?}")
-                });
-            } else {
-                let got = exchange(addr, &shot.request);
-                check_answer(
-                    checks,
-                    fe.name,
-                    addr,
-                    &shot.request,
-                    got,
-                    shot.kind.status(),
-                );
-            }
-        }
+        send_shots(checks, fe, |_| false);
     }
     for s in styles {
         let addr = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));

@@ -256,6 +256,30 @@ impl Frontend {
     }
 }
 
+/// Sends a plain-HTTP frontend its shots, in order, one connection each, and checks each
+/// answer; `v6` says whether a shot's IPv6 client is used.
+pub fn send_shots(checks: &mut Checks, fe: &Frontend, v6: impl Fn(&Shot) -> bool) {
+    for shot in &fe.shots {
+        let addr = fe.addr(v6(shot));
+        if shot.kind == Kind::Empty {
+            let done = TcpStream::connect_timeout(&addr, IO_TIMEOUT);
+            checks.check(done.is_ok(), || {
+                format!("harness: empty connection to {addr}: {done:?}")
+            });
+        } else {
+            let got = exchange(addr, &shot.request);
+            check_answer(
+                checks,
+                fe.name,
+                addr,
+                &shot.request,
+                got,
+                shot.kind.status(),
+            );
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Plain HTTP clients
 // ---------------------------------------------------------------------------
