@@ -180,7 +180,7 @@ fn nested_rfc5424(after_timestamp: &[u8]) -> Option<&[u8]> {
 }
 
 /// `<N>` with N in 0..=191 (RFC 5424 PRIVAL).
-fn parse_pri(line: &[u8]) -> Option<(u8, &[u8])> {
+pub(crate) fn parse_pri(line: &[u8]) -> Option<(u8, &[u8])> {
     if line.first() != Some(&b'<') {
         return None;
     }

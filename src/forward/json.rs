@@ -5,6 +5,7 @@
 
 use crate::forward::clock::Clock;
 use crate::haproxy::{Entry, EntryKind, LogRecord, Parser, Timer};
+use crate::scan::number;
 use crate::syslog::{self, Timestamp};
 
 /// The syslog severities, by number.
@@ -231,13 +232,6 @@ fn query_and_version(request_line: &str) -> (&str, &str) {
             v => v,
         });
     (query, version)
-}
-
-fn number(digits: &[u8]) -> Option<u64> {
-    if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    Some(digits.iter().fold(0, |n, d| n * 10 + u64::from(d - b'0')))
 }
 
 /// A JSON object being written: `{"k":v,...}` and a newline.

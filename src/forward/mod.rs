@@ -228,10 +228,6 @@ impl Forwarders {
             .collect()
     }
 
-    /// Each sink's counts now.
-    pub fn snapshots(&self) -> Vec<SinkSnapshot> {
-        self.sinks.iter().map(|s| s.counters.snapshot()).collect()
-    }
 }
 
 fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {

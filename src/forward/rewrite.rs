@@ -106,13 +106,9 @@ impl Rewriter {
 /// `<PRI>1 ` followed by a timestamp: already RFC 5424, sent as it came (structured
 /// data and message id included).
 fn is_rfc5424(frame: &[u8]) -> bool {
-    let Some(close) = frame.iter().take(5).position(|&b| b == b'>') else {
-        return false;
-    };
-    frame.first() == Some(&b'<')
-        && frame[1..close].iter().all(u8::is_ascii_digit)
-        && frame.get(close + 1..close + 3) == Some(b"1 ")
-        && frame.get(close + 3).is_some_and(u8::is_ascii_digit)
+    syslog::parse_pri(frame).is_some_and(|(_, rest)| {
+        rest.starts_with(b"1 ") && rest.get(2).is_some_and(u8::is_ascii_digit)
+    })
 }
 
 fn priority(priority: Option<u8>, out: &mut Vec<u8>) {
