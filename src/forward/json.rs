@@ -3,6 +3,8 @@
 //! Lines that are not traffic (notices) and rejected lines get what is known about them.
 //! The README's "Forwarding" section lists every key.
 
+use std::io::Write;
+
 use crate::forward::clock::Clock;
 use crate::haproxy::{Entry, EntryKind, LogRecord, Parser, Timer};
 use crate::scan::number;
@@ -266,13 +268,18 @@ impl<'o> Object<'o> {
     }
 
     fn number(&mut self, key: &str, value: u64) {
-        self.raw(key, &value.to_string());
+        self.key(key);
+        // Writing into a Vec cannot fail.
+        let _ = write!(self.out, "{value}");
     }
 
     /// A timer in milliseconds as seconds; `null` where HAProxy logged `-1`.
     fn seconds(&mut self, key: &str, timer: Timer) {
         match timer {
-            Some(ms) => self.raw(key, &format!("{}.{:03}", ms / 1000, ms % 1000)),
+            Some(ms) => {
+                self.key(key);
+                let _ = write!(self.out, "{}.{:03}", ms / 1000, ms % 1000);
+            }
             None => self.raw(key, "null"),
         }
     }

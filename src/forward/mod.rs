@@ -227,7 +227,6 @@ impl Forwarders {
             })
             .collect()
     }
-
 }
 
 fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
