@@ -26,6 +26,7 @@ pub mod metrics;
 pub mod pipeline;
 mod scan;
 pub mod shutdown;
+pub mod spop;
 pub mod syslog;
 pub mod telemetry;
 
@@ -59,6 +60,7 @@ pub struct Server {
     unix: Option<std::os::unix::net::UnixDatagram>,
     unix_file: Option<ingest::unix::SocketFile>,
     web: TcpListener,
+    spoe: Option<(TcpListener, Arc<spop::Agent>)>,
     pipeline: Arc<Pipeline>,
     registry: Registry,
 }
@@ -95,6 +97,22 @@ impl Server {
             ),
             None => None,
         };
+        let spoe = match &config.spoe {
+            Some(spoe) => {
+                let listener = TcpListener::bind(spoe.addr)
+                    .await
+                    .map_err(bind_error("SPOE", spoe.addr))?;
+                let counters = spop::counters::SpopCounters::new(&registry)?;
+                let agent = spop::Agent::new(
+                    pipeline.clone(),
+                    counters,
+                    spoe,
+                    config.custom_labels.clone(),
+                );
+                Some((listener, Arc::new(agent)))
+            }
+            None => None,
+        };
         let addr = config.web_listen_addr;
         let web = TcpListener::bind(addr)
             .await
@@ -114,6 +132,7 @@ impl Server {
             unix,
             unix_file,
             web,
+            spoe,
             pipeline,
             registry,
         })
@@ -138,6 +157,11 @@ impl Server {
     /// The pipeline every source feeds; its `exposition` is what `/metrics` serves.
     pub fn pipeline(&self) -> Arc<Pipeline> {
         self.pipeline.clone()
+    }
+
+    /// The bound SPOE agent address, if enabled.
+    pub fn spoe_addr(&self) -> Option<SocketAddr> {
+        self.spoe.as_ref().and_then(|(l, _)| l.local_addr().ok())
     }
 
     /// The bound unix socket's path, if enabled.
@@ -166,6 +190,7 @@ impl Server {
             unix,
             unix_file,
             web,
+            spoe,
             pipeline,
             registry: _,
         } = self;
@@ -173,6 +198,16 @@ impl Server {
             forward.start();
         }
         spawn_sources(&config, &pipeline, (udp, unix, tcp), &token, &tracker);
+        let spoe_agent = spoe.as_ref().map(|(_, agent)| agent.clone());
+        if let (Some((listener, agent)), Some(settings)) = (spoe, &config.spoe) {
+            tracker.spawn(spop::serve(
+                listener,
+                agent,
+                settings.max_connections,
+                token.clone(),
+                tracker.clone(),
+            ));
+        }
         tracker.spawn(pipeline::expire_idle_series(
             pipeline.clone(),
             token.clone(),
@@ -212,7 +247,7 @@ impl Server {
             Some(forward) => forward.finish(config.forward.shutdown_grace).await,
             None => Vec::new(),
         };
-        log_summary(&pipeline, &forwarded);
+        log_summary(&pipeline, &forwarded, spoe_agent.as_deref());
         Ok(())
     }
 
@@ -223,6 +258,7 @@ impl Server {
             udp = %show(self.udp_addr()),
             tcp = %show(self.tcp_addr()),
             unix = %self.unix_path().map_or("disabled".into(), |p| p.display().to_string()),
+            spoe = %show(self.spoe_addr()),
             web = %show(self.web_addr()),
             metrics = self.config.metrics.len(),
             "listening"
@@ -277,7 +313,22 @@ fn spawn_sources(
 
 /// The last line: what this process counted, for an operator or a test to compare with
 /// what was sent.
-fn log_summary(pipeline: &Pipeline, forwarded: &[forward::SinkSnapshot]) {
+fn log_summary(
+    pipeline: &Pipeline,
+    forwarded: &[forward::SinkSnapshot],
+    spoe: Option<&spop::Agent>,
+) {
+    if let Some(agent) = spoe {
+        let m = agent.counters().messages();
+        tracing::info!(
+            messages_received = m.received,
+            messages_counted = m.counted,
+            messages_routed = m.routed,
+            messages_rejected = m.rejected,
+            messages_ignored = m.ignored,
+            "spoe agent stopped"
+        );
+    }
     for sink in forwarded {
         tracing::info!(
             sink = sink.sink,

@@ -106,6 +106,17 @@ impl Pipeline {
         }
     }
 
+    /// Feeds the metrics a record that came from elsewhere than a log line (SPOE).
+    pub fn observe(&self, record: &crate::haproxy::LogRecord<'_>) {
+        self.aggregator.observe(record);
+    }
+
+    /// A request path as the `http_request_path` label reads it: the route SPOE sends
+    /// back to HAProxy.
+    pub fn normalise_path<'a>(&self, path: &'a str) -> std::borrow::Cow<'a, str> {
+        self.aggregator.normalise_path(path)
+    }
+
     /// The forwarding sinks, if any is configured.
     pub fn forwarders(&self) -> Option<&Arc<Forwarders>> {
         self.forward.as_ref()

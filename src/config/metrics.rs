@@ -108,8 +108,9 @@ fn parse_buckets(r: &mut Reader, var: &str, value: &str) -> Vec<f64> {
 }
 
 /// `HLE_CUSTOM_LABELS`: `name=FIELD` entries, each name a new label, each field bound to
-/// the formats of `HLE_LOG_FORMAT`.
-pub(super) fn custom_labels(r: &mut Reader, parser: &mut Parser) -> Vec<Label> {
+/// the formats of `HLE_LOG_FORMAT`. With the SPOE agent on, a field need not be in a
+/// format: the label may come only from the SPOE argument of its name.
+pub(super) fn custom_labels(r: &mut Reader, parser: &mut Parser, spoe: bool) -> Vec<Label> {
     let mut labels: Vec<Label> = Vec::new();
     let mut fields = Vec::new();
     for entry in custom_label_entries(r.get("HLE_CUSTOM_LABELS")) {
@@ -139,7 +140,7 @@ pub(super) fn custom_labels(r: &mut Reader, parser: &mut Parser) -> Vec<Label> {
         }
     }
     for (field, found) in fields.iter().zip(parser.bind_custom(&fields)) {
-        if !found {
+        if !found && !spoe {
             r.problem(format!(
                 "HLE_CUSTOM_LABELS: {field:?} is not a field of any format in HLE_LOG_FORMAT (write it exactly as in the format)"
             ));

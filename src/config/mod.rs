@@ -22,6 +22,7 @@ mod forward;
 mod metrics;
 pub(crate) mod path_rules;
 mod reader;
+mod spop;
 mod vars;
 
 pub use forward::{
@@ -29,6 +30,7 @@ pub use forward::{
     SyslogTransport,
 };
 use metrics::{cardinality, custom_labels, metric_configs};
+pub use spop::SpoeConfig;
 pub use reader::parse_duration;
 use reader::{list, Reader};
 use vars::unknown_variables;
@@ -89,6 +91,8 @@ pub struct Config {
     /// The names of `HLE_CUSTOM_LABELS`, by slot.
     pub custom_labels: Vec<&'static str>,
     pub forward: ForwardConfig,
+    /// The SPOE agent, if enabled.
+    pub spoe: Option<SpoeConfig>,
 }
 
 /// Every problem found in the environment.
@@ -144,9 +148,10 @@ impl Config {
         let unix_path = r.get("HLE_SYSLOG_UNIX_PATH").trim();
         let syslog_unix_path = (!unix_path.is_empty()).then(|| PathBuf::from(unix_path));
         let syslog_unix_mode = unix_mode(&mut r);
+        let spoe = spop::spoe(&mut r);
         listeners_apart(&mut r, syslog_tcp_addr, web_listen_addr);
         let mut parser = log_formats(&mut r);
-        let custom = custom_labels(&mut r, &mut parser);
+        let custom = custom_labels(&mut r, &mut parser, spoe.is_some());
         let max_line_bytes = r.number("HLE_MAX_LINE_BYTES", MIN_LINE_BYTES, MAX_LINE_BYTES);
         let tcp_max_connections = r.number("HLE_TCP_MAX_CONNECTIONS", 1, 1_000_000);
         let tcp_idle_timeout = r.optional_duration("HLE_TCP_IDLE_TIMEOUT");
@@ -189,6 +194,7 @@ impl Config {
             log_output,
             custom_labels: custom.iter().map(|label| label.name()).collect(),
             forward,
+            spoe,
         })
     }
 }
@@ -207,19 +213,29 @@ fn unix_mode(r: &mut Reader) -> u32 {
     }
 }
 
-/// At least one syslog listener, and the TCP one not on the web listener's address.
+/// At least one listener for HAProxy (syslog or SPOE), and no two TCP listeners on one
+/// address.
 fn listeners_apart(r: &mut Reader, tcp: Option<SocketAddr>, web: Option<SocketAddr>) {
     if r.get("HLE_SYSLOG_UDP_ADDR").trim().is_empty()
         && r.get("HLE_SYSLOG_TCP_ADDR").trim().is_empty()
         && r.get("HLE_SYSLOG_UNIX_PATH").trim().is_empty()
+        && r.get("HLE_SPOE_ADDR").trim().is_empty()
     {
-        r.problem("HLE_SYSLOG_UDP_ADDR, HLE_SYSLOG_TCP_ADDR and HLE_SYSLOG_UNIX_PATH are all empty: nothing would receive logs");
+        r.problem("HLE_SYSLOG_UDP_ADDR, HLE_SYSLOG_TCP_ADDR, HLE_SYSLOG_UNIX_PATH and HLE_SPOE_ADDR are all empty: nothing would receive logs");
     }
-    if let (Some(tcp), Some(web)) = (tcp, web) {
-        if tcp == web && tcp.port() != 0 {
-            r.problem(format!(
-                "HLE_SYSLOG_TCP_ADDR and HLE_WEB_LISTEN_ADDR are both {tcp}"
-            ));
+    let spoe = r.get("HLE_SPOE_ADDR").trim().parse::<SocketAddr>().ok();
+    let listeners = [
+        ("HLE_SYSLOG_TCP_ADDR", tcp),
+        ("HLE_WEB_LISTEN_ADDR", web),
+        ("HLE_SPOE_ADDR", spoe),
+    ];
+    for (i, (a_var, a)) in listeners.iter().enumerate() {
+        for (b_var, b) in &listeners[i + 1..] {
+            if let (Some(a), Some(b)) = (a, b) {
+                if a == b && a.port() != 0 {
+                    r.problem(format!("{a_var} and {b_var} are both {a}"));
+                }
+            }
         }
     }
 }

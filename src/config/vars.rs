@@ -139,6 +139,26 @@ const FIXED: &[(&str, &str, &str)] = &[
         "the exporter's own log (on standard error): text or json",
     ),
     (
+        "HLE_SPOE_ADDR",
+        "",
+        "SPOE agent listen address (TCP): HAProxy's SPOE filter sends each transaction's fields here and gets the route back; empty disables",
+    ),
+    (
+        "HLE_SPOE_MAX_FRAME_SIZE",
+        "16380",
+        "largest SPOP frame, in bytes (256 or more); the handshake takes the smaller of this and HAProxy's max-frame-size",
+    ),
+    (
+        "HLE_SPOE_MAX_CONNECTIONS",
+        "256",
+        "open SPOE connections allowed; more are closed at once and counted",
+    ),
+    (
+        "HLE_SPOE_METRICS",
+        "true",
+        "whether SPOE response messages feed the traffic metrics; false when this exporter also reads the same traffic's logs (the agent then only sends routes back)",
+    ),
+    (
         "HLE_FORWARD_STDOUT",
         "off",
         "forward every line received to standard output: off, raw (the HAProxy message) or json (one object a line, parsed fields)",

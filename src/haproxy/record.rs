@@ -68,6 +68,10 @@ pub struct LogRecord<'a> {
     pub connection_counts: &'a str,
     /// The line ended inside the request line (HAProxy's `len` or a ring's `maxlen`).
     pub truncated: bool,
+    /// Whether a timer that is `None` was logged as `-1` (an abort, counted by the abort
+    /// counters): true for log lines; false for a transaction an SPOE message reported,
+    /// where a timer the message did not carry is unknown.
+    pub missing_timer_is_abort: bool,
     /// Values of the fields chosen by `HLE_CUSTOM_LABELS`, by slot; empty when the
     /// format that matched has no such field.
     pub custom: [&'a str; MAX_CUSTOM_LABELS],
@@ -100,6 +104,7 @@ impl LogRecord<'_> {
             captures: "",
             connection_counts: "",
             truncated: false,
+            missing_timer_is_abort: true,
             custom: [""; MAX_CUSTOM_LABELS],
         }
     }

@@ -27,4 +27,5 @@ pub use selfmon::{
     CountingWatch, SelfMetrics, Snapshot, Transport, INCOMPLETE_FRAME, NOTHING_COUNTED_PERIOD,
     OVERSIZE_FRAME,
 };
+pub(crate) use selfmon::RateLimit;
 pub use store::OVERFLOW;

@@ -401,7 +401,7 @@ impl prometheus::core::Collector for LineCounters {
 }
 
 /// Lets one event through per interval and counts the ones it held back.
-struct RateLimit {
+pub(crate) struct RateLimit {
     start: Instant,
     interval_ms: u64,
     next_ms: AtomicU64,
@@ -409,7 +409,7 @@ struct RateLimit {
 }
 
 impl RateLimit {
-    fn new(interval: Duration) -> Self {
+    pub(crate) fn new(interval: Duration) -> Self {
         RateLimit {
             start: Instant::now(),
             interval_ms: interval.as_millis() as u64,
@@ -419,7 +419,7 @@ impl RateLimit {
     }
 
     /// `Some(number held back since the last one let through)` if this one may pass.
-    fn allow(&self) -> Option<u64> {
+    pub(crate) fn allow(&self) -> Option<u64> {
         let now = self.start.elapsed().as_millis() as u64;
         let next = self.next_ms.load(Ordering::Relaxed);
         if now >= next

@@ -133,7 +133,10 @@ fn observation(source: Source, record: &LogRecord<'_>) -> Option<Observation> {
         Source::BytesRead => Observation::Count(record.bytes_read),
         Source::Timer(timer) => Observation::Value(timer.get(record)?),
         Source::Abort(timer) => {
-            if timer.get(record).is_some() || !timer.applies_to(record.kind) {
+            if timer.get(record).is_some()
+                || !timer.applies_to(record.kind)
+                || !record.missing_timer_is_abort
+            {
                 return None;
             }
             Observation::Count(1)
@@ -190,6 +193,11 @@ impl Aggregator {
         // A panic while holding the lock leaves plain numbers behind, never a broken
         // invariant worth refusing to count for.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// `http_request_path` as its label reads it (`HLE_PATH_*`), before any cap.
+    pub fn normalise_path<'a>(&self, path: &'a str) -> std::borrow::Cow<'a, str> {
+        self.cardinality.path.normalise(path)
     }
 
     /// Counts one traffic line in every enabled metric.
