@@ -30,9 +30,9 @@ pub use forward::{
     SyslogTransport,
 };
 use metrics::{cardinality, custom_labels, metric_configs};
-pub use spop::SpoeConfig;
 pub use reader::parse_duration;
 use reader::{list, Reader};
+pub use spop::SpoeConfig;
 use vars::unknown_variables;
 pub use vars::{effective, process_env, variables, Variable};
 

@@ -33,9 +33,7 @@ pub(super) fn spoe(r: &mut Reader) -> Option<SpoeConfig> {
         "true" => true,
         "false" => false,
         other => {
-            r.problem(format!(
-                "HLE_SPOE_METRICS={other:?}: must be true or false"
-            ));
+            r.problem(format!("HLE_SPOE_METRICS={other:?}: must be true or false"));
             true
         }
     };

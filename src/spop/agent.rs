@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::codec::{FramedRead, FramedWrite};
 use tokio_util::sync::CancellationToken;
@@ -18,8 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::codec::{SpopCodec, SpopError};
 use super::counters::{Sender, SpopCounters};
 use super::frame::{
-    kv_items, messages, Action, Frame, FrameType, Scope, Status, Value, FLAG_FIN,
-    MIN_FRAME_SIZE,
+    kv_items, messages, Action, Frame, FrameType, Scope, Status, Value, FLAG_FIN, MIN_FRAME_SIZE,
 };
 use super::message::{
     request_path, response_record, Scratch, MALFORMED, METRICS_OFF, REQUEST_MESSAGE,
@@ -141,6 +140,11 @@ impl Agent {
         }
     }
 
+    /// The pipeline whose metrics the messages feed.
+    pub fn pipeline(&self) -> &Arc<Pipeline> {
+        &self.pipeline
+    }
+
     pub fn counters(&self) -> &SpopCounters {
         &self.counters
     }
@@ -206,7 +210,11 @@ impl Agent {
         }
         if hello.flags & FLAG_FIN == 0 {
             return self
-                .disconnect(writer, Status::FragmentationUnsupported, Status::FragmentationUnsupported.message())
+                .disconnect(
+                    writer,
+                    Status::FragmentationUnsupported,
+                    Status::FragmentationUnsupported.message(),
+                )
                 .await;
         }
         let agreed = match negotiate(&hello.payload, self.max_frame_size) {
@@ -221,8 +229,12 @@ impl Agent {
         if agreed.healthcheck {
             return End::HealthCheck;
         }
-        reader.decoder_mut().set_max_frame_size(agreed.max_frame_size);
-        writer.encoder_mut().set_max_frame_size(agreed.max_frame_size);
+        reader
+            .decoder_mut()
+            .set_max_frame_size(agreed.max_frame_size);
+        writer
+            .encoder_mut()
+            .set_max_frame_size(agreed.max_frame_size);
         self.notifications(reader, writer, shutdown).await
     }
 
@@ -404,9 +416,7 @@ impl Agent {
     async fn failed(&self, writer: &mut Writer, err: SpopError) -> End {
         match err {
             SpopError::Io(_) => End::Closed,
-            SpopError::Protocol { status, reason } => {
-                self.disconnect(writer, status, reason).await
-            }
+            SpopError::Protocol { status, reason } => self.disconnect(writer, status, reason).await,
         }
     }
 }

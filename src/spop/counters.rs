@@ -2,9 +2,7 @@
 //! latency and disconnects by status code. For messages, at every scrape:
 //! received = counted + routed + rejected + ignored (received is counted last).
 
-use prometheus::{
-    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 use super::frame::{FrameType, Status};
 
@@ -127,10 +125,18 @@ impl SpopCounters {
         registry.register(Box::new(counters.ack_seconds.clone()))?;
         registry.register(Box::new(counters.disconnects.clone()))?;
         // Series that exist from the start, so that rate() and alerts see the first one.
-        for t in [FrameType::HaproxyHello, FrameType::Notify, FrameType::HaproxyDisconnect] {
+        for t in [
+            FrameType::HaproxyHello,
+            FrameType::Notify,
+            FrameType::HaproxyDisconnect,
+        ] {
             counters.frames_received.with_label_values(&[t.name()]);
         }
-        for t in [FrameType::AgentHello, FrameType::Ack, FrameType::AgentDisconnect] {
+        for t in [
+            FrameType::AgentHello,
+            FrameType::Ack,
+            FrameType::AgentDisconnect,
+        ] {
             counters.frames_sent.with_label_values(&[t.name()]);
         }
         Ok(counters)
@@ -156,7 +162,9 @@ impl SpopCounters {
     }
 
     pub fn frame_sent(&self, frame_type: FrameType) {
-        self.frames_sent.with_label_values(&[frame_type.name()]).inc();
+        self.frames_sent
+            .with_label_values(&[frame_type.name()])
+            .inc();
     }
 
     /// A response message fed the metrics.

@@ -134,7 +134,9 @@ impl Status {
 
     /// The known status with this code; `None` for codes the protocol does not define.
     pub fn from_code(code: u64) -> Option<Status> {
-        Status::ALL.into_iter().find(|s| u64::from(s.code()) == code)
+        Status::ALL
+            .into_iter()
+            .find(|s| u64::from(s.code()) == code)
     }
 
     /// The protocol's description, sent as the DISCONNECT frame's message.
@@ -198,12 +200,22 @@ impl Frame {
 
     /// AGENT-DISCONNECT with a status and its message.
     pub fn agent_disconnect(status: Status, message: &str) -> Frame {
-        Frame::new(FrameType::AgentDisconnect, 0, 0, disconnect_payload(status, message))
+        Frame::new(
+            FrameType::AgentDisconnect,
+            0,
+            0,
+            disconnect_payload(status, message),
+        )
     }
 
     /// HAPROXY-DISCONNECT (for tests and load generators playing HAProxy).
     pub fn haproxy_disconnect(status: Status, message: &str) -> Frame {
-        Frame::new(FrameType::HaproxyDisconnect, 0, 0, disconnect_payload(status, message))
+        Frame::new(
+            FrameType::HaproxyDisconnect,
+            0,
+            0,
+            disconnect_payload(status, message),
+        )
     }
 
     /// An ACK of one NOTIFY frame, carrying `actions`.
@@ -217,7 +229,11 @@ impl Frame {
 
     /// A NOTIFY frame of `messages`, each a name and its arguments (for tests and load
     /// generators playing HAProxy).
-    pub fn notify(stream_id: u64, frame_id: u64, messages: &[(&str, &[(&str, Value<'_>)])]) -> Frame {
+    pub fn notify(
+        stream_id: u64,
+        frame_id: u64,
+        messages: &[(&str, &[(&str, Value<'_>)])],
+    ) -> Frame {
         let mut buf = BytesMut::new();
         for (name, args) in messages {
             put_string(&mut buf, name.as_bytes());

@@ -22,6 +22,9 @@ use tokio_util::task::TaskTracker;
 
 pub use agent::Agent;
 
+#[cfg(test)]
+mod tests;
+
 /// Accepts SPOE connections until `shutdown`; each is served in a task of `tracker` and
 /// sends AGENT-DISCONNECT at shutdown.
 pub async fn serve(
