@@ -23,9 +23,9 @@ pub use catalog::{
 pub(crate) use kernel::socket_drops;
 pub use kernel::UdpKernelStats;
 pub use labels::{Label, MAX_LABELS};
+pub(crate) use selfmon::RateLimit;
 pub use selfmon::{
     CountingWatch, SelfMetrics, Snapshot, Transport, INCOMPLETE_FRAME, NOTHING_COUNTED_PERIOD,
     OVERSIZE_FRAME,
 };
-pub(crate) use selfmon::RateLimit;
 pub use store::OVERFLOW;
