@@ -55,6 +55,7 @@ fn every_metric_is_in_the_table_with_its_default_labels() {
 fn every_self_metric_is_in_the_table() {
     let registry = prometheus::Registry::new();
     let _pipeline = Pipeline::new(&[], &registry).unwrap();
+    let _spoe = haproxy_log_exporter::spop::counters::SpopCounters::new(&registry).unwrap();
     for family in registry.gather() {
         assert!(
             row(family.name()).is_some(),
@@ -133,4 +134,27 @@ fn the_layout_table_matches_the_tree() {
         missing.is_empty(),
         "not in the README's layout table: {missing:?}"
     );
+}
+
+#[test]
+fn every_spoe_reason_is_in_its_row() {
+    use haproxy_log_exporter::spop::message;
+    for (reasons, metric) in [
+        (
+            message::REJECT_REASONS,
+            "haproxy_log_exporter_spoe_messages_rejected_total",
+        ),
+        (
+            message::IGNORE_REASONS,
+            "haproxy_log_exporter_spoe_messages_ignored_total",
+        ),
+    ] {
+        let row = row(metric).unwrap_or_else(|| panic!("{metric} is not in the README"));
+        for reason in reasons {
+            assert!(
+                row.contains(&format!("`{reason}`")),
+                "{reason} is not in {row}"
+            );
+        }
+    }
 }
