@@ -317,3 +317,47 @@ fn help_lists_per_metric_variables() {
     assert!(names.contains(&"HLE_RESPONSE_PROCESSING_SECONDS_BUCKETS".to_string()));
     assert!(!names.contains(&"HLE_REQUESTS_TOTAL_BUCKETS".to_string()));
 }
+
+#[test]
+fn the_spoe_agent_is_a_listener_of_its_own() {
+    let spoe_only = Config::from_env(&env(&[
+        ("HLE_SYSLOG_UDP_ADDR", ""),
+        ("HLE_SYSLOG_TCP_ADDR", ""),
+        ("HLE_SPOE_ADDR", "127.0.0.1:12345"),
+        // A label that only SPOE gives: no log format has the field.
+        ("HLE_CUSTOM_LABELS", "tenant=%[req.hdr(x-tenant)]"),
+    ]))
+    .unwrap();
+    let spoe = spoe_only.spoe.unwrap();
+    assert_eq!(spoe.addr, "127.0.0.1:12345".parse().unwrap());
+    assert_eq!(
+        (spoe.max_frame_size, spoe.max_connections, spoe.metrics),
+        (16380, 256, true)
+    );
+    assert_eq!(spoe_only.custom_labels, vec!["tenant"]);
+    assert_eq!(Config::from_env(&HashMap::new()).unwrap().spoe, None);
+
+    let err = Config::from_env(&env(&[
+        ("HLE_SPOE_ADDR", "0.0.0.0:9129"),
+        ("HLE_SPOE_MAX_FRAME_SIZE", "255"),
+        ("HLE_SPOE_MAX_CONNECTIONS", "0"),
+        ("HLE_SPOE_METRICS", "yes"),
+    ]))
+    .unwrap_err();
+    let problems = err.problems.join("\n");
+    for want in [
+        "HLE_SPOE_MAX_FRAME_SIZE=\"255\"",
+        "HLE_SPOE_MAX_CONNECTIONS=\"0\"",
+        "HLE_SPOE_METRICS=\"yes\"",
+        "HLE_WEB_LISTEN_ADDR and HLE_SPOE_ADDR are both 0.0.0.0:9129",
+    ] {
+        assert!(problems.contains(want), "{want}: {problems}");
+    }
+    assert_eq!(err.problems.len(), 4, "{problems}");
+    // Without the agent, a label's field must be in a format.
+    assert!(Config::from_env(&env(&[(
+        "HLE_CUSTOM_LABELS",
+        "tenant=%[req.hdr(x-tenant)]"
+    )]))
+    .is_err());
+}
