@@ -248,34 +248,34 @@ impl Agent {
     ) -> End {
         let mut answered: Vec<(Frame, Instant)> = Vec::new();
         let mut scratch = Scratch::default();
-        loop {
+        let end = loop {
             let next = tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => {
-                    return self.disconnect(writer, Status::Normal, "agent is stopping").await;
+                    break self.disconnect(writer, Status::Normal, "agent is stopping").await;
                 }
                 next = reader.next() => next,
             };
             let frame = match next {
-                None => return End::Closed,
-                Some(Err(err)) => return self.failed(writer, err).await,
+                None => break End::Closed,
+                Some(Err(err)) => break self.failed(writer, err).await,
                 Some(Ok(frame)) => frame,
             };
             self.counters.frame_received(frame.frame_type);
             match frame.frame_type {
                 FrameType::Notify if frame.flags & FLAG_FIN == 0 => {
                     let status = Status::FragmentationUnsupported;
-                    return self.disconnect(writer, status, status.message()).await;
+                    break self.disconnect(writer, status, status.message()).await;
                 }
                 FrameType::Notify => {
                     let Some(ack) = self.ack(&frame) else {
                         self.counters.rejected(MALFORMED);
-                        return self
+                        break self
                             .disconnect(writer, Status::Invalid, "malformed NOTIFY payload")
                             .await;
                     };
                     if writer.feed(ack).await.is_err() {
-                        return End::WriteFailed;
+                        break End::WriteFailed;
                     }
                     self.counters.frame_sent(FrameType::Ack);
                     answered.push((frame, Instant::now()));
@@ -290,19 +290,18 @@ impl Agent {
                     if writer.send(reply).await.is_ok() {
                         self.counters.frame_sent(FrameType::AgentDisconnect);
                     }
-                    self.count_answered(&mut answered, &mut scratch);
-                    return End::ByHaproxy(code);
+                    break End::ByHaproxy(code);
                 }
                 // A fragment: we never announce `fragmentation`.
                 FrameType::Unset => {
                     let status = Status::FragmentationUnsupported;
-                    return self.disconnect(writer, status, status.message()).await;
+                    break self.disconnect(writer, status, status.message()).await;
                 }
                 FrameType::HaproxyHello
                 | FrameType::AgentHello
                 | FrameType::AgentDisconnect
                 | FrameType::Ack => {
-                    return self
+                    break self
                         .disconnect(writer, Status::Invalid, "unexpected frame type")
                         .await;
                 }
@@ -313,11 +312,15 @@ impl Agent {
             // then are their messages counted.
             if !answered.is_empty() && !reader.decoder().has_frame(reader.read_buffer()) {
                 if writer.flush().await.is_err() {
-                    return End::WriteFailed;
+                    break End::WriteFailed;
                 }
                 self.count_answered(&mut answered, &mut scratch);
             }
-        }
+        };
+        // What was answered describes responses HAProxy served, whether or not the last
+        // ACKs reached it.
+        self.count_answered(&mut answered, &mut scratch);
+        end
     }
 
     /// The ACK of a NOTIFY frame: the route of each request message; `None` when the
