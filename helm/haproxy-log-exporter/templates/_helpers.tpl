@@ -153,6 +153,25 @@ applies.
 {{- if not (kindIs "invalid" $v.clientIP.prefixV6) }}
 {{- $_ = set $env "HLE_CLIENT_IP_PREFIX_V6" (toString (int64 $v.clientIP.prefixV6)) }}
 {{- end }}
+{{- if $v.spoe.enabled }}
+{{- $spoeBind := $v.spoe.bindAddress }}
+{{- if not $spoeBind }}
+{{- $spoeBind = ternary "0.0.0.0" "127.0.0.1" (eq $v.mode "standalone") }}
+{{- end }}
+{{- $spoePort := int $v.spoe.port }}
+{{- if or (eq $spoePort (int $v.web.port)) (and $v.syslog.tcp.enabled (eq $spoePort (int $v.syslog.tcp.port))) }}
+{{- fail (printf "spoe.port %d is taken by the metrics endpoint or the syslog TCP listener: pick another" $spoePort) }}
+{{- end }}
+{{- $_ = set $env "HLE_SPOE_ADDR" (printf "%s:%d" $spoeBind $spoePort) }}
+{{- $_ = set $env "HLE_SPOE_METRICS" (toString $v.spoe.metrics) }}
+{{- range $name, $value := dict
+    "HLE_SPOE_MAX_FRAME_SIZE" $v.spoe.maxFrameSize
+    "HLE_SPOE_MAX_CONNECTIONS" $v.spoe.maxConnections }}
+{{- if not (kindIs "invalid" $value) }}
+{{- $_ = set $env $name (toString (int64 $value)) }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- $f := $v.forward }}
 {{- $stdout := toString $f.stdout }}
 {{- if and (kindIs "bool" $f.stdout) (not $f.stdout) }}
@@ -253,6 +272,11 @@ ports:
     containerPort: {{ $v.syslog.tcp.port }}
     protocol: TCP
 {{- end }}
+{{- if and $standalone $v.spoe.enabled }}
+  - name: hle-spoe
+    containerPort: {{ $v.spoe.port }}
+    protocol: TCP
+{{- end }}
 {{- with $v.livenessProbe }}
 livenessProbe:
   {{- toYaml . | nindent 2 }}
@@ -295,6 +319,58 @@ The emptyDir volume of the unix socket, as an item of a pod's volumes.
   emptyDir:
     medium: Memory
     sizeLimit: 1Mi
+{{- end }}
+
+{{/*
+SPOE: the ConfigMap with the engine file, and the HAProxy side. The frontend
+lines and the agent's backend are the blocks of deploy/spoe/haproxy.cfg
+(files/hle-spoe-*.cfg, kept equal to them by .ci/k8s-checks), the backend's
+server pointed at the agent: 127.0.0.1 in sidecar mode, the Service in
+standalone mode.
+*/}}
+{{- define "haproxy-log-exporter.spoeConfigMapName" -}}
+{{- printf "%s-spoe" (include "haproxy-log-exporter.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "haproxy-log-exporter.spoeAgentAddress" -}}
+{{- if eq .Values.mode "standalone" }}
+{{- printf "%s.%s.svc:%d" (include "haproxy-log-exporter.fullname" .) (include "haproxy-log-exporter.namespace" .) (int .Values.service.ports.spoe) }}
+{{- else }}
+{{- printf "127.0.0.1:%d" (int .Values.spoe.port) }}
+{{- end }}
+{{- end }}
+
+{{- define "haproxy-log-exporter.spoeFrontend" -}}
+{{- /* Without the block's indentation: the charts indent their snippets. */}}
+{{- regexReplaceAll "(?m)^    " (.Files.Get "files/hle-spoe-frontend.cfg" | trimSuffix "\n") "" }}
+{{- end }}
+
+{{- define "haproxy-log-exporter.spoeBackend" -}}
+{{- $cfg := .Files.Get "files/hle-spoe-backend.cfg" | trimSuffix "\n" }}
+{{- if not (regexMatch "(?m)^\\s*server hle1 \\S+" $cfg) }}
+{{- fail "files/hle-spoe-backend.cfg has no `server hle1 ADDRESS` line" }}
+{{- end }}
+{{- regexReplaceAll "(?m)^(\\s*server hle1 )\\S+" $cfg (printf "${1}%s" (include "haproxy-log-exporter.spoeAgentAddress" .)) }}
+{{- end }}
+
+{{/*
+The ConfigMap volume of the engine file, as an item of a pod's volumes, and
+its mount in the HAProxy container.
+*/}}
+{{- define "haproxy-log-exporter.spoeVolume" -}}
+- name: {{ .Values.spoe.volumeName }}
+  configMap:
+    name: {{ include "haproxy-log-exporter.spoeConfigMapName" . }}
+    items:
+      - key: hle-spoe.conf
+        path: hle-spoe.conf
+{{- end }}
+
+{{- define "haproxy-log-exporter.spoeVolumeMount" -}}
+- name: {{ .Values.spoe.volumeName }}
+  mountPath: /etc/haproxy/hle-spoe.conf
+  subPath: hle-spoe.conf
+  readOnly: true
 {{- end }}
 
 {{/*
