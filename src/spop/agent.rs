@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -248,10 +248,29 @@ impl Agent {
     ) -> End {
         let mut answered: Vec<(Frame, Instant)> = Vec::new();
         let mut scratch = Scratch::default();
+        // Made once: a waiter registered anew for every frame costs.
+        let cancelled = shutdown.cancelled();
+        tokio::pin!(cancelled);
         let end = loop {
             let next = tokio::select! {
                 biased;
-                _ = shutdown.cancelled() => {
+                _ = &mut cancelled => {
+                    // The NOTIFY frames that can be read without waiting are answered
+                    // (with the DISCONNECT); HAProxy sends nothing more on a connection
+                    // once it has that.
+                    while let Some(Some(Ok(frame))) = reader.next().now_or_never() {
+                        self.counters.frame_received(frame.frame_type);
+                        if frame.frame_type != FrameType::Notify || frame.flags & FLAG_FIN == 0 {
+                            continue;
+                        }
+                        if let Some(ack) = self.ack(&frame) {
+                            if writer.feed(ack).await.is_err() {
+                                break;
+                            }
+                            self.counters.frame_sent(FrameType::Ack);
+                            answered.push((frame, Instant::now()));
+                        }
+                    }
                     break self.disconnect(writer, Status::Normal, "agent is stopping").await;
                 }
                 next = reader.next() => next,
@@ -261,6 +280,7 @@ impl Agent {
                 Some(Err(err)) => break self.failed(writer, err).await,
                 Some(Ok(frame)) => frame,
             };
+            let read_at = Instant::now();
             self.counters.frame_received(frame.frame_type);
             match frame.frame_type {
                 FrameType::Notify if frame.flags & FLAG_FIN == 0 => {
@@ -278,7 +298,7 @@ impl Agent {
                         break End::WriteFailed;
                     }
                     self.counters.frame_sent(FrameType::Ack);
-                    answered.push((frame, Instant::now()));
+                    answered.push((frame, read_at));
                 }
                 FrameType::HaproxyDisconnect => {
                     let code = kv_items(&frame.payload)

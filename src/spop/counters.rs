@@ -1,6 +1,8 @@
 //! The SPOE agent's self-metrics: connections, frames by type, messages by outcome, ACK
-//! latency and disconnects by status code. For messages, at every scrape:
-//! received = counted + routed + rejected + ignored (received is counted last).
+//! latency and disconnects by status code. For messages: received = counted + routed +
+//! rejected + ignored once the messages in flight are counted; a message is counted as
+//! received after its outcome, and the message counters are one collector that reads
+//! received first, so a scrape never shows a message received without its outcome.
 
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
@@ -28,11 +30,10 @@ pub struct SpopCounters {
     connections_refused: IntCounter,
     frames_received: IntCounterVec,
     frames_sent: IntCounterVec,
-    received: IntCounter,
-    counted: IntCounter,
-    routed: IntCounter,
-    rejected: IntCounterVec,
-    ignored: IntCounterVec,
+    /// The series of the frames of every transaction, looked up once.
+    notify_received: IntCounter,
+    ack_sent: IntCounter,
+    messages: MessageCounters,
     ack_seconds: Histogram,
     disconnects: IntCounterVec,
 }
@@ -50,7 +51,20 @@ pub struct MessageSnapshot {
 impl SpopCounters {
     pub fn new(registry: &Registry) -> Result<SpopCounters, prometheus::Error> {
         let name = |n: &str| format!("{PREFIX}_{n}");
+        let frames_received = IntCounterVec::new(
+            Opts::new(
+                name("frames_received_total"),
+                "SPOP frames received, by type.",
+            ),
+            &["type"],
+        )?;
+        let frames_sent = IntCounterVec::new(
+            Opts::new(name("frames_sent_total"), "SPOP frames sent, by type."),
+            &["type"],
+        )?;
         let counters = SpopCounters {
+            notify_received: frames_received.with_label_values(&[FrameType::Notify.name()]),
+            ack_sent: frames_sent.with_label_values(&[FrameType::Ack.name()]),
             connections_open: IntGauge::new(
                 name("connections_open"),
                 "SPOE connections from HAProxy open now.",
@@ -63,14 +77,9 @@ impl SpopCounters {
                 name("connections_refused_total"),
                 "SPOE connections closed at once because HLE_SPOE_MAX_CONNECTIONS were open.",
             )?,
-            frames_received: IntCounterVec::new(
-                Opts::new(name("frames_received_total"), "SPOP frames received, by type."),
-                &["type"],
-            )?,
-            frames_sent: IntCounterVec::new(
-                Opts::new(name("frames_sent_total"), "SPOP frames sent, by type."),
-                &["type"],
-            )?,
+            frames_received,
+            frames_sent,
+            messages: MessageCounters {
             received: IntCounter::new(
                 name("messages_received_total"),
                 "SPOE messages received: counted + routed + rejected + ignored.",
@@ -97,6 +106,7 @@ impl SpopCounters {
                 ),
                 &["reason"],
             )?,
+            },
             ack_seconds: Histogram::with_opts(
                 HistogramOpts::new(
                     name("ack_duration_seconds"),
@@ -117,11 +127,7 @@ impl SpopCounters {
         registry.register(Box::new(counters.connections_refused.clone()))?;
         registry.register(Box::new(counters.frames_received.clone()))?;
         registry.register(Box::new(counters.frames_sent.clone()))?;
-        registry.register(Box::new(counters.received.clone()))?;
-        registry.register(Box::new(counters.counted.clone()))?;
-        registry.register(Box::new(counters.routed.clone()))?;
-        registry.register(Box::new(counters.rejected.clone()))?;
-        registry.register(Box::new(counters.ignored.clone()))?;
+        registry.register(Box::new(counters.messages.clone()))?;
         registry.register(Box::new(counters.ack_seconds.clone()))?;
         registry.register(Box::new(counters.disconnects.clone()))?;
         // Series that exist from the start, so that rate() and alerts see the first one.
@@ -156,37 +162,42 @@ impl SpopCounters {
     }
 
     pub fn frame_received(&self, frame_type: FrameType) {
-        self.frames_received
-            .with_label_values(&[frame_type.name()])
-            .inc();
+        match frame_type {
+            FrameType::Notify => self.notify_received.inc(),
+            other => self
+                .frames_received
+                .with_label_values(&[other.name()])
+                .inc(),
+        }
     }
 
     pub fn frame_sent(&self, frame_type: FrameType) {
-        self.frames_sent
-            .with_label_values(&[frame_type.name()])
-            .inc();
+        match frame_type {
+            FrameType::Ack => self.ack_sent.inc(),
+            other => self.frames_sent.with_label_values(&[other.name()]).inc(),
+        }
     }
 
     /// A response message fed the metrics.
     pub fn counted(&self) {
-        self.counted.inc();
-        self.received.inc();
+        self.messages.counted.inc();
+        self.messages.received.inc();
     }
 
     /// A request message was answered with its route.
     pub fn routed(&self) {
-        self.routed.inc();
-        self.received.inc();
+        self.messages.routed.inc();
+        self.messages.received.inc();
     }
 
     pub fn rejected(&self, reason: &'static str) {
-        self.rejected.with_label_values(&[reason]).inc();
-        self.received.inc();
+        self.messages.rejected.with_label_values(&[reason]).inc();
+        self.messages.received.inc();
     }
 
     pub fn ignored(&self, reason: &'static str) {
-        self.ignored.with_label_values(&[reason]).inc();
-        self.received.inc();
+        self.messages.ignored.with_label_values(&[reason]).inc();
+        self.messages.received.inc();
     }
 
     pub fn ack_written(&self, seconds: f64) {
@@ -212,24 +223,51 @@ impl SpopCounters {
     }
 
     pub fn messages(&self) -> MessageSnapshot {
-        // Received last: it is counted after each outcome, so a snapshot never shows a
-        // message received without its outcome.
+        let m = &self.messages;
+        // Received first: it is counted after each outcome.
+        let received = m.received.get();
         let sum = |v: &IntCounterVec, reasons: &[&str]| -> u64 {
             reasons
                 .iter()
                 .map(|r| v.get_metric_with_label_values(&[r]).map_or(0, |c| c.get()))
                 .sum()
         };
-        let counted = self.counted.get();
-        let routed = self.routed.get();
-        let rejected = sum(&self.rejected, super::message::REJECT_REASONS);
-        let ignored = sum(&self.ignored, super::message::IGNORE_REASONS);
         MessageSnapshot {
-            received: self.received.get(),
-            counted,
-            routed,
-            rejected,
-            ignored,
+            received,
+            counted: m.counted.get(),
+            routed: m.routed.get(),
+            rejected: sum(&m.rejected, super::message::REJECT_REASONS),
+            ignored: sum(&m.ignored, super::message::IGNORE_REASONS),
         }
+    }
+}
+
+/// The message counters as one collector, read received first.
+#[derive(Clone)]
+struct MessageCounters {
+    received: IntCounter,
+    counted: IntCounter,
+    routed: IntCounter,
+    rejected: IntCounterVec,
+    ignored: IntCounterVec,
+}
+
+impl prometheus::core::Collector for MessageCounters {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        let mut descs = self.received.desc();
+        descs.extend(self.counted.desc());
+        descs.extend(self.routed.desc());
+        descs.extend(self.rejected.desc());
+        descs.extend(self.ignored.desc());
+        descs
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        let mut families = self.received.collect();
+        families.extend(self.counted.collect());
+        families.extend(self.routed.collect());
+        families.extend(self.rejected.collect());
+        families.extend(self.ignored.collect());
+        families
     }
 }
