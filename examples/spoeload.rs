@@ -797,7 +797,7 @@ mod tests {
     #[test]
     fn histogram_buckets_are_continuous_and_tight() {
         let mut last = None;
-        for v in (0..5_000_000u64).step_by(7) {
+        for v in 0..5_000_000u64 {
             let i = Histogram::index(v);
             assert!(Histogram::value(i) >= v, "{v}");
             if let Some(l) = last {
