@@ -27,6 +27,9 @@
 #[path = "../benches/support/corpus.rs"]
 mod corpus;
 
+#[path = "support/cpu.rs"]
+mod cpu;
+
 use std::collections::BTreeMap;
 use std::io::{self, BufWriter, Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs, UdpSocket};
@@ -440,8 +443,8 @@ fn send_command(args: &[String]) -> Result<ExitCode, Error> {
     let before = Counts::scrape(&target.metrics, target.transport)?;
     let kernel_before = kernel_drops(target.addr.port());
     let snmp_before = snmp_rcvbuf_errors();
-    let cpu_before = target.pid.and_then(cpu_seconds);
-    let self_before = cpu_seconds(std::process::id());
+    let cpu_before = target.pid.and_then(cpu::cpu_seconds);
+    let self_before = cpu::cpu_seconds(std::process::id());
 
     // Watch memory and, if asked, scrape while sending.
     let running = Arc::new(AtomicBool::new(true));
@@ -485,13 +488,13 @@ fn send_command(args: &[String]) -> Result<ExitCode, Error> {
         Transport::Tcp => send_tcp(&framed, target.addr, rate, duration, batch)?,
     };
     let send_time = start.elapsed();
-    let cpu_sent = target.pid.and_then(cpu_seconds);
-    let self_after = cpu_seconds(std::process::id());
+    let cpu_sent = target.pid.and_then(cpu::cpu_seconds);
+    let self_after = cpu::cpu_seconds(std::process::id());
 
     // Wait until the exporter has processed everything it will ever see.
     let (after, settled_at) = settle_counts(&target, &before, sent, start, settle)?;
     running.store(false, Ordering::Relaxed);
-    let cpu_after = target.pid.and_then(cpu_seconds);
+    let cpu_after = target.pid.and_then(cpu::cpu_seconds);
     let mem = target.pid.and_then(memory);
     if let Some(w) = watcher {
         let _ = w.join();
@@ -1039,31 +1042,6 @@ fn dechunk(mut body: &[u8]) -> Option<Vec<u8>> {
         out.extend_from_slice(body.get(..size)?);
         body = body.get(size + 2..)?;
     }
-}
-
-/// User plus system CPU seconds of a process (all its threads, live and exited).
-fn cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may contain spaces; the fields after it do not.
-    let after = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = after.split(' ').collect();
-    let (utime, stime): (u64, u64) = (fields.get(11)?.parse().ok()?, fields.get(12)?.parse().ok()?);
-    Some((utime + stime) as f64 / clock_ticks() as f64)
-}
-
-/// `USER_HZ`, the unit of the times in `/proc/PID/stat` (100 on every Linux platform
-/// in practice; asked of getconf(1) all the same).
-fn clock_ticks() -> u64 {
-    static TICKS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    *TICKS.get_or_init(|| {
-        Command::new("getconf")
-            .arg("CLK_TCK")
-            .output()
-            .ok()
-            .and_then(|out| String::from_utf8_lossy(&out.stdout).trim().parse().ok())
-            .filter(|&t| t > 0)
-            .unwrap_or(100)
-    })
 }
 
 struct Memory {

@@ -26,9 +26,12 @@
 //! Loopback only; every run is bounded by `--duration` (or `--messages`) plus
 //! `--ack-timeout`, and stops by itself.
 
+#[path = "support/cpu.rs"]
+mod cpu;
+
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs};
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -409,8 +412,8 @@ async fn run(options: Options) -> Result<bool, Error> {
     }
     shared.start.wait().await;
     let start = Instant::now();
-    let cpu_before = shared.options.pid.and_then(cpu_seconds);
-    let self_before = cpu_seconds(std::process::id());
+    let cpu_before = shared.options.pid.and_then(cpu::cpu_seconds);
+    let self_before = cpu::cpu_seconds(std::process::id());
 
     let mut total = Stats::new();
     let mut end = start;
@@ -431,10 +434,10 @@ async fn run(options: Options) -> Result<bool, Error> {
     let cpu = shared
         .options
         .pid
-        .and_then(cpu_seconds)
+        .and_then(cpu::cpu_seconds)
         .zip(cpu_before)
         .map(|(a, b)| a - b);
-    let self_cpu = cpu_seconds(std::process::id())
+    let self_cpu = cpu::cpu_seconds(std::process::id())
         .zip(self_before)
         .map(|(a, b)| a - b);
 
@@ -765,29 +768,6 @@ async fn disconnect(reader: &mut Reader, writer: &mut Writer, stats: &mut Stats,
             stats.errors.disconnect += 1;
         }
     }
-}
-
-/// User plus system CPU seconds of a process (all its threads).
-fn cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = after.split(' ').collect();
-    let (utime, stime): (u64, u64) = (fields.get(11)?.parse().ok()?, fields.get(12)?.parse().ok()?);
-    Some((utime + stime) as f64 / clock_ticks() as f64)
-}
-
-/// `USER_HZ`, the unit of /proc/PID/stat's times.
-fn clock_ticks() -> u64 {
-    static TICKS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    *TICKS.get_or_init(|| {
-        Command::new("getconf")
-            .arg("CLK_TCK")
-            .output()
-            .ok()
-            .and_then(|out| String::from_utf8_lossy(&out.stdout).trim().parse().ok())
-            .filter(|&t| t > 0)
-            .unwrap_or(100)
-    })
 }
 
 #[cfg(test)]

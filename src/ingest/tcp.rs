@@ -83,28 +83,8 @@ pub async fn serve(
             drop(permit);
         });
     };
-    let mut backoff = Duration::from_millis(10);
-    loop {
-        let accepted = tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => break,
-            accepted = listener.accept() => accepted,
-        };
-        match accepted {
-            Ok((stream, peer)) => {
-                backoff = Duration::from_millis(10);
-                start(stream, peer);
-            }
-            Err(err) => {
-                // Usually out of file descriptors: wait for some to be released.
-                tracing::warn!(error = %err, "tcp accept failed");
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(1));
-            }
-        }
+    while let Some((stream, peer)) = accept(&listener, &shutdown, "tcp").await {
+        start(stream, peer);
     }
     // Connections the kernel has completed but we have not accepted may hold acknowledged
     // lines too: take them before the listener closes, asking the kernel itself (tokio's
@@ -118,6 +98,35 @@ pub async fn serve(
         Err(err) => tracing::debug!(error = %err, "tcp accept queue not taken at shutdown"),
     }
     drop(finish_on_exit);
+}
+
+/// The next connection of `listener`; `None` at `shutdown`. A failed accept (usually
+/// out of file descriptors) is logged and retried after a pause that doubles up to a
+/// second, for the descriptors to be released.
+pub(crate) async fn accept(
+    listener: &TcpListener,
+    shutdown: &CancellationToken,
+    what: &str,
+) -> Option<(TcpStream, SocketAddr)> {
+    let mut backoff = Duration::from_millis(10);
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => return None,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok(accepted) => return Some(accepted),
+            Err(err) => {
+                tracing::warn!(error = %err, "{what} accept failed");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return None,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
 }
 
 /// Accepts what waits in `listener`'s accept queue, until it is empty.

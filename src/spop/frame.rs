@@ -567,13 +567,22 @@ impl<'a> Reader<'a> {
 
 /// The items of a KV-LIST payload, in order; stops at the first malformed item.
 pub fn kv_items(payload: &[u8]) -> impl Iterator<Item = Result<(&[u8], Value<'_>), Malformed>> {
+    read_all(payload, Reader::kv)
+}
+
+/// Reads `payload` item after item with `read` until it ends or an item is malformed
+/// (that error is the last item).
+fn read_all<'a, T, F: FnMut(&mut Reader<'a>) -> Result<T, Malformed>>(
+    payload: &'a [u8],
+    mut read: F,
+) -> impl Iterator<Item = Result<T, Malformed>> + use<'a, T, F> {
     let mut reader = Reader::new(payload);
     let mut failed = false;
     std::iter::from_fn(move || {
         if reader.is_empty() || failed {
             return None;
         }
-        let item = reader.kv();
+        let item = read(&mut reader);
         failed = item.is_err();
         Some(item)
     })
@@ -603,16 +612,7 @@ impl<'a> Message<'a> {
 /// The messages of a NOTIFY payload. Each is read whole (its arguments checked) before it
 /// is returned; the first malformed one ends the list.
 pub fn messages(payload: &[u8]) -> impl Iterator<Item = Result<Message<'_>, Malformed>> {
-    let mut reader = Reader::new(payload);
-    let mut failed = false;
-    std::iter::from_fn(move || {
-        if reader.is_empty() || failed {
-            return None;
-        }
-        let message = read_message(&mut reader);
-        failed = message.is_err();
-        Some(message)
-    })
+    read_all(payload, read_message)
 }
 
 fn read_message<'a>(reader: &mut Reader<'a>) -> Result<Message<'a>, Malformed> {
@@ -632,16 +632,7 @@ fn read_message<'a>(reader: &mut Reader<'a>) -> Result<Message<'a>, Malformed> {
 
 /// The actions of an ACK payload (for tests and load generators playing HAProxy).
 pub fn actions(payload: &[u8]) -> impl Iterator<Item = Result<Action<'_>, Malformed>> {
-    let mut reader = Reader::new(payload);
-    let mut failed = false;
-    std::iter::from_fn(move || {
-        if reader.is_empty() || failed {
-            return None;
-        }
-        let action = read_action(&mut reader);
-        failed = action.is_err();
-        Some(action)
-    })
+    read_all(payload, read_action)
 }
 
 fn read_action<'a>(reader: &mut Reader<'a>) -> Result<Action<'a>, Malformed> {

@@ -14,7 +14,6 @@ pub mod frame;
 pub mod message;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -35,36 +34,17 @@ pub async fn serve(
     tracker: TaskTracker,
 ) {
     let permits = Arc::new(tokio::sync::Semaphore::new(max_connections));
-    let mut backoff = Duration::from_millis(10);
-    loop {
-        let accepted = tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => break,
-            accepted = listener.accept() => accepted,
+    while let Some((stream, peer)) = crate::ingest::tcp::accept(&listener, &shutdown, "spoe").await
+    {
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            agent.counters().connection_refused();
+            tracing::debug!(%peer, max = max_connections, "spoe connection refused: too many open");
+            continue;
         };
-        match accepted {
-            Ok((stream, peer)) => {
-                backoff = Duration::from_millis(10);
-                let Ok(permit) = permits.clone().try_acquire_owned() else {
-                    agent.counters().connection_refused();
-                    tracing::debug!(%peer, max = max_connections, "spoe connection refused: too many open");
-                    continue;
-                };
-                let (agent, shutdown) = (agent.clone(), shutdown.clone());
-                tracker.spawn(async move {
-                    agent.connection(stream, shutdown).await;
-                    drop(permit);
-                });
-            }
-            Err(err) => {
-                // Usually out of file descriptors: wait for some to be released.
-                tracing::warn!(error = %err, "spoe accept failed");
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(1));
-            }
-        }
+        let (agent, shutdown) = (agent.clone(), shutdown.clone());
+        tracker.spawn(async move {
+            agent.connection(stream, shutdown).await;
+            drop(permit);
+        });
     }
 }
