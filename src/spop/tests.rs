@@ -87,18 +87,7 @@ fn varints_beyond_64_bits_are_malformed() {
 
 fn every_frame() -> Vec<Frame> {
     vec![
-        Frame::new(
-            FrameType::HaproxyHello,
-            0,
-            0,
-            kv_payload(&[
-                ("supported-versions", Value::String(b"2.0")),
-                ("max-frame-size", Value::Uint32(16380)),
-                ("capabilities", Value::String(b"pipelining,async")),
-                ("healthcheck", Value::Bool(false)),
-                ("engine-id", Value::String(b"e1")),
-            ]),
-        ),
+        haproxy_hello(false),
         Frame::agent_hello("2.0", 16380, "pipelining,async"),
         Frame::notify(
             u64::MAX,
