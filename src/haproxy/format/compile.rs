@@ -72,8 +72,32 @@ const ALIASES: &[(&str, FieldKind)] = &[
     ("sslv", FieldKind::Other),
 ];
 
-fn leak(reason: String) -> &'static str {
-    Box::leak(reason.into_boxed_str())
+/// Past this many distinct rejection reasons in one process, a new one is
+/// [`MISMATCH`]: a configuration has a few dozen, and compiling formats without end (as a
+/// fuzzer does) must not grow the table without end.
+const MAX_REASONS: usize = 4096;
+
+/// The reason of a mismatch once [`MAX_REASONS`] are made.
+pub const MISMATCH: &str = "format_mismatch";
+
+/// A rejection reason, made once per distinct text: reasons are label values for the life
+/// of the process, so each is kept in one table (reachable, never dropped) and shared by
+/// every format that has it.
+fn intern(reason: String) -> &'static str {
+    static REASONS: std::sync::LazyLock<std::sync::Mutex<std::collections::HashSet<&'static str>>> =
+        std::sync::LazyLock::new(Default::default);
+    let mut reasons = REASONS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(&known) = reasons.get(reason.as_str()) {
+        return known;
+    }
+    if reasons.len() >= MAX_REASONS {
+        return MISMATCH;
+    }
+    let made: &'static str = Box::leak(reason.into_boxed_str());
+    reasons.insert(made);
+    made
 }
 
 /// Undoes haproxy.cfg quoting (`"..."` with backslash escapes, `'...'` verbatim, `\x`
@@ -193,7 +217,7 @@ impl Lexer<'_> {
 
     /// The rejection reason of a literal or separator at byte `at`: its column.
     fn reason_at(&self, at: usize) -> &'static str {
-        leak(format!(
+        intern(format!(
             "format_mismatch_at_col_{}",
             self.columns.get(at).map_or(0, |c| c + 1)
         ))
@@ -358,7 +382,7 @@ impl Lexer<'_> {
         let text = String::from_utf8_lossy(&self.bytes[start..name_end]).into_owned();
         let column = self.columns.get(start).copied().unwrap_or_default();
         // One reason per field, made once: the label value of rejected lines.
-        let reason = leak(format!("format_mismatch_at_{}_col_{}", text, column + 1));
+        let reason = intern(format!("format_mismatch_at_{}_col_{}", text, column + 1));
         self.tokens.push(Token::Field(Field {
             kind,
             text,

@@ -67,3 +67,15 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_rejection_reason_is_made_once_for_every_format_that_has_it() {
+    let reason = |format: &str| {
+        let format = Format::named_or_compiled(format).unwrap();
+        format.extract(b"no match here").unwrap_err().reason
+    };
+    let (a, b) = (reason("%ci:%cp %ST"), reason("%ci:%cp %ST"));
+    assert_eq!(a, "format_mismatch_at_%ci_col_1");
+    // The same text in the same memory: compiling again allocates no new reason.
+    assert!(std::ptr::eq(a, b));
+}
