@@ -172,14 +172,32 @@ async fn the_unfinished_frames_of_all_connections_share_one_budget() {
     // Some of the connections cut may not have noticed yet: all are kept open.
     let senders: Vec<TcpStream> = sent.into_iter().flatten().collect();
 
-    // Every hog is either cut or open, with nothing left unread on either side.
-    let tcp = daemon.tcp;
-    let samples = daemon
-        .scrape_until("every hog read or cut", |s| {
-            let settled = total(s, "tcp_connections_cut_total") + total(s, "tcp_connections");
-            settled == hogs as f64 && nothing_in_flight(tcp)
-        })
-        .await;
+    // Every hog is either cut or open, with nothing left unread on either side, and so
+    // in two scrapes in a row (a hog whose last bytes were just read may be about to be
+    // cut).
+    let settled = |s: &Samples| {
+        let (cut, kept) = (
+            total(s, "tcp_connections_cut_total"),
+            total(s, "tcp_connections"),
+        );
+        (cut + kept == hogs as f64).then_some((cut, kept))
+    };
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut last = None;
+    let samples = loop {
+        let quiet = nothing_in_flight(daemon.tcp);
+        let samples = daemon.scrape().await;
+        let now = settled(&samples).filter(|_| quiet);
+        if now.is_some() && now == last {
+            break samples;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the hogs not read or cut in {WAIT:?}: {now:?}"
+        );
+        last = now;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     let cut = total(&samples, "tcp_connections_cut_total");
     let kept = total(&samples, "tcp_connections");
     let buffered = total(&samples, "tcp_buffered_bytes");
