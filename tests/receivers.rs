@@ -308,7 +308,7 @@ async fn senders_outside_the_allowed_sources_are_refused_and_counted() {
         ("HLE_SPOE_ALLOWED_SOURCES", "127.0.0.2"),
     ])
     .await;
-    let lines: Vec<&[u8]> = H_EDGE.split_inclusive(|&b| b == b'\n').collect();
+    let lines = lines_of(H_EDGE);
     let refused = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let allowed = UdpSocket::bind("127.0.0.2:0").await.unwrap();
     for line in &lines {
@@ -358,4 +358,103 @@ async fn senders_outside_the_allowed_sources_are_refused_and_counted() {
     assert_eq!(bytes("udp"), Some(H_EDGE.len() as f64));
     assert_eq!(bytes("tcp"), Some(RING_LEGACY.len() as f64));
     daemon.stop().await;
+}
+
+/// A real HAProxy logging over UDP from 127.0.0.1, allowed, and a sender from 127.0.0.2,
+/// refused: HAProxy's lines are all counted, the other sender's none.
+#[tokio::test]
+async fn haproxy_on_the_allowed_address_is_read_and_another_sender_refused() {
+    let test = "haproxy_on_the_allowed_address_is_read_and_another_sender_refused";
+    let Some(haproxy) = support::find_program("haproxy") else {
+        if support::skip_or_fail(test, "haproxy is not installed") {
+            return;
+        }
+        unreachable!()
+    };
+    let daemon = Daemon::start(&[("HLE_SYSLOG_ALLOWED_SOURCES", "127.0.0.1/32")]).await;
+    // A free port for the frontend: taken from the kernel, then given to HAProxy.
+    let frontend = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap();
+    let dir = support::TempDir::new("hle-receivers").unwrap();
+    let cfg = dir.path().join("haproxy.cfg");
+    std::fs::write(
+        &cfg,
+        format!(
+            "global\n    log {udp} local0\n\
+             defaults\n    mode http\n    log global\n    option httplog\n\
+             \x20   timeout client 5s\n    timeout server 5s\n    timeout connect 1s\n\
+             frontend fe_allowed\n    bind {frontend}\n    http-request return status 200\n",
+            udp = daemon.udp,
+        ),
+    )
+    .unwrap();
+    let mut child = support::ChildGuard::spawn(
+        "haproxy",
+        std::process::Command::new(haproxy)
+            .arg("-db")
+            .arg("-f")
+            .arg(&cfg)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null()),
+    )
+    .unwrap();
+
+    let requests = 5;
+    for _ in 0..requests {
+        let answer = wait_until_async(WAIT, || async {
+            let mut stream = TcpStream::connect(frontend).await.ok()?;
+            stream
+                .write_all(b"GET /allowed HTTP/1.0\r\n\r\n")
+                .await
+                .ok()?;
+            let mut answer = Vec::new();
+            tokio::time::timeout(WAIT, stream.read_to_end(&mut answer))
+                .await
+                .ok()?
+                .ok()?;
+            Some(answer)
+        })
+        .await
+        .unwrap_or_else(|e| panic!("HAProxy did not answer ({:?}): {e}", child.try_wait()));
+        assert!(answer.starts_with(b"HTTP/1.1 200"), "{answer:?}");
+    }
+    let other = UdpSocket::bind("127.0.0.2:0").await.unwrap();
+    let forged = lines_of(H_EDGE);
+    for line in &forged {
+        other.send_to(line, daemon.udp).await.unwrap();
+    }
+    let samples = daemon
+        .scrape_until("HAProxy's lines counted, the other sender's refused", |s| {
+            total(s, "lines_counted_total") >= requests as f64
+                && total(s, "senders_refused_total") >= forged.len() as f64
+        })
+        .await;
+    assert_eq!(total(&samples, "lines_counted_total"), requests as f64);
+    assert_eq!(
+        samples.get(
+            "haproxy_log_exporter_senders_refused_total",
+            &[("listener", "udp")]
+        ),
+        Some(forged.len() as f64)
+    );
+    assert_eq!(
+        samples.get(
+            "haproxy_log_requests_total",
+            &[
+                ("status_code", "200"),
+                ("status_class", "2xx"),
+                ("backend_name", "fe_allowed"),
+                ("server_name", "<NOSRV>")
+            ]
+        ),
+        Some(requests as f64)
+    );
+    assert_invariant(&samples);
+    child.kill();
+    daemon.stop().await;
+}
+
+fn lines_of(data: &[u8]) -> Vec<&[u8]> {
+    data.split_inclusive(|&b| b == b'\n').collect()
 }

@@ -381,7 +381,7 @@ async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
     if let Some(frame) = rest {
         conn.frame(frame);
     }
-    tracing::debug!(%peer, reason = end.reason(), bytes, frames = conn.frames, "tcp connection closed");
+    tracing::debug!(%peer, reason = end.reason(), bytes, lines = conn.frames, "tcp connection closed");
 }
 
 /// At shutdown: sends our FIN (a ring's HAProxy closes its end on it, keeping unsent
