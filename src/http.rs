@@ -37,6 +37,8 @@ pub async fn serve(
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
+    // Out of file descriptors, every accept fails: said once a second.
+    let accept_log = crate::metrics::RateLimit::new(Duration::from_secs(1));
     loop {
         let (stream, peer) = tokio::select! {
             biased;
@@ -44,7 +46,9 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(err) => {
-                    tracing::warn!(error = %err, "http accept failed");
+                    if let Some(suppressed) = accept_log.allow() {
+                        tracing::warn!(error = %err, suppressed, "http accept failed");
+                    }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }

@@ -204,6 +204,7 @@ impl Server {
                 listener,
                 agent,
                 settings.max_connections,
+                settings.allowed_sources.clone(),
                 token.clone(),
                 tracker.clone(),
             ));
@@ -291,6 +292,7 @@ fn spawn_sources(
             pipeline.clone(),
             config.max_line_bytes,
             batching,
+            config.syslog_allowed_sources.clone(),
             token.clone(),
         ));
     }
@@ -300,6 +302,8 @@ fn spawn_sources(
             max_line_bytes: config.max_line_bytes,
             idle_timeout: config.tcp_idle_timeout,
             framing: config.syslog_tcp_framing,
+            buffer_budget_bytes: config.tcp_buffer_budget_bytes,
+            allowed_sources: config.syslog_allowed_sources.clone(),
         };
         tracker.spawn(ingest::tcp::serve(
             listener,

@@ -2,7 +2,9 @@
 
 use haproxy_log_exporter::config::variables;
 use haproxy_log_exporter::haproxy::{IGNORE_REASONS, REJECT_REASONS};
-use haproxy_log_exporter::metrics::{Label, INCOMPLETE_FRAME, METRICS, OVERSIZE_FRAME};
+use haproxy_log_exporter::metrics::{
+    Label, INCOMPLETE_FRAME, METRICS, OVERSIZE_FRAME, TCP_BUFFER_BUDGET,
+};
 use haproxy_log_exporter::pipeline::Pipeline;
 
 const README: &str = include_str!("../README.md");
@@ -69,7 +71,7 @@ fn every_self_metric_is_in_the_table() {
 fn every_reason_is_in_the_table_with_its_outcome() {
     let rejected = REJECT_REASONS
         .iter()
-        .chain(&[OVERSIZE_FRAME, INCOMPLETE_FRAME])
+        .chain(&[OVERSIZE_FRAME, INCOMPLETE_FRAME, TCP_BUFFER_BUDGET])
         .map(|r| (r, "rejected"));
     let ignored = IGNORE_REASONS.iter().map(|r| (r, "ignored"));
     for (reason, outcome) in rejected.chain(ignored) {

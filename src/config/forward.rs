@@ -246,7 +246,7 @@ fn duration(r: &mut Reader, var: &str) -> Duration {
 }
 
 /// A size in bytes, with an optional `KiB`, `MiB` or `GiB`.
-fn byte_size(r: &mut Reader, var: &str, min: usize, max: usize) -> usize {
+pub(super) fn byte_size(r: &mut Reader, var: &str, min: usize, max: usize) -> usize {
     let value = r.get(var);
     let trimmed = value.trim();
     let digits = trimmed

@@ -22,6 +22,7 @@ mod forward;
 mod metrics;
 pub(crate) mod path_rules;
 mod reader;
+mod sources;
 mod spop;
 mod vars;
 
@@ -32,6 +33,7 @@ pub use forward::{
 use metrics::{cardinality, custom_labels, metric_configs};
 pub use reader::parse_duration;
 use reader::{list, Reader};
+pub use sources::AllowList;
 pub use spop::SpoeConfig;
 use vars::unknown_variables;
 pub use vars::{effective, process_env, variables, Variable};
@@ -76,6 +78,10 @@ pub struct Config {
     pub max_line_bytes: usize,
     pub tcp_max_connections: usize,
     pub tcp_idle_timeout: Option<Duration>,
+    /// Bytes of unfinished frames all syslog TCP connections may hold together.
+    pub tcp_buffer_budget_bytes: usize,
+    /// Who may send syslog over UDP and TCP (`HLE_SYSLOG_ALLOWED_SOURCES`).
+    pub syslog_allowed_sources: AllowList,
     pub web_listen_addr: SocketAddr,
     pub web_telemetry_path: String,
     pub metrics: Vec<MetricConfig>,
@@ -155,6 +161,8 @@ impl Config {
         let max_line_bytes = r.number("HLE_MAX_LINE_BYTES", MIN_LINE_BYTES, MAX_LINE_BYTES);
         let tcp_max_connections = r.number("HLE_TCP_MAX_CONNECTIONS", 1, 1_000_000);
         let tcp_idle_timeout = r.optional_duration("HLE_TCP_IDLE_TIMEOUT");
+        let tcp_buffer_budget_bytes = tcp_buffer_budget(&mut r, max_line_bytes);
+        let syslog_allowed_sources = sources::allow_list(&mut r, "HLE_SYSLOG_ALLOWED_SOURCES");
         let syslog_tcp_framing = tcp_framing(&mut r);
         let web_telemetry_path = telemetry_path(&mut r);
         let log_level = log_level(&mut r);
@@ -184,6 +192,8 @@ impl Config {
             max_line_bytes: max_line_bytes.unwrap_or_default(),
             tcp_max_connections: tcp_max_connections.unwrap_or_default(),
             tcp_idle_timeout,
+            tcp_buffer_budget_bytes,
+            syslog_allowed_sources,
             web_listen_addr: web_listen_addr.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0))),
             web_telemetry_path,
             metrics,
@@ -197,6 +207,23 @@ impl Config {
             spoe,
         })
     }
+}
+
+/// The most `HLE_TCP_BUFFER_BUDGET_BYTES` may be.
+const MAX_TCP_BUFFER_BUDGET: usize = 1 << 40;
+
+/// `HLE_TCP_BUFFER_BUDGET_BYTES`: a size, at least one line of `HLE_MAX_LINE_BYTES` (a
+/// smaller budget would cut a lone connection inside a line the limit accepts).
+fn tcp_buffer_budget(r: &mut Reader, max_line_bytes: Option<usize>) -> usize {
+    let var = "HLE_TCP_BUFFER_BUDGET_BYTES";
+    let budget = forward::byte_size(r, var, MIN_LINE_BYTES, MAX_TCP_BUFFER_BUDGET);
+    if let Some(line) = max_line_bytes.filter(|&line| budget < line) {
+        r.problem(format!(
+            "{var}={:?} is less than HLE_MAX_LINE_BYTES={line}: one connection could not hold the longest line accepted",
+            r.get(var)
+        ));
+    }
+    budget
 }
 
 /// `HLE_SYSLOG_UNIX_MODE`: octal permissions.

@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 
 use super::reader::Reader;
+use super::sources::{allow_list, AllowList};
 use crate::spop::frame::MIN_FRAME_SIZE;
 
 /// The largest `HLE_SPOE_MAX_FRAME_SIZE`: HAProxy's own limit is `tune.bufsize` - 4.
@@ -19,6 +20,8 @@ pub struct SpoeConfig {
     /// Whether response messages feed the traffic metrics (off: the agent only sends
     /// routes back, for traffic whose logs this exporter also reads).
     pub metrics: bool,
+    /// Who may connect (`HLE_SPOE_ALLOWED_SOURCES`).
+    pub allowed_sources: AllowList,
 }
 
 pub(super) fn spoe(r: &mut Reader) -> Option<SpoeConfig> {
@@ -37,10 +40,12 @@ pub(super) fn spoe(r: &mut Reader) -> Option<SpoeConfig> {
             true
         }
     };
+    let allowed_sources = allow_list(r, "HLE_SPOE_ALLOWED_SOURCES");
     Some(SpoeConfig {
         addr: addr?,
         max_frame_size: u32::try_from(max_frame_size?).ok()?,
         max_connections: max_connections?,
         metrics,
+        allowed_sources,
     })
 }

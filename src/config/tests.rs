@@ -361,3 +361,42 @@ fn the_spoe_agent_is_a_listener_of_its_own() {
     )]))
     .is_err());
 }
+
+#[test]
+fn the_receivers_guards_are_read_and_checked() {
+    let config = Config::from_env(&HashMap::new()).unwrap();
+    assert_eq!(config.tcp_buffer_budget_bytes, 256 << 20);
+    assert!(!config.syslog_allowed_sources.is_restricted());
+    let config = Config::from_env(&env(&[
+        ("HLE_TCP_BUFFER_BUDGET_BYTES", "64MiB"),
+        ("HLE_SYSLOG_ALLOWED_SOURCES", "10.0.0.0/8, 2001:db8::1"),
+        ("HLE_SPOE_ADDR", "127.0.0.1:12345"),
+        ("HLE_SPOE_ALLOWED_SOURCES", "127.0.0.1"),
+    ]))
+    .unwrap();
+    assert_eq!(config.tcp_buffer_budget_bytes, 64 << 20);
+    let allowed = &config.syslog_allowed_sources;
+    assert!(allowed.allows("10.1.2.3".parse().unwrap()));
+    assert!(!allowed.allows("127.0.0.1".parse().unwrap()));
+    let spoe = config.spoe.unwrap().allowed_sources;
+    assert!(spoe.allows("127.0.0.1".parse().unwrap()));
+    assert!(!spoe.allows("10.1.2.3".parse().unwrap()));
+
+    let err = Config::from_env(&env(&[
+        ("HLE_MAX_LINE_BYTES", "1048576"),
+        ("HLE_TCP_BUFFER_BUDGET_BYTES", "512KiB"),
+        ("HLE_SYSLOG_ALLOWED_SOURCES", "10.0.0.0/40,localhost, ::1"),
+        ("HLE_SPOE_ALLOWED_SOURCES", "fd00::/200"),
+    ]))
+    .unwrap_err();
+    let problems = err.problems.join("\n");
+    for want in [
+        "HLE_TCP_BUFFER_BUDGET_BYTES=\"512KiB\" is less than HLE_MAX_LINE_BYTES=1048576",
+        "HLE_SYSLOG_ALLOWED_SOURCES: \"10.0.0.0/40\" is not an address or a network",
+        "HLE_SYSLOG_ALLOWED_SOURCES: \"localhost\" is not an address or a network",
+        "HLE_SPOE_ALLOWED_SOURCES: \"fd00::/200\" is not an address or a network",
+    ] {
+        assert!(problems.contains(want), "{want}: {problems}");
+    }
+    assert_eq!(err.problems.len(), 4, "{problems}");
+}

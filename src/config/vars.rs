@@ -139,6 +139,21 @@ const FIXED: &[(&str, &str, &str)] = &[
         "the exporter's own log (on standard error): text or json",
     ),
     (
+        "HLE_TCP_BUFFER_BUDGET_BYTES",
+        "256MiB",
+        "bytes of unfinished frames all syslog TCP connections may hold together (KiB, MiB, GiB); a connection that would take more is closed and counted",
+    ),
+    (
+        "HLE_SYSLOG_ALLOWED_SOURCES",
+        "",
+        "comma-separated addresses or networks (10.0.0.0/8, fd00::/8) that may send syslog over UDP and TCP; others are dropped and counted; empty: everyone",
+    ),
+    (
+        "HLE_SPOE_ALLOWED_SOURCES",
+        "",
+        "the same for connections to the SPOE agent; empty: everyone",
+    ),
+    (
         "HLE_SPOE_ADDR",
         "",
         "SPOE agent listen address (TCP): HAProxy's SPOE filter sends each transaction's fields here and gets the route back; empty disables",

@@ -6,14 +6,21 @@
 //! FIN, and reads until the peer closes or goes quiet, so that what its kernel had
 //! received is read and counted and the socket closes without a reset where the peer
 //! lets it.
+//!
+//! Next to a busy load balancer the listener guards itself: senders outside
+//! `HLE_SYSLOG_ALLOWED_SOURCES` are closed unread, TCP keepalive ends connections whose
+//! peer vanished, and the unfinished frames of all connections share one memory budget
+//! (`codec::budget`).
 
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use prometheus::IntCounter;
+use socket2::{SockRef, TcpKeepalive};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
@@ -21,19 +28,38 @@ use tokio_util::codec::{Decoder, FramedParts, FramedRead};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::codec::{Frame, Framing, SyslogCodec};
-use crate::metrics::{Transport, INCOMPLETE_FRAME};
+use super::codec::{Budget, Frame, Framing, SyslogCodec};
+use crate::config::AllowList;
+use crate::metrics::{RateLimit, Transport, INCOMPLETE_FRAME, TCP_BUFFER_BUDGET};
 use crate::pipeline::Pipeline;
 
 /// Per-connection settings.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct TcpSettings {
     pub max_connections: usize,
     pub max_line_bytes: usize,
     /// Close a connection that sent nothing for this long; `None` never does.
     pub idle_timeout: Option<Duration>,
     pub framing: Framing,
+    /// Bytes of unfinished frames all connections may hold together.
+    pub buffer_budget_bytes: usize,
+    /// Who may connect.
+    pub allowed_sources: AllowList,
 }
+
+/// TCP keepalive of accepted connections (syslog and SPOE): the first probe after a
+/// minute without traffic, then one every 10 s; after 6 unanswered the kernel closes the
+/// connection. A peer that vanished without a FIN or RST (a node powered off, state lost
+/// in a firewall) is noticed within two minutes rather than at the idle timeout (never,
+/// for SPOE, whose connections idle between bursts).
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+const KEEPALIVE_PROBES: u32 = 6;
+
+/// Warnings an outside party can cause at will are let through once a second each.
+const WARN_INTERVAL: Duration = Duration::from_secs(1);
+static ACCEPT_LOG: LazyLock<RateLimit> = LazyLock::new(|| RateLimit::new(WARN_INTERVAL));
+static STILL_SENDING_LOG: LazyLock<RateLimit> = LazyLock::new(|| RateLimit::new(WARN_INTERVAL));
 
 /// Read buffer per connection; HAProxy's ring writes in bursts of many lines.
 const READ_CAPACITY: usize = 64 * 1024;
@@ -64,21 +90,31 @@ pub async fn serve(
     tracker: TaskTracker,
 ) {
     let permits = Arc::new(tokio::sync::Semaphore::new(settings.max_connections));
+    let budget = Budget::new(
+        settings.buffer_budget_bytes,
+        pipeline.selfmon().tcp_buffered_bytes(),
+    );
+    let settings = Arc::new(settings);
     // Cancelled once the listener is closed (or should this task end otherwise): then the
     // connections send their FIN.
     let finish = CancellationToken::new();
     let finish_on_exit = finish.clone().drop_guard();
     let start = |stream: TcpStream, peer: SocketAddr| {
+        if !settings.allowed_sources.allows(peer.ip()) {
+            pipeline.selfmon().sender_refused("tcp", peer);
+            return;
+        }
         let Ok(permit) = permits.clone().try_acquire_owned() else {
-            pipeline.selfmon().connection_refused();
-            tracing::warn!(%peer, max = settings.max_connections, "tcp connection refused: too many open");
+            pipeline
+                .selfmon()
+                .connection_refused(peer, settings.max_connections);
             return;
         };
-        let pipeline = pipeline.clone();
+        let (pipeline, settings, budget) = (pipeline.clone(), settings.clone(), budget.clone());
         let finish = finish.clone();
         tracker.spawn(async move {
             pipeline.selfmon().connection_opened();
-            handle(stream, peer, &pipeline, settings, finish).await;
+            handle(stream, peer, &pipeline, &settings, &budget, finish).await;
             pipeline.selfmon().connection_closed();
             drop(permit);
         });
@@ -100,9 +136,9 @@ pub async fn serve(
     drop(finish_on_exit);
 }
 
-/// The next connection of `listener`; `None` at `shutdown`. A failed accept (usually
-/// out of file descriptors) is logged and retried after a pause that doubles up to a
-/// second, for the descriptors to be released.
+/// The next connection of `listener`, with TCP keepalive on; `None` at `shutdown`. A
+/// failed accept (usually out of file descriptors) is logged (at most once a second) and
+/// retried after a pause that doubles up to a second, for the descriptors to be released.
 pub(crate) async fn accept(
     listener: &TcpListener,
     shutdown: &CancellationToken,
@@ -116,9 +152,14 @@ pub(crate) async fn accept(
             accepted = listener.accept() => accepted,
         };
         match accepted {
-            Ok(accepted) => return Some(accepted),
+            Ok(accepted) => {
+                keepalive(&accepted.0, accepted.1, what);
+                return Some(accepted);
+            }
             Err(err) => {
-                tracing::warn!(error = %err, "{what} accept failed");
+                if let Some(suppressed) = ACCEPT_LOG.allow() {
+                    tracing::warn!(error = %err, suppressed, "{what} accept failed");
+                }
                 tokio::select! {
                     _ = shutdown.cancelled() => return None,
                     _ = tokio::time::sleep(backoff) => {}
@@ -126,6 +167,17 @@ pub(crate) async fn accept(
                 backoff = (backoff * 2).min(Duration::from_secs(1));
             }
         }
+    }
+}
+
+/// Turns on TCP keepalive ([`KEEPALIVE_IDLE`]); a socket that refuses it is served anyway.
+fn keepalive(stream: &TcpStream, peer: SocketAddr, what: &str) {
+    let params = TcpKeepalive::new()
+        .with_time(KEEPALIVE_IDLE)
+        .with_interval(KEEPALIVE_INTERVAL)
+        .with_retries(KEEPALIVE_PROBES);
+    if let Err(err) = SockRef::from(stream).set_tcp_keepalive(&params) {
+        tracing::debug!(%peer, error = %err, "{what} keepalive not set");
     }
 }
 
@@ -138,7 +190,10 @@ fn take_accept_queue(listener: &std::net::TcpListener, start: &impl Fn(TcpStream
                     .set_nonblocking(true)
                     .and_then(|()| TcpStream::from_std(stream));
                 match stream {
-                    Ok(stream) => start(stream, peer),
+                    Ok(stream) => {
+                        keepalive(&stream, peer, "tcp");
+                        start(stream, peer)
+                    }
                     Err(err) => {
                         tracing::debug!(%peer, error = %err, "tcp accept failed at shutdown")
                     }
@@ -164,6 +219,8 @@ enum End {
     Error,
     Idle,
     Shutdown,
+    /// Cut for the buffer budget.
+    OverBudget,
 }
 
 impl End {
@@ -173,15 +230,18 @@ impl End {
             End::Error => "error",
             End::Idle => "idle timeout",
             End::Shutdown => "shutdown",
+            End::OverBudget => "buffer budget",
         }
     }
 }
 
-/// The stream, with the time its last byte arrived: the idle timeout counts from there,
-/// not from the last complete frame.
+/// The stream, with the time its last byte arrived (the idle timeout counts from there,
+/// not from the last complete frame) and the bytes read, counted as they come.
 struct Timed<S> {
     inner: S,
     last_byte: Instant,
+    bytes: u64,
+    received_bytes: IntCounter,
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Timed<S> {
@@ -192,29 +252,70 @@ impl<S: AsyncRead + Unpin> AsyncRead for Timed<S> {
     ) -> Poll<std::io::Result<()>> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if buf.filled().len() > before {
+        let read = buf.filled().len() - before;
+        if read > 0 {
             self.last_byte = Instant::now();
+            self.bytes += read as u64;
+            self.received_bytes.inc_by(read as u64);
         }
         polled
     }
 }
 
-/// Reads frames until the peer closes, the connection idles out, or `shutdown`; then
-/// counts what is left, a frame cut short as `incomplete_frame`.
+/// One connection's frames, counted as they go to the pipeline.
+struct Connection<'a> {
+    pipeline: &'a Pipeline,
+    peer: SocketAddr,
+    frames: u64,
+}
+
+impl Connection<'_> {
+    /// Hands a frame on; `false` when it was the last: the budget cut the connection.
+    fn frame(&mut self, frame: Frame) -> bool {
+        self.frames += 1;
+        let selfmon = self.pipeline.selfmon();
+        match frame {
+            Frame::Line(line) => self.pipeline.process(Transport::Tcp, &line),
+            Frame::Oversize(len) => selfmon.oversize(Transport::Tcp, len),
+            Frame::Incomplete(len) => {
+                selfmon.unreadable_frame(Transport::Tcp, INCOMPLETE_FRAME, len)
+            }
+            Frame::OverBudget(len) => {
+                selfmon.unreadable_frame(Transport::Tcp, TCP_BUFFER_BUDGET, len);
+                selfmon.connection_cut(self.peer, len);
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// Reads frames until the peer closes, the connection idles out, the budget cuts it, or
+/// `shutdown`; then counts what is left, a frame cut short as `incomplete_frame` (or as
+/// `tcp_buffer_budget`).
 async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
     stream: S,
     peer: SocketAddr,
     pipeline: &Pipeline,
-    settings: TcpSettings,
+    settings: &TcpSettings,
+    budget: &Arc<Budget>,
     shutdown: CancellationToken,
 ) {
     tracing::debug!(%peer, "tcp connection opened");
-    let codec = SyslogCodec::new(settings.max_line_bytes, settings.framing);
+    let codec =
+        SyslogCodec::new(settings.max_line_bytes, settings.framing).with_budget(budget.account());
     let stream = Timed {
         inner: stream,
         last_byte: Instant::now(),
+        bytes: 0,
+        received_bytes: pipeline.selfmon().received_bytes_counter(Transport::Tcp),
     };
     let mut frames = FramedRead::with_capacity(stream, codec, READ_CAPACITY);
+    let mut conn = Connection {
+        pipeline,
+        peer,
+        frames: 0,
+    };
     // One timer for the whole connection, moved forward lazily: arming a timer per read
     // would cost more than parsing the frames.
     let idle = settings
@@ -222,18 +323,30 @@ async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
         .unwrap_or(Duration::from_secs(365 * 24 * 3600));
     let deadline = tokio::time::sleep_until(frames.get_ref().last_byte + idle);
     tokio::pin!(deadline);
+    // Another connection took the budget over while within its share: this one looks
+    // whether it holds more than its own.
+    let pressed = budget.pressed();
+    tokio::pin!(pressed);
     let mut end = loop {
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => break End::Shutdown,
             next = frames.next() => match next {
-                Some(Ok(frame)) => handle_frame(pipeline, frame),
+                Some(Ok(frame)) => if !conn.frame(frame) {
+                    break End::OverBudget;
+                },
                 Some(Err(err)) => {
                     tracing::debug!(%peer, error = %err, "tcp read failed");
                     break End::Error;
                 }
                 None => break End::Closed,
             },
+            _ = &mut pressed => {
+                if frames.decoder().account().is_some_and(|a| a.over_share()) {
+                    break End::OverBudget;
+                }
+                pressed.set(budget.pressed());
+            }
             _ = &mut deadline => {
                 let last_byte = frames.get_ref().last_byte;
                 if last_byte.elapsed() >= idle {
@@ -244,25 +357,31 @@ async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
         }
     };
     if end == End::Shutdown {
-        end = read_to_quiet(&mut frames, peer, pipeline).await;
+        end = read_to_quiet(&mut frames, &mut conn).await;
     }
     // Complete frames already read but not yet yielded are counted before the socket is
     // closed; then the frame the connection was cut inside of, unless the peer closed
     // it (at its end of stream `FramedRead` has flushed the codec).
+    let bytes = frames.get_ref().bytes;
     let FramedParts {
         mut codec,
         mut read_buf,
         ..
     } = frames.into_parts();
     while let Ok(Some(frame)) = codec.decode(&mut read_buf) {
-        handle_frame(pipeline, frame);
+        conn.frame(frame);
     }
-    if end != End::Closed {
-        if let Some(frame) = codec.cut(&mut read_buf) {
-            handle_frame(pipeline, frame);
-        }
+    let rest = match end {
+        End::Closed => None,
+        // Cut by the pressure of the others (a refused frame was counted already, and
+        // the codec yields nothing more).
+        End::OverBudget => codec.shed(&mut read_buf),
+        End::Error | End::Idle | End::Shutdown => codec.cut(&mut read_buf),
+    };
+    if let Some(frame) = rest {
+        conn.frame(frame);
     }
-    tracing::debug!(%peer, reason = end.reason(), "tcp connection closed");
+    tracing::debug!(%peer, reason = end.reason(), bytes, lines = conn.frames, "tcp connection closed");
 }
 
 /// At shutdown: sends our FIN (a ring's HAProxy closes its end on it, keeping unsent
@@ -270,9 +389,9 @@ async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
 /// [`SHUTDOWN_QUIET`], or [`SHUTDOWN_READ_LIMIT`] has passed.
 async fn read_to_quiet<S: AsyncRead + AsyncWrite + Unpin>(
     frames: &mut FramedRead<Timed<S>, SyslogCodec>,
-    peer: SocketAddr,
-    pipeline: &Pipeline,
+    conn: &mut Connection<'_>,
 ) -> End {
+    let peer = conn.peer;
     if let Err(err) = frames.get_mut().inner.shutdown().await {
         tracing::debug!(%peer, error = %err, "tcp shutdown failed");
     }
@@ -283,7 +402,9 @@ async fn read_to_quiet<S: AsyncRead + AsyncWrite + Unpin>(
         // peer keeps the socket readable (tokio's budget lets a task's first branch use
         // it all, and a timer polled without budget stays pending).
         if Instant::now() >= limit {
-            tracing::warn!(%peer, "tcp connection still sending at shutdown: closed");
+            if let Some(suppressed) = STILL_SENDING_LOG.allow() {
+                tracing::warn!(%peer, suppressed, "tcp connection still sending at shutdown: closed");
+            }
             return End::Shutdown;
         }
         // The peer has a moment to answer our FIN however long it was quiet before.
@@ -292,7 +413,9 @@ async fn read_to_quiet<S: AsyncRead + AsyncWrite + Unpin>(
         tokio::select! {
             biased;
             next = frames.next() => match next {
-                Some(Ok(frame)) => handle_frame(pipeline, frame),
+                Some(Ok(frame)) => if !conn.frame(frame) {
+                    return End::OverBudget;
+                },
                 Some(Err(err)) => {
                     tracing::debug!(%peer, error = %err, "tcp read failed");
                     return End::Error;
@@ -308,21 +431,13 @@ async fn read_to_quiet<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
-fn handle_frame(pipeline: &Pipeline, frame: Frame) {
-    match frame {
-        Frame::Line(line) => pipeline.process(Transport::Tcp, &line),
-        Frame::Oversize(len) => pipeline.selfmon().oversize(Transport::Tcp, len),
-        Frame::Incomplete(len) => {
-            pipeline
-                .selfmon()
-                .unreadable_frame(Transport::Tcp, INCOMPLETE_FRAME, len)
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn test_budget() -> Arc<Budget> {
+        Budget::new(1 << 20, prometheus::IntGauge::new("held", "held").unwrap())
+    }
 
     /// Hands over all its bytes in the first read and cancels `shutdown` in that same
     /// read, so shutdown arrives while complete frames wait in the read buffer.
@@ -381,9 +496,12 @@ mod tests {
             max_line_bytes: 65536,
             idle_timeout: None,
             framing: Framing::Auto,
+            buffer_budget_bytes: 1 << 20,
+            allowed_sources: AllowList::default(),
         };
         let peer = SocketAddr::from(([127, 0, 0, 1], 1));
-        handle(stream, peer, &pipeline, settings, shutdown).await;
+        let budget = test_budget();
+        handle(stream, peer, &pipeline, &settings, &budget, shutdown).await;
         let counted = registry
             .gather()
             .into_iter()
@@ -402,12 +520,16 @@ mod tests {
             max_line_bytes: 65536,
             idle_timeout: Some(Duration::from_secs(300)),
             framing: Framing::Auto,
+            buffer_budget_bytes: 1 << 20,
+            allowed_sources: AllowList::default(),
         };
         let (client, server) = tokio::io::duplex(1024);
         let peer = SocketAddr::from(([127, 0, 0, 1], 1));
         let start = Instant::now();
         let task = tokio::spawn(async move {
-            handle(server, peer, &pipeline, settings, CancellationToken::new()).await;
+            let budget = test_budget();
+            let shutdown = CancellationToken::new();
+            handle(server, peer, &pipeline, &settings, &budget, shutdown).await;
             start.elapsed()
         });
         (client, task)

@@ -26,6 +26,6 @@ pub use labels::{Label, MAX_LABELS};
 pub(crate) use selfmon::RateLimit;
 pub use selfmon::{
     CountingWatch, SelfMetrics, Snapshot, Transport, INCOMPLETE_FRAME, NOTHING_COUNTED_PERIOD,
-    OVERSIZE_FRAME,
+    OVERSIZE_FRAME, REFUSED_LISTENERS, TCP_BUFFER_BUDGET,
 };
 pub use store::OVERFLOW;

@@ -2,6 +2,7 @@
 //! rejected and ignored, so that received = counted + rejected + ignored can be checked.
 
 use std::collections::HashSet;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -41,6 +42,11 @@ impl Transport {
 /// Rejection reasons that come from framing rather than from the entry parser.
 pub const OVERSIZE_FRAME: &str = "oversize_frame";
 pub const INCOMPLETE_FRAME: &str = "incomplete_frame";
+/// A partial frame dropped with its connection: `HLE_TCP_BUFFER_BUDGET_BYTES` was spent.
+pub const TCP_BUFFER_BUDGET: &str = "tcp_buffer_budget";
+
+/// Who a sender outside the allow-list tried to reach: the `listener` label.
+pub const REFUSED_LISTENERS: [&str; 3] = ["udp", "tcp", "spoe"];
 
 /// The self-metrics, registered once and shared by every source.
 pub struct SelfMetrics {
@@ -51,7 +57,14 @@ pub struct SelfMetrics {
     oversize: [IntCounter; Transport::ALL.len()],
     tcp_connections: IntGauge,
     tcp_connections_refused: IntCounter,
+    tcp_connections_cut: IntCounter,
+    tcp_buffered_bytes: IntGauge,
+    received_bytes: [IntCounter; Transport::ALL.len()],
+    senders_refused: IntCounterVec,
     reject_log: RateLimit,
+    refused_log: RateLimit,
+    sender_log: RateLimit,
+    cut_log: RateLimit,
     /// Frontends already told they have no log format.
     told_no_log_format: Mutex<HashSet<Vec<u8>>>,
 }
@@ -71,6 +84,31 @@ impl SelfMetrics {
             "haproxy_log_exporter_tcp_connections_refused_total",
             "Syslog TCP connections closed at once because HLE_TCP_MAX_CONNECTIONS were open.",
         )?;
+        let tcp_connections_cut = IntCounter::new(
+            "haproxy_log_exporter_tcp_connections_cut_total",
+            "Syslog TCP connections closed because their unfinished frame would have taken more than their share of HLE_TCP_BUFFER_BUDGET_BYTES.",
+        )?;
+        let tcp_buffered_bytes = IntGauge::new(
+            "haproxy_log_exporter_tcp_buffered_bytes",
+            "Bytes of unfinished frames the syslog TCP connections hold now (bounded by HLE_TCP_BUFFER_BUDGET_BYTES).",
+        )?;
+        let received_bytes = IntCounterVec::new(
+            Opts::new(
+                "haproxy_log_exporter_received_bytes_total",
+                "Bytes read from the syslog sockets, by transport (framing included; senders refused by the allow-list not).",
+            ),
+            &["transport"],
+        )?;
+        let senders_refused = IntCounterVec::new(
+            Opts::new(
+                "haproxy_log_exporter_senders_refused_total",
+                "Datagrams (udp) and connections (tcp, spoe) from addresses outside the allowed sources, dropped unread.",
+            ),
+            &["listener"],
+        )?;
+        for listener in REFUSED_LISTENERS {
+            senders_refused.with_label_values(&[listener]);
+        }
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "haproxy_log_exporter_build_info",
@@ -91,13 +129,24 @@ impl SelfMetrics {
             oversize: by_transport(&lines.oversize),
             tcp_connections: tcp_connections.clone(),
             tcp_connections_refused: tcp_connections_refused.clone(),
+            tcp_connections_cut: tcp_connections_cut.clone(),
+            tcp_buffered_bytes: tcp_buffered_bytes.clone(),
+            received_bytes: by_transport(&received_bytes),
+            senders_refused: senders_refused.clone(),
             reject_log: RateLimit::new(Duration::from_secs(1)),
+            refused_log: RateLimit::new(Duration::from_secs(1)),
+            sender_log: RateLimit::new(Duration::from_secs(1)),
+            cut_log: RateLimit::new(Duration::from_secs(1)),
             told_no_log_format: Mutex::new(HashSet::new()),
         };
         for collector in [
             Box::new(lines) as Box<dyn prometheus::core::Collector>,
             Box::new(tcp_connections),
             Box::new(tcp_connections_refused),
+            Box::new(tcp_connections_cut),
+            Box::new(tcp_buffered_bytes),
+            Box::new(received_bytes),
+            Box::new(senders_refused),
             Box::new(build_info),
         ] {
             registry.register(collector)?;
@@ -115,9 +164,56 @@ impl SelfMetrics {
         self.tcp_connections.dec();
     }
 
-    /// A TCP connection was closed at once: `HLE_TCP_MAX_CONNECTIONS` were open.
-    pub fn connection_refused(&self) {
+    /// A TCP connection was closed at once: `HLE_TCP_MAX_CONNECTIONS` were open. Logged
+    /// at most once a second: anyone who can connect can make many.
+    pub fn connection_refused(&self, peer: SocketAddr, max: usize) {
         self.tcp_connections_refused.inc();
+        if let Some(suppressed) = self.refused_log.allow() {
+            tracing::warn!(%peer, max, suppressed, "tcp connection refused: too many open");
+        }
+    }
+
+    /// A TCP connection was closed for the buffer budget, holding `held` bytes of an
+    /// unfinished frame (counted as rejected apart, by `unreadable_frame`).
+    pub fn connection_cut(&self, peer: SocketAddr, held: usize) {
+        self.tcp_connections_cut.inc();
+        if let Some(suppressed) = self.cut_log.allow() {
+            tracing::warn!(
+                %peer,
+                held,
+                suppressed,
+                "tcp connection closed: its unfinished frame would take more than its share of HLE_TCP_BUFFER_BUDGET_BYTES"
+            );
+        }
+    }
+
+    /// The gauge of bytes the TCP connections hold, kept by the buffer budget.
+    pub fn tcp_buffered_bytes(&self) -> IntGauge {
+        self.tcp_buffered_bytes.clone()
+    }
+
+    /// `bytes` were read from a socket of `transport`.
+    pub fn received_bytes(&self, transport: Transport, bytes: usize) {
+        self.received_bytes[transport as usize].inc_by(bytes as u64);
+    }
+
+    /// The counter of bytes read over `transport`, for a reader that counts each read.
+    pub fn received_bytes_counter(&self, transport: Transport) -> IntCounter {
+        self.received_bytes[transport as usize].clone()
+    }
+
+    /// A datagram or connection from `peer`, outside the allowed sources, was dropped
+    /// unread: it is not received. `listener` is one of [`REFUSED_LISTENERS`].
+    pub fn sender_refused(&self, listener: &'static str, peer: SocketAddr) {
+        self.senders_refused.with_label_values(&[listener]).inc();
+        if let Some(suppressed) = self.sender_log.allow() {
+            tracing::warn!(
+                %peer,
+                listener,
+                suppressed,
+                "sender refused: not in the allowed sources"
+            );
+        }
     }
 
     pub fn received(&self, transport: Transport) {
@@ -367,9 +463,10 @@ impl LineCounters {
         };
         // Every known label value starts at zero, so rate() and alerts see the series
         // before the first problem.
-        for reason in REJECT_REASONS
-            .iter()
-            .chain(&[OVERSIZE_FRAME, INCOMPLETE_FRAME])
+        for reason in
+            REJECT_REASONS
+                .iter()
+                .chain(&[OVERSIZE_FRAME, INCOMPLETE_FRAME, TCP_BUFFER_BUDGET])
         {
             lines.rejected.with_label_values(&[reason]);
         }

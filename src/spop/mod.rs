@@ -16,6 +16,8 @@ pub mod message;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
+
+use crate::config::AllowList;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -25,17 +27,23 @@ pub use agent::Agent;
 mod tests;
 
 /// Accepts SPOE connections until `shutdown`; each is served in a task of `tracker` and
-/// sends AGENT-DISCONNECT at shutdown.
+/// sends AGENT-DISCONNECT at shutdown. A connection from outside `allowed` is closed
+/// unread and counted.
 pub async fn serve(
     listener: TcpListener,
     agent: Arc<Agent>,
     max_connections: usize,
+    allowed: AllowList,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
     let permits = Arc::new(tokio::sync::Semaphore::new(max_connections));
     while let Some((stream, peer)) = crate::ingest::tcp::accept(&listener, &shutdown, "spoe").await
     {
+        if !allowed.allows(peer.ip()) {
+            agent.pipeline().selfmon().sender_refused("spoe", peer);
+            continue;
+        }
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             agent.counters().connection_refused();
             tracing::debug!(%peer, max = max_connections, "spoe connection refused: too many open");

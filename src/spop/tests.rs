@@ -467,6 +467,7 @@ async fn start_agent(env: &[(&str, &str)]) -> Running {
         listener,
         agent.clone(),
         spoe.max_connections,
+        spoe.allowed_sources.clone(),
         shutdown.clone(),
         tracker,
     ));

@@ -15,9 +15,19 @@
 //! Problems are reported as items, never as decoder errors, because `FramedRead` ends the
 //! stream after the first `Err` (tokio-rs/tokio#3976): one oversize frame must not cost the
 //! rest of the connection.
+//!
+//! A codec given an [`Account`] of the shared [`Budget`] records what its buffer holds
+//! each time it has taken every complete frame out (all that is left is the start of the
+//! next one); when the budget refuses, the frame is dropped as `Frame::OverBudget` and
+//! the codec reads nothing more: the connection is to be closed.
+
+pub mod budget;
 
 use bytes::{Buf, BytesMut};
 use tokio_util::codec::Decoder;
+
+use budget::Account;
+pub use budget::Budget;
 
 pub use crate::config::Framing;
 
@@ -30,6 +40,9 @@ pub enum Frame {
     Oversize(usize),
     /// The stream ended inside a frame, after this many of its bytes.
     Incomplete(usize),
+    /// The frame of this many bytes so far was dropped because the connections' buffer
+    /// budget would not hold it; the codec yields nothing more.
+    OverBudget(usize),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +57,8 @@ enum State {
     DiscardLine,
     /// Skipping the `remaining` bytes of an oversize octet-counted frame.
     DiscardOctets { remaining: usize },
+    /// Cut for the budget: everything further is dropped unread.
+    Cut,
 }
 
 /// Decodes the syslog TCP framings of one connection. Frames longer than `max_len` bytes
@@ -55,10 +70,18 @@ pub struct SyslogCodec {
     /// Whether frames are octet-counted; `None` until an `auto` connection's first frame.
     octets: Option<bool>,
     state: State,
+    /// What this connection holds of the shared budget, if it has one.
+    account: Option<Account>,
 }
 
 /// The most digits an octet count may have (RFC 6587 has no limit; 9 digits is 1 GB).
 const MAX_LEN_DIGITS: usize = 9;
+
+/// Room reserved at once for the rest of an octet-counted frame; a larger frame's buffer
+/// grows as its bytes arrive. A count is only a claim: reserving all of it for every
+/// connection that sends one would allocate `HLE_MAX_LINE_BYTES` each before a byte
+/// of the frame came.
+const RESERVE_AHEAD: usize = 1 << 20;
 
 impl SyslogCodec {
     pub fn new(max_len: usize, framing: Framing) -> Self {
@@ -70,7 +93,33 @@ impl SyslogCodec {
                 Framing::Lf => Some(false),
             },
             state: State::Start,
+            account: None,
         }
+    }
+
+    /// The codec with its connection's account of the shared budget.
+    pub fn with_budget(mut self, account: Account) -> Self {
+        self.account = Some(account);
+        self
+    }
+
+    /// This connection's account, if the codec has one.
+    pub fn account(&self) -> Option<&Account> {
+        self.account.as_ref()
+    }
+
+    /// Drops the frame begun in `buf` for the budget (`Frame::OverBudget`, unless nothing
+    /// was begun), frees the buffer, and reads nothing more. Call after `decode` has
+    /// returned every complete frame.
+    pub fn shed(&mut self, buf: &mut BytesMut) -> Option<Frame> {
+        let state = std::mem::replace(&mut self.state, State::Cut);
+        let len = buf.len();
+        *buf = BytesMut::new();
+        if let Some(account) = &mut self.account {
+            // Giving back never fails.
+            let _ = account.hold(0);
+        }
+        (state != State::Cut && len > 0).then_some(Frame::OverBudget(len))
     }
 
     /// The frame the stream was cut inside of, when the connection is closed by us (at
@@ -84,6 +133,19 @@ impl SyslogCodec {
             State::Octets { .. } => Some(Frame::Incomplete(rest.len())),
             State::Start | State::Newline { .. } if begun => Some(Frame::Incomplete(rest.len())),
             _ => None,
+        }
+    }
+
+    /// Records what `buf` holds in the account; a refusal sheds it.
+    fn account_for(&mut self, buf: &mut BytesMut) -> Option<Frame> {
+        let refused = self
+            .account
+            .as_mut()
+            .is_some_and(|account| account.hold(buf.len()).is_err());
+        if refused {
+            self.shed(buf)
+        } else {
+            None
         }
     }
 }
@@ -201,7 +263,7 @@ impl SyslogCodec {
     /// Inside an octet-counted frame of `len` bytes.
     fn octet_frame(&mut self, buf: &mut BytesMut, len: usize) -> Step {
         if buf.len() < len {
-            buf.reserve(len - buf.len());
+            buf.reserve((len - buf.len()).min(RESERVE_AHEAD));
             return Step::Yield(None);
         }
         self.state = State::Start;
@@ -281,17 +343,32 @@ impl Decoder for SyslogCodec {
     type Error = std::io::Error;
 
     fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, std::io::Error> {
-        loop {
+        let frame = loop {
             let step = match self.state {
                 State::Start => self.start(buf),
                 State::Octets { len } => self.octet_frame(buf, len),
                 State::DiscardOctets { remaining } => self.discard_octets(buf, remaining),
                 State::Newline { scanned } => self.newline(buf, scanned),
                 State::DiscardLine => self.discard_line(buf),
+                State::Cut => {
+                    buf.clear();
+                    return Ok(None);
+                }
             };
             if let Step::Yield(frame) = step {
-                return Ok(frame);
+                break frame;
             }
+        };
+        match frame {
+            // More frames may follow in `buf`: only what was given back is recorded.
+            Some(frame) => {
+                if let Some(account) = self.account.as_mut().filter(|a| buf.len() < a.held()) {
+                    let _ = account.hold(buf.len());
+                }
+                Ok(Some(frame))
+            }
+            // Every complete frame is out: `buf` holds the start of the next one.
+            None => Ok(self.account_for(buf)),
         }
     }
 

@@ -275,3 +275,35 @@ proptest! {
         prop_assert_eq!(decode_with(framing, 1024, &input, &[cut]), want);
     }
 }
+
+/// A codec whose budget refuses what its buffer holds drops that frame, once, and reads
+/// nothing more; complete frames before it are still yielded.
+#[test]
+fn a_frame_over_the_budget_is_dropped_and_the_codec_stops() {
+    for framing in [Framing::Lf, Framing::OctetCount] {
+        let budget = Budget::new(100, prometheus::IntGauge::new("held", "held").unwrap());
+        let mut codec = SyslogCodec::new(1000, framing).with_budget(budget.account());
+        let mut buf = BytesMut::from(&b"<134>a\n"[..]);
+        if framing == Framing::OctetCount {
+            buf = BytesMut::from(&b"6 <134>a500 <134>"[..]);
+        }
+        let first = codec.decode(&mut buf).unwrap();
+        assert_eq!(first, Some(line("<134>a")), "{framing:?}");
+        assert_eq!(codec.decode(&mut buf).unwrap(), None, "{framing:?}");
+        assert_eq!(budget.held(), buf.len(), "{framing:?}");
+        buf.extend_from_slice(&[b'x'; 150]);
+        let held = buf.len();
+        assert_eq!(
+            codec.decode(&mut buf).unwrap(),
+            Some(Frame::OverBudget(held)),
+            "{framing:?}"
+        );
+        assert_eq!(budget.held(), 0);
+        buf.extend_from_slice(b"more\n<134>b\n");
+        assert_eq!(codec.decode(&mut buf).unwrap(), None, "{framing:?}");
+        assert_eq!(codec.decode_eof(&mut buf).unwrap(), None, "{framing:?}");
+        assert_eq!(codec.cut(&mut buf), None, "{framing:?}");
+        drop(codec);
+        assert_eq!(budget.held(), 0);
+    }
+}
