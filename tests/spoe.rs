@@ -5,7 +5,8 @@
 //! HAProxy's config is `tests/e2e/haproxy_spoe.cfg.in` with the two blocks an operator
 //! copies from `deploy/spoe/haproxy.cfg` (between the `# BEGIN haproxy-log-exporter ...`
 //! and `# END ...` markers) spliced in as they are, read at test time; only the engine
-//! file path is replaced, by a copy of `deploy/spoe/spoe.conf` in the work directory.
+//! file path is replaced, by a copy of `deploy/spoe/spoe.conf` in the work directory
+//! (whose `timeout processing` the two exact-count tests raise to 1 s, see `haproxy_cfg`).
 //! The server behind `be_app` is the test's own HTTP server (a thread), which counts the
 //! responses it sends by status: for HAProxy they are real server responses. The
 //! exporter has no syslog listener (`HLE_SYSLOG_UDP_ADDR=`, `HLE_SYSLOG_TCP_ADDR=`), so
@@ -217,12 +218,31 @@ fn shipped_block(cfg: &str, name: &str) -> String {
     block
 }
 
+/// The shipped `timeout processing`.
+const SHIPPED_PROCESSING_TIMEOUT: &str = "timeout processing 100ms";
+
 /// HAProxy's config for these tests: the template with the shipped blocks spliced in,
 /// the engine file (a copy of `deploy/spoe/spoe.conf` written to the work directory)
-/// in place of its installed path.
-fn haproxy_cfg(inner: &Inner) -> String {
+/// in place of its installed path. With `processing`, the engine file's `timeout
+/// processing` is that instead of the shipped 100 ms: the tests that count exactly give
+/// HAProxy 1 s to wait for an ACK, since a loaded 2-core machine sometimes takes longer
+/// than 100 ms to schedule the agent, and a response whose message timed out is (rightly)
+/// not counted.
+fn haproxy_cfg(inner: &Inner, processing: Option<&str>) -> String {
     let engine_path = inner.dir.join("hle-spoe.conf");
-    std::fs::write(&engine_path, repo_file("deploy/spoe/spoe.conf")).expect("write spoe.conf");
+    let mut engine = repo_file("deploy/spoe/spoe.conf");
+    assert_eq!(
+        engine.matches(SHIPPED_PROCESSING_TIMEOUT).count(),
+        1,
+        "deploy/spoe/spoe.conf no longer has {SHIPPED_PROCESSING_TIMEOUT:?}"
+    );
+    if let Some(timeout) = processing {
+        engine = engine.replace(
+            SHIPPED_PROCESSING_TIMEOUT,
+            &format!("timeout processing {timeout}"),
+        );
+    }
+    std::fs::write(&engine_path, engine).expect("write spoe.conf");
     let shipped = repo_file("deploy/spoe/haproxy.cfg");
 
     let frontend = shipped_block(&shipped, "frontend");
@@ -623,7 +643,7 @@ fn counts_inside_private_netns() {
     let mut checks = Checks::default();
     let upstream = Upstream::start();
     let mut exporter = inner.start_exporter(&EXPORTER_ENV, "");
-    let (_haproxy, before) = inner.start_haproxy(&haproxy_cfg(&inner));
+    let (_haproxy, before) = inner.start_haproxy(&haproxy_cfg(&inner, Some("1s")));
     let before = if agent_up(&before) {
         before
     } else {
@@ -895,7 +915,7 @@ fn route_inside_private_netns() {
     let mut checks = Checks::default();
     let _upstream = Upstream::start();
     let mut exporter = inner.start_exporter(&EXPORTER_ENV, " (default path settings)");
-    let (_haproxy, before) = inner.start_haproxy(&haproxy_cfg(&inner));
+    let (_haproxy, before) = inner.start_haproxy(&haproxy_cfg(&inner, Some("1s")));
     if !agent_up(&before) {
         wait_agent_up(&inner);
     }
@@ -1099,7 +1119,7 @@ fn reload_restart_inside_private_netns() {
     let mut checks = Checks::default();
     let upstream = Upstream::start();
     let mut first = inner.start_exporter(&EXPORTER_ENV, " (the first)");
-    let (mut haproxy, before) = inner.start_haproxy(&haproxy_cfg(&inner));
+    let (mut haproxy, before) = inner.start_haproxy(&haproxy_cfg(&inner, None));
     if !agent_up(&before) {
         wait_agent_up(&inner);
     }
