@@ -24,6 +24,7 @@ pub(crate) mod path_rules;
 mod reader;
 mod spop;
 mod vars;
+mod web;
 
 pub use forward::{
     ForwardConfig, ForwardFraming, Sampling, StdoutForward, SyslogFormat, SyslogTarget,
@@ -35,6 +36,8 @@ use reader::{list, Reader};
 pub use spop::SpoeConfig;
 use vars::unknown_variables;
 pub use vars::{effective, process_env, variables, Variable};
+pub use web::WebConfig;
+pub(crate) use web::MIN_HEADER_BYTES;
 
 /// `HLE_SYSLOG_TCP_FRAMING`: how a TCP connection's frames are delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +81,8 @@ pub struct Config {
     pub tcp_idle_timeout: Option<Duration>,
     pub web_listen_addr: SocketAddr,
     pub web_telemetry_path: String,
+    /// The HTTP server's limits.
+    pub web: WebConfig,
     pub metrics: Vec<MetricConfig>,
     /// Label rules and series limits.
     pub cardinality: Cardinality,
@@ -157,6 +162,7 @@ impl Config {
         let tcp_idle_timeout = r.optional_duration("HLE_TCP_IDLE_TIMEOUT");
         let syslog_tcp_framing = tcp_framing(&mut r);
         let web_telemetry_path = telemetry_path(&mut r);
+        let web = web::web(&mut r);
         let log_level = log_level(&mut r);
         let log_output = log_output(&mut r);
         let metrics = metric_configs(&mut r, &custom);
@@ -186,6 +192,7 @@ impl Config {
             tcp_idle_timeout,
             web_listen_addr: web_listen_addr.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0))),
             web_telemetry_path,
+            web,
             metrics,
             cardinality,
             udp_recv_buffer_bytes,

@@ -1,0 +1,150 @@
+//! One HTTP connection, over any I/O hyper can drive (a TCP stream today; a TLS stream
+//! would be handed here after its handshake): the limits on request heads, requests and
+//! age, and what shutdown does to it.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::{Body, Frame, SizeHint};
+use hyper::header::{HeaderValue, CONNECTION};
+use hyper::rt::{Read, Write};
+use hyper_util::rt::TokioTimer;
+use tokio_util::sync::CancellationToken;
+
+use super::respond::respond;
+use super::State;
+
+/// A connection is closed after answering this many requests (Prometheus scrapes a
+/// target over one connection; this only bounds what a single client may hold).
+const MAX_REQUESTS: usize = 1000;
+
+/// At shutdown, a response still being made or written gets this long to finish.
+pub(super) const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+/// Serves `io` until its client closes it, a limit ends it, or `shutdown`. At shutdown a
+/// connection with no response in progress (idle, or with a request head still coming)
+/// closes at once; one with a response in progress gets `SHUTDOWN_GRACE`.
+pub(super) async fn serve_connection<I>(
+    io: I,
+    peer: SocketAddr,
+    state: Arc<State>,
+    shutdown: CancellationToken,
+) where
+    I: Read + Write + Unpin + Send + 'static,
+{
+    let limits = &state.limits;
+    let in_progress = Arc::new(AtomicUsize::new(0));
+    let requests = Arc::new(AtomicUsize::new(0));
+    let service = {
+        let (state, in_progress) = (state.clone(), in_progress.clone());
+        hyper::service::service_fn(move |req| {
+            let busy = InProgress::enter(&in_progress);
+            let last = requests.fetch_add(1, Ordering::Relaxed) + 1 >= MAX_REQUESTS;
+            let state = state.clone();
+            async move {
+                let mut response = respond(&state, &req).await;
+                if last {
+                    response
+                        .headers_mut()
+                        .insert(CONNECTION, HeaderValue::from_static("close"));
+                }
+                Ok::<_, Infallible>(response.map(|body| Tracked { body, _busy: busy }))
+            }
+        })
+    };
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        // Also bounds how long an idle keep-alive connection waits for its next request.
+        .header_read_timeout(limits.read_header_timeout)
+        .max_buf_size(limits.max_header_bytes.max(crate::config::MIN_HEADER_BYTES))
+        .max_header_size(limits.max_header_bytes)
+        // Queued writes: every response keeps the shared exposition instead of copying it
+        // into a buffer of its own.
+        .writev(true);
+    let conn = builder.serve_connection(io, service);
+    tokio::pin!(conn);
+    let old = async {
+        match limits.max_connection_age {
+            Some(age) => tokio::time::sleep(age).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(old);
+    let mut aged = false;
+    let result = loop {
+        tokio::select! {
+            result = conn.as_mut() => break result,
+            _ = &mut old, if !aged => {
+                // The response in progress, if any, is finished; then it closes.
+                aged = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            _ = shutdown.cancelled() => {
+                if in_progress.load(Ordering::Relaxed) == 0 {
+                    return;
+                }
+                conn.as_mut().graceful_shutdown();
+                match tokio::time::timeout(SHUTDOWN_GRACE, conn.as_mut()).await {
+                    Ok(result) => break result,
+                    Err(_) => {
+                        tracing::debug!(%peer, "http response cut off at shutdown");
+                        return;
+                    }
+                }
+            }
+        }
+    };
+    if let Err(err) = result {
+        tracing::debug!(%peer, error = %err, "http connection failed");
+    }
+}
+
+/// Counts a response from its request until hyper is done with its body.
+struct InProgress(Arc<AtomicUsize>);
+
+impl InProgress {
+    fn enter(count: &Arc<AtomicUsize>) -> InProgress {
+        count.fetch_add(1, Ordering::Relaxed);
+        InProgress(count.clone())
+    }
+}
+
+impl Drop for InProgress {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A response body that keeps its connection marked busy while hyper writes it.
+struct Tracked {
+    body: Full<Bytes>,
+    _busy: InProgress,
+}
+
+impl Body for Tracked {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
