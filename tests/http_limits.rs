@@ -434,3 +434,26 @@ fn connections_beyond_the_cap_are_closed_at_once() {
     let refused = exporter.metric("haproxy_log_exporter_http_connections_refused_total", &[]);
     assert!(refused >= 1.0, "{refused}");
 }
+
+/// Prometheus asks for gzip; the answer is the same exposition, compressed.
+#[test]
+fn the_exposition_is_gzipped_when_asked_for() {
+    let exporter = Exporter::start(&[], None);
+    let mut stream = connect(&exporter.web);
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\n\r\n")
+        .expect("request");
+    let (head, body) = read_response(&mut stream).expect("an answer");
+    assert!(
+        head.to_ascii_lowercase().contains("content-encoding: gzip"),
+        "{head}"
+    );
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(&body[..])
+        .read_to_string(&mut text)
+        .expect("gzip");
+    assert!(
+        text.contains("\nhaproxy_log_exporter_http_scrapes_total "),
+        "{text}"
+    );
+}

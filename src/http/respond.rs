@@ -6,10 +6,14 @@ use std::sync::atomic::Ordering;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::{Body, Incoming};
-use hyper::header::{HeaderValue, ALLOW, CONNECTION, CONTENT_TYPE};
+use hyper::header::{
+    HeaderMap, HeaderValue, ACCEPT_ENCODING, ALLOW, CONNECTION, CONTENT_ENCODING, CONTENT_TYPE,
+    VARY,
+};
 use hyper::{Method, Request, Response, StatusCode};
 use prometheus::{Encoder, TextEncoder};
 
+use super::scrape::Encoding;
 use super::State;
 
 pub(super) async fn respond(state: &State, req: &Request<Incoming>) -> Response<Full<Bytes>> {
@@ -30,10 +34,18 @@ pub(super) async fn respond(state: &State, req: &Request<Incoming>) -> Response<
     }
     let path = req.uri().path();
     if path == state.telemetry_path {
-        return match state.exposition.get().await {
+        let encoding = wanted_encoding(req.headers());
+        return match state.exposition.get(encoding).await {
             Ok(body) => {
                 state.counters.scraped();
-                with_type(StatusCode::OK, body, TextEncoder::new().format_type())
+                let mut response =
+                    with_type(StatusCode::OK, body, TextEncoder::new().format_type());
+                let headers = response.headers_mut();
+                headers.insert(VARY, HeaderValue::from_static("Accept-Encoding"));
+                if encoding == Encoding::Gzip {
+                    headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+                }
+                response
             }
             Err(err) => {
                 tracing::error!(error = %err, "cannot encode metrics");
@@ -47,6 +59,30 @@ pub(super) async fn respond(state: &State, req: &Request<Incoming>) -> Response<
         "/-/ready" => text(StatusCode::SERVICE_UNAVAILABLE, "Not ready\n"),
         "/" => index(&state.telemetry_path),
         _ => text(StatusCode::NOT_FOUND, "Not found\n"),
+    }
+}
+
+/// Gzip when the client lists it without `q=0` (Prometheus sends `Accept-Encoding: gzip`).
+fn wanted_encoding(headers: &HeaderMap) -> Encoding {
+    let gzip = headers
+        .get_all(ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|item| {
+            let mut parts = item.split(';').map(str::trim);
+            let coding = parts.next().unwrap_or_default();
+            let refused = parts.any(|p| {
+                p.strip_prefix("q=")
+                    .and_then(|q| q.parse::<f32>().ok())
+                    .is_some_and(|q| q <= 0.0)
+            });
+            coding.eq_ignore_ascii_case("gzip") && !refused
+        });
+    if gzip {
+        Encoding::Gzip
+    } else {
+        Encoding::Identity
     }
 }
 
@@ -81,4 +117,26 @@ fn with_type(status: StatusCode, body: Bytes, content_type: &str) -> Response<Fu
         response.headers_mut().insert(CONTENT_TYPE, value);
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gzip_only_when_listed_and_not_refused() {
+        let encoding = |values: &[&str]| {
+            let mut headers = HeaderMap::new();
+            for value in values {
+                headers.append(ACCEPT_ENCODING, HeaderValue::from_str(value).unwrap());
+            }
+            wanted_encoding(&headers)
+        };
+        assert_eq!(encoding(&[]), Encoding::Identity);
+        assert_eq!(encoding(&["gzip"]), Encoding::Gzip);
+        assert_eq!(encoding(&["deflate, GZIP;q=0.5"]), Encoding::Gzip);
+        assert_eq!(encoding(&["br", "gzip"]), Encoding::Gzip);
+        assert_eq!(encoding(&["gzip;q=0"]), Encoding::Identity);
+        assert_eq!(encoding(&["gzipped, identity"]), Encoding::Identity);
+    }
 }
