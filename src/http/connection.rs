@@ -11,7 +11,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Full;
 use hyper::body::{Body, Frame, SizeHint};
 use hyper::header::{HeaderValue, CONNECTION};
 use hyper::rt::{Read, Write};
@@ -26,11 +25,21 @@ use super::State;
 const MAX_REQUESTS: usize = 1000;
 
 /// At shutdown, a response still being made or written gets this long to finish.
-pub(super) const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
-/// Serves `io` until its client closes it, a limit ends it, or `shutdown`. At shutdown a
-/// connection with no response in progress (idle, or with a request head still coming)
-/// closes at once; one with a response in progress gets `SHUTDOWN_GRACE`.
+/// At shutdown, a connection with no response in progress gets this long for hyper to
+/// flush what it holds of the last one (its last 16 chunks at most) and close; a request
+/// head still coming in is cut off after it.
+const SHUTDOWN_FLUSH: Duration = Duration::from_millis(500);
+
+/// A body is handed to hyper in slices of this size (of the one shared copy): hyper
+/// queues at most 16 before it asks for more, so a response counts as in progress until
+/// all but its last megabyte is queued.
+const CHUNK: usize = 64 * 1024;
+
+/// Serves `io` until its client closes it, a limit ends it, or `shutdown`. At shutdown an
+/// idle connection closes at once, one with a request head still coming in after
+/// `SHUTDOWN_FLUSH`, and one with a response in progress gets `SHUTDOWN_GRACE`.
 pub(super) async fn serve_connection<I>(
     io: I,
     peer: SocketAddr,
@@ -55,7 +64,7 @@ pub(super) async fn serve_connection<I>(
                         .headers_mut()
                         .insert(CONNECTION, HeaderValue::from_static("close"));
                 }
-                Ok::<_, Infallible>(response.map(|body| Tracked { body, _busy: busy }))
+                Ok::<_, Infallible>(response.map(|rest| Tracked { rest, _busy: busy }))
             }
         })
     };
@@ -88,11 +97,13 @@ pub(super) async fn serve_connection<I>(
                 conn.as_mut().graceful_shutdown();
             }
             _ = shutdown.cancelled() => {
-                if in_progress.load(Ordering::Relaxed) == 0 {
-                    return;
-                }
+                // Hyper closes an idle connection here and finishes a response first.
                 conn.as_mut().graceful_shutdown();
-                match tokio::time::timeout(SHUTDOWN_GRACE, conn.as_mut()).await {
+                let grace = match in_progress.load(Ordering::Relaxed) {
+                    0 => SHUTDOWN_FLUSH,
+                    _ => SHUTDOWN_GRACE,
+                };
+                match tokio::time::timeout(grace, conn.as_mut()).await {
                     Ok(result) => break result,
                     Err(_) => {
                         tracing::debug!(%peer, "http response cut off at shutdown");
@@ -123,9 +134,10 @@ impl Drop for InProgress {
     }
 }
 
-/// A response body that keeps its connection marked busy while hyper writes it.
+/// A response body, in slices of `CHUNK`, that keeps its connection marked busy while
+/// hyper takes it.
 struct Tracked {
-    body: Full<Bytes>,
+    rest: Bytes,
     _busy: InProgress,
 }
 
@@ -135,16 +147,21 @@ impl Body for Tracked {
 
     fn poll_frame(
         self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
+        _cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+        let rest = &mut self.get_mut().rest;
+        if rest.is_empty() {
+            return Poll::Ready(None);
+        }
+        let chunk = rest.split_to(rest.len().min(CHUNK));
+        Poll::Ready(Some(Ok(Frame::data(chunk))))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
+        self.rest.is_empty()
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
+        SizeHint::with_exact(self.rest.len() as u64)
     }
 }

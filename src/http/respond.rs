@@ -1,10 +1,9 @@
 //! The routes: the exposition, the probes and the index page. Only GET and HEAD without
-//! a body are answered.
+//! a body are answered. Bodies are whole `Bytes`; `connection` streams them.
 
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
-use http_body_util::Full;
 use hyper::body::{Body, Incoming};
 use hyper::header::{
     HeaderMap, HeaderValue, ACCEPT_ENCODING, ALLOW, CONNECTION, CONTENT_ENCODING, CONTENT_TYPE,
@@ -16,7 +15,7 @@ use prometheus::{Encoder, TextEncoder};
 use super::scrape::Encoding;
 use super::State;
 
-pub(super) async fn respond(state: &State, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+pub(super) async fn respond(state: &State, req: &Request<Incoming>) -> Response<Bytes> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed\n");
         response
@@ -86,7 +85,7 @@ fn wanted_encoding(headers: &HeaderMap) -> Encoding {
     }
 }
 
-fn index(telemetry_path: &str) -> Response<Full<Bytes>> {
+fn index(telemetry_path: &str) -> Response<Bytes> {
     let page = format!(
         "<!DOCTYPE html>\n<html><head><title>HAProxy log exporter</title></head><body>\n\
          <h1>HAProxy log exporter</h1>\n<p>Version {}</p>\n<ul>\n\
@@ -102,7 +101,7 @@ fn index(telemetry_path: &str) -> Response<Full<Bytes>> {
     )
 }
 
-fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+fn text(status: StatusCode, body: &'static str) -> Response<Bytes> {
     with_type(
         status,
         Bytes::from_static(body.as_bytes()),
@@ -110,8 +109,8 @@ fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
     )
 }
 
-fn with_type(status: StatusCode, body: Bytes, content_type: &str) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(body));
+fn with_type(status: StatusCode, body: Bytes, content_type: &str) -> Response<Bytes> {
+    let mut response = Response::new(body);
     *response.status_mut() = status;
     if let Ok(value) = HeaderValue::from_str(content_type) {
         response.headers_mut().insert(CONTENT_TYPE, value);
