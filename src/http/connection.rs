@@ -14,11 +14,13 @@ use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
 use hyper::header::{HeaderValue, CONNECTION};
 use hyper::rt::{Read, Write};
+use hyper::server::conn::http1;
 use hyper_util::rt::TokioTimer;
 use tokio_util::sync::CancellationToken;
 
 use super::respond::respond;
 use super::State;
+use crate::config::{WebConfig, MIN_HEADER_BYTES};
 
 /// A connection is closed after answering this many requests (Prometheus scrapes a
 /// target over one connection; this only bounds what a single client may hold).
@@ -68,17 +70,7 @@ pub(super) async fn serve_connection<I>(
             }
         })
     };
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        // Also bounds how long an idle keep-alive connection waits for its next request.
-        .header_read_timeout(limits.read_header_timeout)
-        .max_buf_size(limits.max_header_bytes.max(crate::config::MIN_HEADER_BYTES))
-        .max_header_size(limits.max_header_bytes)
-        // Queued writes: every response keeps the shared exposition instead of copying it
-        // into a buffer of its own.
-        .writev(true);
-    let conn = builder.serve_connection(io, service);
+    let conn = builder(limits).serve_connection(io, service);
     tokio::pin!(conn);
     let old = async {
         match limits.max_connection_age {
@@ -116,6 +108,22 @@ pub(super) async fn serve_connection<I>(
     if let Err(err) = result {
         tracing::debug!(%peer, error = %err, "http connection failed");
     }
+}
+
+/// HTTP/1.1 with the request limits of `HLE_WEB_*`.
+fn builder(limits: &WebConfig) -> http1::Builder {
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        // Also bounds how long an idle keep-alive connection waits for its next request.
+        .header_read_timeout(limits.read_header_timeout)
+        // Below hyper's minimum it would panic; the configuration refuses such values.
+        .max_buf_size(limits.max_header_bytes.max(MIN_HEADER_BYTES))
+        .max_header_size(limits.max_header_bytes)
+        // Queued writes: every response keeps the shared exposition instead of copying it
+        // into a buffer of its own.
+        .writev(true);
+    builder
 }
 
 /// Counts a response from its request until hyper is done with its body.
