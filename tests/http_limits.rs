@@ -459,3 +459,59 @@ fn the_exposition_is_gzipped_when_asked_for() {
         "{text}"
     );
 }
+
+/// SIGTERM while a scrape's response is still being written to a client that reads
+/// slowly: the response is finished within the grace, then the exporter exits.
+#[test]
+fn sigterm_lets_a_response_in_progress_finish() {
+    let mut exporter = Exporter::start(
+        &[
+            ("HLE_SESSION_DURATION_SECONDS_LABELS", "client_ip"),
+            ("HLE_MAX_SERIES_PER_METRIC", "1000000"),
+        ],
+        None,
+    );
+    // Several megabytes: more than the sockets' buffers hold.
+    exporter.feed_tcp((0..5000).map(|i| line(0x0a02_0000 + i)));
+    let web: SocketAddr = exporter.web.parse().expect("web address");
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket
+        .set_recv_buffer_size(4096)
+        .expect("small receive buffer");
+    socket.connect(&web.into()).expect("connect");
+    let mut stream: TcpStream = socket.into();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .expect("request");
+    let local = support::proc_net_addr(stream.local_addr().expect("local address"));
+    let remote = support::proc_net_addr(web);
+    let blocked = wait_until(WAIT, || {
+        support::tcp_sockets()
+            .into_iter()
+            .any(|s| {
+                Some(&s.local) == remote.as_ref() && Some(&s.remote) == local.as_ref() && s.tx > 0
+            })
+            .then_some(())
+    });
+    blocked.expect("the exporter writing, the client not reading");
+
+    exporter.child.signal("TERM").expect("SIGTERM");
+    // The client reads only after the short flush allowed to idle connections.
+    std::thread::sleep(Duration::from_secs(1));
+    stream.set_read_timeout(Some(WAIT)).expect("read timeout");
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    let response = support::parse_http_response(&raw).expect("a whole response");
+    let length = response
+        .header("content-length")
+        .and_then(|l| l.parse().ok());
+    assert_eq!(length, Some(response.body.len()), "cut off");
+    assert!(
+        response.body.len() > 4_000_000,
+        "{} bytes",
+        response.body.len()
+    );
+    let status = exporter.child.wait_timeout(WAIT).expect("exited");
+    assert_eq!(status.code(), Some(0));
+}
