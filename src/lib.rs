@@ -62,6 +62,7 @@ pub struct Server {
     web: TcpListener,
     spoe: Option<(TcpListener, Arc<spop::Agent>)>,
     pipeline: Arc<Pipeline>,
+    http_counters: http::HttpCounters,
     registry: Registry,
 }
 
@@ -74,6 +75,7 @@ impl Server {
             prometheus::process_collector::ProcessCollector::for_self(),
         ))?;
         let pipeline = Arc::new(Pipeline::from_config(&config, &registry)?);
+        let http_counters = http::HttpCounters::new(&registry)?;
 
         let udp = match config.syslog_udp_addr {
             Some(addr) => {
@@ -134,6 +136,7 @@ impl Server {
             web,
             spoe,
             pipeline,
+            http_counters,
             registry,
         })
     }
@@ -192,6 +195,7 @@ impl Server {
             web,
             spoe,
             pipeline,
+            http_counters,
             registry: _,
         } = self;
         if let Some(forward) = pipeline.forwarders() {
@@ -218,11 +222,12 @@ impl Server {
             metrics::NOTHING_COUNTED_PERIOD,
             token.clone(),
         ));
-        let state = Arc::new(http::State {
-            pipeline: pipeline.clone(),
-            telemetry_path: config.web_telemetry_path.clone(),
-            ready: false.into(),
-        });
+        let state = Arc::new(http::State::new(
+            pipeline.clone(),
+            config.web_telemetry_path.clone(),
+            config.web.clone(),
+            http_counters,
+        ));
         tracker.spawn(http::serve(
             web,
             state.clone(),

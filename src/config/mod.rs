@@ -25,6 +25,7 @@ mod reader;
 mod sources;
 mod spop;
 mod vars;
+mod web;
 
 pub use forward::{
     ForwardConfig, ForwardFraming, Sampling, StdoutForward, SyslogFormat, SyslogTarget,
@@ -37,6 +38,8 @@ pub use sources::AllowList;
 pub use spop::SpoeConfig;
 use vars::unknown_variables;
 pub use vars::{effective, process_env, variables, Variable};
+pub use web::WebConfig;
+pub(crate) use web::MIN_HEADER_BYTES;
 
 /// `HLE_SYSLOG_TCP_FRAMING`: how a TCP connection's frames are delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +87,8 @@ pub struct Config {
     pub syslog_allowed_sources: AllowList,
     pub web_listen_addr: SocketAddr,
     pub web_telemetry_path: String,
+    /// The HTTP server's limits.
+    pub web: WebConfig,
     pub metrics: Vec<MetricConfig>,
     /// Label rules and series limits.
     pub cardinality: Cardinality,
@@ -165,6 +170,7 @@ impl Config {
         let syslog_allowed_sources = sources::allow_list(&mut r, "HLE_SYSLOG_ALLOWED_SOURCES");
         let syslog_tcp_framing = tcp_framing(&mut r);
         let web_telemetry_path = telemetry_path(&mut r);
+        let web = web::web(&mut r);
         let log_level = log_level(&mut r);
         let log_output = log_output(&mut r);
         let metrics = metric_configs(&mut r, &custom);
@@ -196,6 +202,7 @@ impl Config {
             syslog_allowed_sources,
             web_listen_addr: web_listen_addr.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0))),
             web_telemetry_path,
+            web,
             metrics,
             cardinality,
             udp_recv_buffer_bytes,

@@ -400,3 +400,47 @@ fn the_receivers_guards_are_read_and_checked() {
     }
     assert_eq!(err.problems.len(), 4, "{problems}");
 }
+
+#[test]
+fn the_http_limits_and_their_problems() {
+    let config = Config::from_env(&HashMap::new()).unwrap();
+    assert_eq!(
+        config.web,
+        WebConfig {
+            max_connections: 64,
+            read_header_timeout: Duration::from_secs(10),
+            max_header_bytes: 16384,
+            max_connection_age: Some(Duration::from_secs(600)),
+            scrape_cache_ttl: Duration::ZERO,
+        }
+    );
+    let config = Config::from_env(&env(&[
+        ("HLE_WEB_MAX_CONNECTION_AGE", "0"),
+        ("HLE_WEB_SCRAPE_CACHE_TTL", "1s"),
+        ("HLE_WEB_READ_HEADER_TIMEOUT", "500ms"),
+    ]))
+    .unwrap();
+    assert_eq!(config.web.max_connection_age, None);
+    assert_eq!(config.web.scrape_cache_ttl, Duration::from_secs(1));
+    assert_eq!(config.web.read_header_timeout, Duration::from_millis(500));
+
+    let err = Config::from_env(&env(&[
+        ("HLE_WEB_MAX_CONNECTIONS", "0"),
+        ("HLE_WEB_READ_HEADER_TIMEOUT", "0"),
+        ("HLE_WEB_MAX_REQUEST_HEADER_BYTES", "8191"),
+        ("HLE_WEB_MAX_CONNECTION_AGE", "soon"),
+        ("HLE_WEB_SCRAPE_CACHE_TTL", "2m"),
+    ]))
+    .unwrap_err();
+    let text = err.to_string();
+    for want in [
+        "HLE_WEB_MAX_CONNECTIONS=\"0\": expected a whole number from 1",
+        "HLE_WEB_READ_HEADER_TIMEOUT=\"0\": expected from 1ms",
+        "HLE_WEB_MAX_REQUEST_HEADER_BYTES=\"8191\": expected a whole number from 8192",
+        "HLE_WEB_MAX_CONNECTION_AGE=\"soon\"",
+        "HLE_WEB_SCRAPE_CACHE_TTL=\"2m\": expected from 0ns to 60s",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in:\n{text}");
+    }
+    assert_eq!(err.problems.len(), 5, "{text}");
+}

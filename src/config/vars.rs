@@ -79,6 +79,31 @@ const FIXED: &[(&str, &str, &str)] = &[
         "path of the Prometheus exposition",
     ),
     (
+        "HLE_WEB_MAX_CONNECTIONS",
+        "64",
+        "open HTTP connections allowed; more are closed at once and counted",
+    ),
+    (
+        "HLE_WEB_READ_HEADER_TIMEOUT",
+        "10s",
+        "close an HTTP connection whose request head is not complete this long after it was begun or the connection went idle (ms, s, m)",
+    ),
+    (
+        "HLE_WEB_MAX_REQUEST_HEADER_BYTES",
+        "16384",
+        "largest HTTP request head (request line and headers), 8192 or more; larger ones are answered 431",
+    ),
+    (
+        "HLE_WEB_MAX_CONNECTION_AGE",
+        "10m",
+        "an HTTP connection is closed after its current response once it is this old (ms, s, m, h); 0 never",
+    ),
+    (
+        "HLE_WEB_SCRAPE_CACHE_TTL",
+        "0",
+        "a rendered exposition younger than this is served again (ms, s), e.g. 1s against scrape storms; 0: only to the scrapes that arrived while it was made (one is made at a time)",
+    ),
+    (
         "HLE_ENABLED_METRICS",
         "all",
         "comma-separated metric names (without haproxy_log_), or all; empty: none",

@@ -1,0 +1,66 @@
+//! The HTTP server's self-metrics: connections open and refused, scrapes answered and
+//! renderings made (their difference is the scrapes that shared a rendering).
+
+use prometheus::{IntCounter, IntGauge, Registry};
+
+/// The HTTP counters, registered once; clones share the numbers.
+#[derive(Clone)]
+pub struct HttpCounters {
+    connections: IntGauge,
+    connections_refused: IntCounter,
+    scrapes: IntCounter,
+    renders: IntCounter,
+}
+
+impl HttpCounters {
+    pub fn new(registry: &Registry) -> Result<HttpCounters, prometheus::Error> {
+        let counters = HttpCounters {
+            connections: IntGauge::new(
+                "haproxy_log_exporter_http_connections",
+                "Open HTTP connections.",
+            )?,
+            connections_refused: IntCounter::new(
+                "haproxy_log_exporter_http_connections_refused_total",
+                "HTTP connections closed at once because HLE_WEB_MAX_CONNECTIONS were open.",
+            )?,
+            scrapes: IntCounter::new(
+                "haproxy_log_exporter_http_scrapes_total",
+                "Requests for the exposition answered with it.",
+            )?,
+            renders: IntCounter::new(
+                "haproxy_log_exporter_http_exposition_renders_total",
+                "Renderings of the exposition; scrapes beyond them shared one.",
+            )?,
+        };
+        registry.register(Box::new(counters.connections.clone()))?;
+        registry.register(Box::new(counters.connections_refused.clone()))?;
+        registry.register(Box::new(counters.scrapes.clone()))?;
+        registry.register(Box::new(counters.renders.clone()))?;
+        Ok(counters)
+    }
+
+    pub(super) fn connection_opened(&self) {
+        self.connections.inc();
+    }
+
+    pub(super) fn connection_closed(&self) {
+        self.connections.dec();
+    }
+
+    pub(super) fn connection_refused(&self) {
+        self.connections_refused.inc();
+    }
+
+    pub(super) fn scraped(&self) {
+        self.scrapes.inc();
+    }
+
+    pub(super) fn rendered(&self) {
+        self.renders.inc();
+    }
+
+    /// Scrapes answered and renderings made so far.
+    pub fn scrapes_and_renders(&self) -> (u64, u64) {
+        (self.scrapes.get(), self.renders.get())
+    }
+}

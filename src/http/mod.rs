@@ -1,0 +1,100 @@
+//! HTTP, the end of the pipeline: the Prometheus exposition, `/-/healthy`, `/-/ready` and a
+//! small index page, on hyper 1 (HTTP/1.1), bounded so that scrapers and stray clients
+//! cannot take what the receivers need.
+//!
+//! This module accepts connections, up to `HLE_WEB_MAX_CONNECTIONS`; `connection` serves
+//! one (any I/O, so that a TLS handshake can come between the two), `respond` answers a
+//! request, `scrape` makes concurrent scrapes share one rendering, and `counters` holds
+//! the self-metrics.
+
+mod connection;
+pub mod counters;
+mod respond;
+mod scrape;
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use hyper_util::rt::TokioIo;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::WebConfig;
+use crate::pipeline::Pipeline;
+pub use counters::HttpCounters;
+use scrape::Exposition;
+
+/// What the handlers need.
+pub struct State {
+    pub telemetry_path: String,
+    /// True once every listener is bound and served, false again when shutting down.
+    pub ready: AtomicBool,
+    limits: WebConfig,
+    counters: HttpCounters,
+    exposition: Arc<Exposition>,
+}
+
+impl State {
+    pub fn new(
+        pipeline: Arc<Pipeline>,
+        telemetry_path: String,
+        limits: WebConfig,
+        counters: HttpCounters,
+    ) -> State {
+        State {
+            telemetry_path,
+            ready: false.into(),
+            exposition: Arc::new(Exposition::new(
+                pipeline,
+                limits.scrape_cache_ttl,
+                counters.clone(),
+            )),
+            limits,
+            counters,
+        }
+    }
+}
+
+/// Accepts until `shutdown`; each connection is served in a task of `tracker`. A
+/// connection beyond `HLE_WEB_MAX_CONNECTIONS` is closed at once and counted, so that
+/// HTTP clients never hold more descriptors than that (the syslog listeners need theirs).
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<State>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
+    let permits = Arc::new(Semaphore::new(state.limits.max_connections));
+    while let Some((stream, peer)) = crate::ingest::tcp::accept(&listener, &shutdown, "http").await
+    {
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            state.counters.connection_refused();
+            tracing::debug!(%peer, max = state.limits.max_connections, "http connection refused: too many open");
+            continue;
+        };
+        tracker.spawn(accepted(
+            stream,
+            peer,
+            permit,
+            state.clone(),
+            shutdown.clone(),
+        ));
+    }
+}
+
+/// One accepted connection, counted while open.
+async fn accepted(
+    stream: TcpStream,
+    peer: SocketAddr,
+    permit: OwnedSemaphorePermit,
+    state: Arc<State>,
+    shutdown: CancellationToken,
+) {
+    state.counters.connection_opened();
+    connection::serve_connection(TokioIo::new(stream), peer, state.clone(), shutdown).await;
+    state.counters.connection_closed();
+    drop(permit);
+}
