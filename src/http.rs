@@ -23,6 +23,8 @@ use crate::pipeline::Pipeline;
 pub struct State {
     pub pipeline: Arc<Pipeline>,
     pub telemetry_path: String,
+    /// TLS and basic auth (`HLE_WEB_CONFIG_FILE`), if configured.
+    pub web: Option<Arc<crate::web::Security>>,
     /// True once every listener is bound and served, false again when shutting down.
     pub ready: AtomicBool,
 }
@@ -53,9 +55,17 @@ pub async fn serve(
         let state = state.clone();
         let shutdown = shutdown.clone();
         tracker.spawn(async move {
+            let Some(stream) = crate::web::accept(state.web.as_deref(), stream).await else {
+                return;
+            };
             let service = hyper::service::service_fn(move |req| {
                 let state = state.clone();
-                async move { Ok::<_, Infallible>(respond(&state, &req).await) }
+                async move {
+                    let response = respond(&state, &req);
+                    Ok::<_, Infallible>(
+                        crate::web::guarded(state.web.as_deref(), &req, response).await,
+                    )
+                }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service);

@@ -29,6 +29,7 @@ pub mod shutdown;
 pub mod spop;
 pub mod syslog;
 pub mod telemetry;
+pub mod web;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -61,6 +62,8 @@ pub struct Server {
     unix_file: Option<ingest::unix::SocketFile>,
     web: TcpListener,
     spoe: Option<(TcpListener, Arc<spop::Agent>)>,
+    /// TLS and basic auth of the HTTP endpoint (`HLE_WEB_CONFIG_FILE`).
+    web_security: Option<Arc<web::Security>>,
     pipeline: Arc<Pipeline>,
     registry: Registry,
 }
@@ -113,6 +116,10 @@ impl Server {
             }
             None => None,
         };
+        let web_security = match &config.web_config {
+            Some(web_config) => Some(Arc::new(web::Security::new(web_config.clone(), &registry)?)),
+            None => None,
+        };
         let addr = config.web_listen_addr;
         let web = TcpListener::bind(addr)
             .await
@@ -133,6 +140,7 @@ impl Server {
             unix_file,
             web,
             spoe,
+            web_security,
             pipeline,
             registry,
         })
@@ -191,6 +199,7 @@ impl Server {
             unix_file,
             web,
             spoe,
+            web_security,
             pipeline,
             registry: _,
         } = self;
@@ -220,6 +229,7 @@ impl Server {
         let state = Arc::new(http::State {
             pipeline: pipeline.clone(),
             telemetry_path: config.web_telemetry_path.clone(),
+            web: web_security,
             ready: false.into(),
         });
         tracker.spawn(http::serve(

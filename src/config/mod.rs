@@ -78,6 +78,8 @@ pub struct Config {
     pub tcp_idle_timeout: Option<Duration>,
     pub web_listen_addr: SocketAddr,
     pub web_telemetry_path: String,
+    /// `HLE_WEB_CONFIG_FILE`, loaded and checked.
+    pub web_config: Option<crate::web::WebConfig>,
     pub metrics: Vec<MetricConfig>,
     /// Label rules and series limits.
     pub cardinality: Cardinality,
@@ -157,6 +159,7 @@ impl Config {
         let tcp_idle_timeout = r.optional_duration("HLE_TCP_IDLE_TIMEOUT");
         let syslog_tcp_framing = tcp_framing(&mut r);
         let web_telemetry_path = telemetry_path(&mut r);
+        let web_config = web_config(&mut r);
         let log_level = log_level(&mut r);
         let log_output = log_output(&mut r);
         let metrics = metric_configs(&mut r, &custom);
@@ -186,6 +189,7 @@ impl Config {
             tcp_idle_timeout,
             web_listen_addr: web_listen_addr.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0))),
             web_telemetry_path,
+            web_config,
             metrics,
             cardinality,
             udp_recv_buffer_bytes,
@@ -267,6 +271,24 @@ fn telemetry_path(r: &mut Reader) -> String {
         ));
     }
     path
+}
+
+/// `HLE_WEB_CONFIG_FILE`: read and checked now (certificates too), so that a bad file
+/// stops the start before any socket is bound.
+fn web_config(r: &mut Reader) -> Option<crate::web::WebConfig> {
+    let path = r.get("HLE_WEB_CONFIG_FILE").trim();
+    if path.is_empty() {
+        return None;
+    }
+    match crate::web::WebConfig::load(std::path::Path::new(path)) {
+        Ok(config) => Some(config),
+        Err(problems) => {
+            for problem in problems {
+                r.problem(format!("HLE_WEB_CONFIG_FILE={path:?}: {problem}"));
+            }
+            None
+        }
+    }
 }
 
 /// `HLE_LOG_LEVEL`: a level or a tracing filter, kept as written for `telemetry::init`.

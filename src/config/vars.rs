@@ -79,6 +79,11 @@ const FIXED: &[(&str, &str, &str)] = &[
         "path of the Prometheus exposition",
     ),
     (
+        "HLE_WEB_CONFIG_FILE",
+        "",
+        "web configuration file (TLS, client certificates, basic auth, headers) in the format of the Prometheus exporters' --web.config.file; empty: plain HTTP, no authentication",
+    ),
+    (
         "HLE_ENABLED_METRICS",
         "all",
         "comma-separated metric names (without haproxy_log_), or all; empty: none",
