@@ -483,3 +483,60 @@ fn the_deploy_example_loads() {
     let ca = ca.to_str().unwrap();
     assert_eq!(d.curl("https", "/metrics", &["--cacert", ca]).0, 401);
 }
+
+/// `cert` and `key` inline, and `RequireAnyClientCert`: a certificate is required, any
+/// one (its chain is not verified, as in Go).
+#[test]
+fn inline_pem_and_any_client_certificate() {
+    let dir = Dir::new("inline");
+    pki(&dir);
+    let indented = |file: &str| {
+        std::fs::read_to_string(dir.path(file))
+            .unwrap()
+            .lines()
+            .map(|l| format!("    {l}\n"))
+            .collect::<String>()
+    };
+    dir.write(
+        "web.yml",
+        &format!(
+            "tls_server_config:\n  cert: |\n{}  key: |\n{}  client_auth_type: RequireAnyClientCert\n",
+            indented("server.crt"),
+            indented("server.key")
+        ),
+    );
+    let d = start(&dir.path("web.yml"));
+    let path = |name: &str| dir.path(name).to_str().unwrap().to_string();
+    let (ca, crt, key) = (path("ca.crt"), path("stranger.crt"), path("stranger.key"));
+    assert_eq!(
+        d.curl("https", "/metrics", &["--cacert", &ca]).0,
+        0,
+        "no certificate"
+    );
+    let any = ["--cacert", ca.as_str(), "--cert", &crt, "--key", &key];
+    assert_eq!(d.curl("https", "/metrics", &any).0, 200, "another CA's");
+}
+
+/// New certificates on disk are served without a restart (cert-manager renewing a Secret).
+#[test]
+fn certificates_replaced_while_running() {
+    let dir = Dir::new("rotate");
+    pki(&dir);
+    leaf(&dir, "renewed", "other-ca", "serverAuth");
+    dir.write(
+        "web.yml",
+        "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n",
+    );
+    let d = start(&dir.path("web.yml"));
+    let path = |name: &str| dir.path(name).to_str().unwrap().to_string();
+    let (old_ca, new_ca) = (path("ca.crt"), path("other-ca.crt"));
+    assert_eq!(d.curl("https", "/metrics", &["--cacert", &old_ca]).0, 200);
+    for (from, to) in [("renewed.crt", "server.crt"), ("renewed.key", "server.key")] {
+        let text = std::fs::read_to_string(dir.path(from)).unwrap();
+        dir.write(to, &text);
+    }
+    eventually("the renewed certificate served", || {
+        d.curl("https", "/metrics", &["--cacert", &new_ca]).0 == 200
+    });
+    assert_eq!(d.curl("https", "/metrics", &["--cacert", &old_ca]).0, 0);
+}
