@@ -84,6 +84,7 @@ impl Verifier {
     }
 
     fn remembered(&self, key: &[u8; 32]) -> bool {
+        // Poisoned: nothing is remembered, every check runs bcrypt.
         self.remembered
             .lock()
             .map(|set| set.contains(key))

@@ -235,13 +235,18 @@ impl Security {
     }
 
     /// The configuration in force, after looking for a change if it is time to.
-    fn snapshot(&self) -> Option<Arc<Loaded>> {
-        let mut current = self.current.lock().ok()?;
+    fn snapshot(&self) -> Arc<Loaded> {
+        // A poisoned lock still holds a whole configuration: use it rather than fail
+        // open (no TLS, no authentication) or drop every connection.
+        let mut current = self
+            .current
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if current.checked.elapsed() >= CHECK_EVERY {
             current.checked = Instant::now();
             self.reload_if_changed(&mut current);
         }
-        Some(current.loaded.clone())
+        current.loaded.clone()
     }
 
     fn reload_if_changed(&self, current: &mut Current) {
@@ -291,7 +296,7 @@ pub async fn accept(security: Option<&Security>, stream: TcpStream) -> Option<St
     let Some(security) = security else {
         return Some(Stream::Plain(stream));
     };
-    let Some(config) = security.snapshot().and_then(|l| l.tls.clone()) else {
+    let Some(config) = security.snapshot().tls.clone() else {
         return Some(Stream::Plain(stream));
     };
     let handshake = TlsAcceptor::from(config).accept(stream);
@@ -317,20 +322,19 @@ pub async fn guarded<B>(
     req: &Request<B>,
     respond: impl Future<Output = Response<Full<Bytes>>>,
 ) -> Response<Full<Bytes>> {
-    let Some(loaded) = security.and_then(Security::snapshot) else {
+    let Some(security) = security else {
         return respond.await;
     };
+    let loaded = security.snapshot();
     let mut response = if loaded.users.is_empty() {
         respond.await
     } else {
         let header = req.headers().get(AUTHORIZATION).map(HeaderValue::as_bytes);
-        match security {
-            Some(s) if s.verifier.allows(&loaded.users, header).await => respond.await,
-            Some(s) => {
-                s.counters.auth_failures.inc();
-                unauthorized()
-            }
-            None => unauthorized(),
+        if security.verifier.allows(&loaded.users, header).await {
+            respond.await
+        } else {
+            security.counters.auth_failures.inc();
+            unauthorized()
         }
     };
     for (name, value) in &loaded.headers {
