@@ -29,6 +29,7 @@ pub mod shutdown;
 pub mod spop;
 pub mod syslog;
 pub mod telemetry;
+pub mod web;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -61,6 +62,8 @@ pub struct Server {
     unix_file: Option<ingest::unix::SocketFile>,
     web: TcpListener,
     spoe: Option<(TcpListener, Arc<spop::Agent>)>,
+    /// TLS and basic auth of the HTTP endpoint (`HLE_WEB_CONFIG_FILE`).
+    web_security: Option<Arc<web::Security>>,
     pipeline: Arc<Pipeline>,
     http_counters: http::HttpCounters,
     registry: Registry,
@@ -115,6 +118,10 @@ impl Server {
             }
             None => None,
         };
+        let web_security = match &config.web_config {
+            Some(web_config) => Some(Arc::new(web::Security::new(web_config.clone(), &registry)?)),
+            None => None,
+        };
         let addr = config.web_listen_addr;
         let web = TcpListener::bind(addr)
             .await
@@ -135,6 +142,7 @@ impl Server {
             unix_file,
             web,
             spoe,
+            web_security,
             pipeline,
             http_counters,
             registry,
@@ -194,6 +202,7 @@ impl Server {
             unix_file,
             web,
             spoe,
+            web_security,
             pipeline,
             http_counters,
             registry: _,
@@ -227,6 +236,7 @@ impl Server {
             config.web_telemetry_path.clone(),
             config.web.clone(),
             http_counters,
+            web_security,
         ));
         tracker.spawn(http::serve(
             web,

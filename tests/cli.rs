@@ -44,6 +44,42 @@ fn bad_configuration_lists_every_problem_and_exits_64_before_binding() {
 }
 
 #[test]
+fn a_bad_web_config_file_lists_every_problem_and_exits_64_before_binding() {
+    let held = TcpListener::bind("127.0.0.1:0").unwrap();
+    let held = held.local_addr().unwrap().to_string();
+    let dir = std::env::temp_dir().join(format!("hle-cli-web-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("web.yml");
+    std::fs::write(
+        &file,
+        "tls_server_config:\n  cert_file: nowhere.crt\n  key_file: nowhere.key\n  max_version: TLS11\n\
+         basic_auth_users:\n  prometheus: secret\nhttp_server_config:\n  headers:\n    Server: x\n",
+    )
+    .unwrap();
+    let out = exporter(
+        &[],
+        &[
+            ("HLE_WEB_LISTEN_ADDR", &held),
+            ("HLE_SYSLOG_UDP_ADDR", "127.0.0.1:0"),
+            ("HLE_WEB_CONFIG_FILE", file.to_str().unwrap()),
+        ],
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    assert!(stderr.contains("5 problems"), "{stderr}");
+    for want in [
+        "max_version: TLS11 is not supported",
+        "cert_file: cannot read",
+        "key_file: cannot read",
+        "basic_auth_users.prometheus: not a bcrypt hash",
+        "HTTP header \"Server\" can not be configured",
+    ] {
+        assert!(stderr.contains(want), "{want} in {stderr}");
+    }
+}
+
+#[test]
 fn a_port_in_use_is_a_runtime_error_not_a_configuration_error() {
     let held = TcpListener::bind("127.0.0.1:0").unwrap();
     let held = held.local_addr().unwrap().to_string();

@@ -59,6 +59,7 @@ fn every_self_metric_is_in_the_table() {
     let _pipeline = Pipeline::new(&[], &registry).unwrap();
     let _spoe = haproxy_log_exporter::spop::counters::SpopCounters::new(&registry).unwrap();
     let _http = haproxy_log_exporter::http::HttpCounters::new(&registry).unwrap();
+    let _web = haproxy_log_exporter::web::WebCounters::new(&registry).unwrap();
     for family in registry.gather() {
         assert!(
             row(family.name()).is_some(),

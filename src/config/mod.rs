@@ -89,6 +89,8 @@ pub struct Config {
     pub web_telemetry_path: String,
     /// The HTTP server's limits.
     pub web: WebConfig,
+    /// `HLE_WEB_CONFIG_FILE`, loaded and checked.
+    pub web_config: Option<crate::web::WebConfig>,
     pub metrics: Vec<MetricConfig>,
     /// Label rules and series limits.
     pub cardinality: Cardinality,
@@ -171,6 +173,7 @@ impl Config {
         let syslog_tcp_framing = tcp_framing(&mut r);
         let web_telemetry_path = telemetry_path(&mut r);
         let web = web::web(&mut r);
+        let web_config = web_config(&mut r);
         let log_level = log_level(&mut r);
         let log_output = log_output(&mut r);
         let metrics = metric_configs(&mut r, &custom);
@@ -203,6 +206,7 @@ impl Config {
             web_listen_addr: web_listen_addr.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0))),
             web_telemetry_path,
             web,
+            web_config,
             metrics,
             cardinality,
             udp_recv_buffer_bytes,
@@ -301,6 +305,24 @@ fn telemetry_path(r: &mut Reader) -> String {
         ));
     }
     path
+}
+
+/// `HLE_WEB_CONFIG_FILE`: read and checked now (certificates too), so that a bad file
+/// stops the start before any socket is bound.
+fn web_config(r: &mut Reader) -> Option<crate::web::WebConfig> {
+    let path = r.get("HLE_WEB_CONFIG_FILE").trim();
+    if path.is_empty() {
+        return None;
+    }
+    match crate::web::WebConfig::load(std::path::Path::new(path)) {
+        Ok(config) => Some(config),
+        Err(problems) => {
+            for problem in problems {
+                r.problem(format!("HLE_WEB_CONFIG_FILE={path:?}: {problem}"));
+            }
+            None
+        }
+    }
 }
 
 /// `HLE_LOG_LEVEL`: a level or a tracing filter, kept as written for `telemetry::init`.

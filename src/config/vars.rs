@@ -104,6 +104,11 @@ const FIXED: &[(&str, &str, &str)] = &[
         "a rendered exposition younger than this is served again (ms, s), e.g. 1s against scrape storms; 0: only to the scrapes that arrived while it was made (one is made at a time)",
     ),
     (
+        "HLE_WEB_CONFIG_FILE",
+        "",
+        "web configuration file (TLS, client certificates, basic auth, headers) in the format of the Prometheus exporters' --web.config.file; empty: plain HTTP, no authentication",
+    ),
+    (
         "HLE_ENABLED_METRICS",
         "all",
         "comma-separated metric names (without haproxy_log_), or all; empty: none",

@@ -1,5 +1,5 @@
-//! One HTTP connection, over any I/O hyper can drive (a TCP stream today; a TLS stream
-//! would be handed here after its handshake): the limits on request heads, requests and
+//! One HTTP connection, over any I/O hyper can drive (a TCP stream, or a TLS stream
+//! after its handshake): the limits on request heads, requests and
 //! age, and what shutdown does to it.
 
 use std::convert::Infallible;
@@ -60,7 +60,9 @@ pub(super) async fn serve_connection<I>(
             let last = requests.fetch_add(1, Ordering::Relaxed) + 1 >= MAX_REQUESTS;
             let state = state.clone();
             async move {
-                let mut response = respond(&state, &req).await;
+                let mut response =
+                    crate::web::guarded(state.security.as_deref(), &req, respond(&state, &req))
+                        .await;
                 if last {
                     response
                         .headers_mut()

@@ -3,7 +3,7 @@
 //! cannot take what the receivers need.
 //!
 //! This module accepts connections, up to `HLE_WEB_MAX_CONNECTIONS`; `connection` serves
-//! one (any I/O, so that a TLS handshake can come between the two), `respond` answers a
+//! one (any I/O: after accept comes the TLS handshake of `HLE_WEB_CONFIG_FILE`, if any), `respond` answers a
 //! request, `scrape` makes concurrent scrapes share one rendering, and `counters` holds
 //! the self-metrics.
 
@@ -35,6 +35,8 @@ pub struct State {
     limits: WebConfig,
     counters: HttpCounters,
     exposition: Arc<Exposition>,
+    /// TLS and basic auth (`HLE_WEB_CONFIG_FILE`), if configured.
+    security: Option<Arc<crate::web::Security>>,
 }
 
 impl State {
@@ -43,8 +45,10 @@ impl State {
         telemetry_path: String,
         limits: WebConfig,
         counters: HttpCounters,
+        security: Option<Arc<crate::web::Security>>,
     ) -> State {
         State {
+            security,
             telemetry_path,
             ready: false.into(),
             exposition: Arc::new(Exposition::new(
@@ -94,7 +98,10 @@ async fn accepted(
     shutdown: CancellationToken,
 ) {
     state.counters.connection_opened();
-    connection::serve_connection(TokioIo::new(stream), peer, state.clone(), shutdown).await;
+    // After the TLS handshake, when the endpoint speaks TLS.
+    if let Some(stream) = crate::web::accept(state.security.as_deref(), stream).await {
+        connection::serve_connection(TokioIo::new(stream), peer, state.clone(), shutdown).await;
+    }
     state.counters.connection_closed();
     drop(permit);
 }

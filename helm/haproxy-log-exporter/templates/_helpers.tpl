@@ -113,6 +113,9 @@ applies.
 {{- end }}
 {{- $_ = set $env "HLE_WEB_LISTEN_ADDR" (printf "0.0.0.0:%d" (int $v.web.port)) }}
 {{- $_ = set $env "HLE_WEB_TELEMETRY_PATH" $v.web.telemetryPath }}
+{{- if $v.web.config.secretName }}
+{{- $_ = set $env "HLE_WEB_CONFIG_FILE" (printf "%s/%s" (trimSuffix "/" $v.web.config.mountPath) $v.web.config.key) }}
+{{- end }}
 {{- $_ = set $env "HLE_LOG_LEVEL" $v.logLevel }}
 {{- $_ = set $env "HLE_LOG_OUTPUT" $v.logOutput }}
 {{- $_ = set $env "HLE_ENABLED_METRICS" (include "haproxy-log-exporter.csv" $v.metrics.enabled) }}
@@ -279,12 +282,12 @@ ports:
 {{- end }}
 {{- with $v.livenessProbe }}
 livenessProbe:
-  {{- toYaml . | nindent 2 }}
+  {{- include "haproxy-log-exporter.probe" (dict "probe" . "web" $v.web.config) | nindent 2 }}
 {{- end }}
 {{- if or $standalone $v.sidecar.readinessProbe }}
 {{- with $v.readinessProbe }}
 readinessProbe:
-  {{- toYaml . | nindent 2 }}
+  {{- include "haproxy-log-exporter.probe" (dict "probe" . "web" $v.web.config) | nindent 2 }}
 {{- end }}
 {{- end }}
 {{- with $v.lifecycle }}
@@ -299,11 +302,16 @@ resources:
 securityContext:
   {{- toYaml . | nindent 2 }}
 {{- end }}
-{{- if or $v.syslog.unixSocket.enabled $v.extraVolumeMounts }}
+{{- if or $v.syslog.unixSocket.enabled $v.web.config.secretName $v.extraVolumeMounts }}
 volumeMounts:
 {{- if $v.syslog.unixSocket.enabled }}
   - name: {{ $v.syslog.unixSocket.volumeName }}
     mountPath: {{ dir $v.syslog.unixSocket.path }}
+{{- end }}
+{{- if $v.web.config.secretName }}
+  - name: {{ $v.web.config.volumeName }}
+    mountPath: {{ $v.web.config.mountPath }}
+    readOnly: true
 {{- end }}
 {{- with $v.extraVolumeMounts }}
 {{- toYaml . | nindent 2 }}
@@ -319,6 +327,50 @@ The emptyDir volume of the unix socket, as an item of a pod's volumes.
   emptyDir:
     medium: Memory
     sizeLimit: 1Mi
+{{- end }}
+
+{{/*
+A probe as given, adapted to the web configuration: with basic auth an HTTP
+probe would get 401, so it becomes a tcpSocket probe on the same port; with
+TLS it speaks HTTPS.
+*/}}
+{{- define "haproxy-log-exporter.probe" -}}
+{{- $p := deepCopy .probe }}
+{{- if and .web.secretName $p.httpGet }}
+{{- if .web.basicAuth }}
+{{- $port := $p.httpGet.port }}
+{{- $_ := unset $p "httpGet" }}
+{{- $_ = set $p "tcpSocket" (dict "port" $port) }}
+{{- else if .web.tls }}
+{{- $_ := set $p.httpGet "scheme" "HTTPS" }}
+{{- end }}
+{{- end }}
+{{- toYaml $p }}
+{{- end }}
+
+{{/*
+The web configuration Secret (and the TLS Secret beside it), as an item of a
+pod's volumes.
+*/}}
+{{- define "haproxy-log-exporter.webConfigVolume" -}}
+{{- $c := .Values.web.config -}}
+- name: {{ $c.volumeName }}
+  projected:
+    sources:
+      - secret:
+          name: {{ $c.secretName }}
+      {{- with $c.tlsSecretName }}
+      - secret:
+          name: {{ . }}
+      {{- end }}
+{{- end }}
+
+{{/*
+The scheme of a monitor's endpoint: its own, or https when the web
+configuration turns TLS on.
+*/}}
+{{- define "haproxy-log-exporter.scrapeScheme" -}}
+{{- .monitor.scheme | default (ternary "https" "http" .web.tls) }}
 {{- end }}
 
 {{/*
