@@ -1,7 +1,8 @@
 //! `HLE_SYSLOG_TLS_CONFIG_FILE` in process: the daemon on port 0 with TLS on its syslog
 //! TCP listener (certificates made by the `openssl` CLI), a rustls client sending
-//! octet-counted lines, a plain client refused, and the shutdown with a TLS connection
-//! open: close_notify, then the end of the stream.
+//! octet-counted lines, a plain client refused, a bad change of the file refused with the
+//! last good configuration kept, and the shutdown with a TLS connection open:
+//! close_notify, then the lines still sent read.
 
 mod support;
 
@@ -113,6 +114,30 @@ async fn lines_over_tls_are_counted_and_plain_text_is_refused() {
     })
     .await;
     assert!(counted.is_ok(), "{:?}", metrics(&registry));
+
+    // A change that is not usable for syslog is refused at the next connection after a
+    // second; the configuration in force stays, and so does every handshake.
+    std::fs::write(
+        &file,
+        "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\nhttp_server_config:\n  http2: false\n",
+    )
+    .unwrap();
+    let reloads = "haproxy_log_exporter_syslog_tls_config_reloads_total";
+    let refused = wait_until_async(WAIT, || async {
+        let tcp = TcpStream::connect(addr).await.ok()?;
+        let name = ServerName::try_from("localhost").ok()?;
+        let handshake = tokio::time::timeout(WAIT, connector.connect(name, tcp)).await;
+        assert!(
+            matches!(handshake, Ok(Ok(_))),
+            "a handshake failed while a bad change waited: {handshake:?}"
+        );
+        let m = metrics(&registry);
+        (m.sum(reloads, &[("result", "failure")]) == 1.0).then_some(m)
+    })
+    .await;
+    let m = refused.expect("the bad change was not refused");
+    assert_eq!(m.sum(reloads, &[("result", "success")]), 0.0);
+    assert_eq!(m.sum(failures, &[]), 1.0);
 
     // Shutdown with the connection open: the exporter ends its side with close_notify
     // (a clean end of stream, not an UnexpectedEof), and a line sent after it is still
