@@ -57,7 +57,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub struct Server {
     config: Config,
     udp: Option<(UdpSocket, Option<ingest::datagram::Batching>)>,
-    tcp: Option<TcpListener>,
+    /// The syslog TCP listener, and its TLS (`HLE_SYSLOG_TLS_CONFIG_FILE`) if any.
+    tcp: Option<(TcpListener, Option<Arc<web::TlsEndpoint>>)>,
     unix: Option<std::os::unix::net::UnixDatagram>,
     unix_file: Option<ingest::unix::SocketFile>,
     web: TcpListener,
@@ -95,11 +96,18 @@ impl Server {
             None => None,
         };
         let tcp = match config.syslog_tcp_addr {
-            Some(addr) => Some(
-                ingest::tcp::bind(addr)
+            Some(addr) => {
+                let listener = ingest::tcp::bind(addr)
                     .await
-                    .map_err(bind_error("syslog TCP", addr))?,
-            ),
+                    .map_err(bind_error("syslog TCP", addr))?;
+                let tls = match &config.syslog_tls_config {
+                    Some(file) => {
+                        Some(Arc::new(web::TlsEndpoint::syslog(file.clone(), &registry)?))
+                    }
+                    None => None,
+                };
+                Some((listener, tls))
+            }
             None => None,
         };
         let spoe = match &config.spoe {
@@ -156,7 +164,7 @@ impl Server {
 
     /// The bound TCP syslog address, if enabled.
     pub fn tcp_addr(&self) -> Option<SocketAddr> {
-        self.tcp.as_ref().and_then(|s| s.local_addr().ok())
+        self.tcp.as_ref().and_then(|(s, _)| s.local_addr().ok())
     }
 
     /// The registry of the self-metrics (a shared handle), so tests can read it after
@@ -273,6 +281,7 @@ impl Server {
         tracing::info!(
             udp = %show(self.udp_addr()),
             tcp = %show(self.tcp_addr()),
+            tcp_tls = self.tcp.as_ref().is_some_and(|(_, tls)| tls.is_some()),
             unix = %self.unix_path().map_or("disabled".into(), |p| p.display().to_string()),
             spoe = %show(self.spoe_addr()),
             web = %show(self.web_addr()),
@@ -286,7 +295,7 @@ impl Server {
 type Sockets = (
     Option<(UdpSocket, Option<ingest::datagram::Batching>)>,
     Option<std::os::unix::net::UnixDatagram>,
-    Option<TcpListener>,
+    Option<(TcpListener, Option<Arc<web::TlsEndpoint>>)>,
 );
 
 /// Starts a reader for each bound socket.
@@ -311,7 +320,7 @@ fn spawn_sources(
             token.clone(),
         ));
     }
-    if let Some(listener) = tcp {
+    if let Some((listener, tls)) = tcp {
         let settings = TcpSettings {
             max_connections: config.tcp_max_connections,
             max_line_bytes: config.max_line_bytes,
@@ -319,6 +328,7 @@ fn spawn_sources(
             framing: config.syslog_tcp_framing,
             buffer_budget_bytes: config.tcp_buffer_budget_bytes,
             allowed_sources: config.syslog_allowed_sources.clone(),
+            tls,
         };
         tracker.spawn(ingest::tcp::serve(
             listener,

@@ -60,6 +60,11 @@ fn every_self_metric_is_in_the_table() {
     let _spoe = haproxy_log_exporter::spop::counters::SpopCounters::new(&registry).unwrap();
     let _http = haproxy_log_exporter::http::HttpCounters::new(&registry).unwrap();
     let _web = haproxy_log_exporter::web::WebCounters::new(&registry).unwrap();
+    let _syslog_tls = haproxy_log_exporter::web::TlsCounters::new(
+        &registry,
+        haproxy_log_exporter::web::Listener::Syslog,
+    )
+    .unwrap();
     for family in registry.gather() {
         assert!(
             row(family.name()).is_some(),

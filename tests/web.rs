@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use haproxy_log_exporter::{Config, Server};
 
+mod support;
+
 const WAIT: Duration = Duration::from_secs(10);
 
 /// A directory of its own for a test, removed when dropped.
@@ -41,96 +43,12 @@ impl Drop for Dir {
     }
 }
 
-fn openssl(dir: &Dir, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(&dir.0)
-        .output()
-        .expect("run openssl");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A CA `NAME.crt`/`NAME.key`.
 fn ca(dir: &Dir, name: &str) {
-    let (crt, key) = (format!("{name}.crt"), format!("{name}.key"));
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            &key,
-            "-out",
-            &crt,
-            "-days",
-            "2",
-            "-subj",
-            &format!("/CN={name}"),
-        ],
-    );
+    support::pki::ca(&dir.0, name);
 }
 
-/// A certificate `NAME.crt`/`NAME.key` signed by the CA `CA`, for a server
-/// (localhost) or a client.
 fn leaf(dir: &Dir, name: &str, ca: &str, usage: &str) {
-    let ext = format!("{name}.ext");
-    dir.write(
-        &ext,
-        &format!(
-            "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage={usage}\nbasicConstraints=CA:FALSE\n"
-        ),
-    );
-    let (crt, key, csr) = (
-        format!("{name}.crt"),
-        format!("{name}.key"),
-        format!("{name}.csr"),
-    );
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            &key,
-            "-out",
-            &csr,
-            "-subj",
-            &format!("/CN={name}"),
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            &csr,
-            "-CA",
-            &format!("{ca}.crt"),
-            "-CAkey",
-            &format!("{ca}.key"),
-            "-CAcreateserial",
-            "-out",
-            &crt,
-            "-days",
-            "2",
-            "-extfile",
-            &ext,
-        ],
-    );
+    support::pki::leaf(&dir.0, name, ca, usage);
 }
 
 /// The CAs `ca` and `other-ca`, the server's certificate and a client certificate from

@@ -17,6 +17,7 @@ use std::time::Duration;
 use crate::haproxy::format::{Format, BUILT_IN};
 use crate::haproxy::{LineFormat, Parser};
 use crate::metrics::{Cardinality, MetricConfig};
+use crate::web::Listener;
 
 mod forward;
 mod metrics;
@@ -91,6 +92,8 @@ pub struct Config {
     pub web: WebConfig,
     /// `HLE_WEB_CONFIG_FILE`, loaded and checked.
     pub web_config: Option<crate::web::WebConfig>,
+    /// `HLE_SYSLOG_TLS_CONFIG_FILE`, loaded and checked: TLS on the syslog TCP listener.
+    pub syslog_tls_config: Option<crate::web::WebConfig>,
     pub metrics: Vec<MetricConfig>,
     /// Label rules and series limits.
     pub cardinality: Cardinality,
@@ -173,7 +176,8 @@ impl Config {
         let syslog_tcp_framing = tcp_framing(&mut r);
         let web_telemetry_path = telemetry_path(&mut r);
         let web = web::web(&mut r);
-        let web_config = web_config(&mut r);
+        let web_config = config_file(&mut r, Listener::Web);
+        let syslog_tls_config = syslog_tls_config(&mut r);
         let log_level = log_level(&mut r);
         let log_output = log_output(&mut r);
         let metrics = metric_configs(&mut r, &custom);
@@ -207,6 +211,7 @@ impl Config {
             web_telemetry_path,
             web,
             web_config,
+            syslog_tls_config,
             metrics,
             cardinality,
             udp_recv_buffer_bytes,
@@ -307,22 +312,35 @@ fn telemetry_path(r: &mut Reader) -> String {
     path
 }
 
-/// `HLE_WEB_CONFIG_FILE`: read and checked now (certificates too), so that a bad file
-/// stops the start before any socket is bound.
-fn web_config(r: &mut Reader) -> Option<crate::web::WebConfig> {
-    let path = r.get("HLE_WEB_CONFIG_FILE").trim();
+/// `HLE_WEB_CONFIG_FILE` or `HLE_SYSLOG_TLS_CONFIG_FILE`: read and checked now
+/// (certificates too), so that a bad file stops the start before any socket is bound.
+fn config_file(r: &mut Reader, listener: Listener) -> Option<crate::web::WebConfig> {
+    let var = listener.variable();
+    let path = r.get(var).trim();
     if path.is_empty() {
         return None;
     }
-    match crate::web::WebConfig::load(std::path::Path::new(path)) {
+    match crate::web::WebConfig::load_for(listener, std::path::Path::new(path)) {
         Ok(config) => Some(config),
         Err(problems) => {
             for problem in problems {
-                r.problem(format!("HLE_WEB_CONFIG_FILE={path:?}: {problem}"));
+                r.problem(format!("{var}={path:?}: {problem}"));
             }
             None
         }
     }
+}
+
+/// `HLE_SYSLOG_TLS_CONFIG_FILE`, which secures `HLE_SYSLOG_TCP_ADDR`: set without it, it
+/// would secure nothing.
+fn syslog_tls_config(r: &mut Reader) -> Option<crate::web::WebConfig> {
+    let set = !r.get("HLE_SYSLOG_TLS_CONFIG_FILE").trim().is_empty();
+    if set && r.get("HLE_SYSLOG_TCP_ADDR").trim().is_empty() {
+        r.problem(
+            "HLE_SYSLOG_TLS_CONFIG_FILE is set but HLE_SYSLOG_TCP_ADDR is empty: there is no TCP listener to secure",
+        );
+    }
+    config_file(r, Listener::Syslog)
 }
 
 /// `HLE_LOG_LEVEL`: a level or a tracing filter, kept as written for `telemetry::init`.

@@ -444,3 +444,69 @@ fn the_http_limits_and_their_problems() {
     }
     assert_eq!(err.problems.len(), 5, "{text}");
 }
+
+#[test]
+fn the_syslog_tls_file_and_its_problems() {
+    let dir = std::env::temp_dir().join(format!("hle-config-syslog-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let auth = dir.join("auth.yml");
+    std::fs::write(
+        &auth,
+        "tls_server_config:\n  cert_file: none.crt\n  key_file: none.key\n\
+         basic_auth_users:\n  a: $2y$10$X0h1gDsPszWURQaxFh.zoubFi6DXncSjhoQNJgRrnGs7EsimhC7zG\n\
+         http_server_config:\n  http2: false\n",
+    )
+    .unwrap();
+    let empty = dir.join("empty.yml");
+    std::fs::write(&empty, "").unwrap();
+    let (auth, empty) = (auth.display().to_string(), empty.display().to_string());
+
+    let err = Config::from_env(&env(&[("HLE_SYSLOG_TLS_CONFIG_FILE", &auth)])).unwrap_err();
+    let text = err.to_string();
+    for want in [
+        "basic_auth_users: not used for syslog",
+        "http_server_config: not used for syslog",
+        "tls_server_config.cert_file: cannot read",
+        "tls_server_config.key_file: cannot read",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in:\n{text}");
+    }
+    assert_eq!(err.problems.len(), 4, "{text}");
+    assert!(err
+        .problems
+        .iter()
+        .all(|p| p.starts_with(&format!("HLE_SYSLOG_TLS_CONFIG_FILE={auth:?}: "))));
+
+    // A file without TLS would leave the listener plain: a problem, not a quiet default.
+    let err = Config::from_env(&env(&[("HLE_SYSLOG_TLS_CONFIG_FILE", &empty)])).unwrap_err();
+    assert_eq!(err.problems.len(), 1, "{err}");
+    assert!(
+        err.problems[0].contains("tls_server_config: missing"),
+        "{err}"
+    );
+
+    // Nothing to secure without the TCP listener.
+    let err = Config::from_env(&env(&[
+        ("HLE_SYSLOG_TLS_CONFIG_FILE", &empty),
+        ("HLE_SYSLOG_TCP_ADDR", ""),
+    ]))
+    .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("HLE_SYSLOG_TLS_CONFIG_FILE is set but HLE_SYSLOG_TCP_ADDR is empty"),
+        "{text}"
+    );
+    assert_eq!(err.problems.len(), 2, "{text}");
+
+    // The web file may keep its sections.
+    assert!(Config::from_env(&env(&[("HLE_WEB_CONFIG_FILE", &auth)]))
+        .unwrap_err()
+        .problems
+        .iter()
+        .all(|p| !p.contains("not used for syslog")));
+    assert_eq!(
+        Config::from_env(&HashMap::new()).unwrap().syslog_tls_config,
+        None
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

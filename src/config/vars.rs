@@ -34,6 +34,11 @@ const FIXED: &[(&str, &str, &str)] = &[
         "TCP framing: auto (each connection's first frame decides: octet counting when it starts with a count, a space and '<'), octet-count, or lf",
     ),
     (
+        "HLE_SYSLOG_TLS_CONFIG_FILE",
+        "",
+        "TLS on the TCP syslog listener (RFC 5425): a file in the format of HLE_WEB_CONFIG_FILE of which only tls_server_config is used; empty: plain TCP",
+    ),
+    (
         "HLE_SYSLOG_UNIX_PATH",
         "",
         "unix datagram socket path (a stale socket file is replaced); empty disables",

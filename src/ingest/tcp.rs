@@ -11,6 +11,11 @@
 //! `HLE_SYSLOG_ALLOWED_SOURCES` are closed unread, TCP keepalive ends connections whose
 //! peer vanished, and the unfinished frames of all connections share one memory budget
 //! (`codec::budget`).
+//!
+//! With `HLE_SYSLOG_TLS_CONFIG_FILE` every connection speaks TLS (RFC 5425): the
+//! handshake runs in the connection's task, and a failed one closes the connection unread
+//! (counted); the frames inside are read as over plain TCP, and the FIN at shutdown is
+//! preceded by TLS's close_notify.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -32,6 +37,7 @@ use super::codec::{Budget, Frame, Framing, SyslogCodec};
 use crate::config::AllowList;
 use crate::metrics::{RateLimit, Transport, INCOMPLETE_FRAME, TCP_BUFFER_BUDGET};
 use crate::pipeline::Pipeline;
+use crate::web::TlsEndpoint;
 
 /// Per-connection settings.
 #[derive(Debug, Clone)]
@@ -45,6 +51,8 @@ pub struct TcpSettings {
     pub buffer_budget_bytes: usize,
     /// Who may connect.
     pub allowed_sources: AllowList,
+    /// TLS (RFC 5425) every connection must speak; `None`: plain TCP.
+    pub tls: Option<Arc<TlsEndpoint>>,
 }
 
 /// TCP keepalive of accepted connections (syslog and SPOE): the first probe after a
@@ -114,7 +122,24 @@ pub async fn serve(
         let finish = finish.clone();
         tracker.spawn(async move {
             pipeline.selfmon().connection_opened();
-            handle(stream, peer, &pipeline, &settings, &budget, finish).await;
+            match &settings.tls {
+                None => handle(stream, peer, &pipeline, &settings, &budget, finish).await,
+                // The handshake runs in the connection's task, never in the accept loop.
+                // Until it completes nothing can have been sent, so shutdown drops it.
+                Some(tls) => {
+                    let handshake = tokio::select! {
+                        biased;
+                        _ = finish.cancelled() => None,
+                        tls = tls.handshake(stream) => tls,
+                    };
+                    match handshake {
+                        Some(stream) => {
+                            handle(stream, peer, &pipeline, &settings, &budget, finish).await
+                        }
+                        None => tracing::debug!(%peer, "tcp connection closed: no TLS"),
+                    }
+                }
+            }
             pipeline.selfmon().connection_closed();
             drop(permit);
         });
@@ -498,6 +523,7 @@ mod tests {
             framing: Framing::Auto,
             buffer_budget_bytes: 1 << 20,
             allowed_sources: AllowList::default(),
+            tls: None,
         };
         let peer = SocketAddr::from(([127, 0, 0, 1], 1));
         let budget = test_budget();
@@ -522,6 +548,7 @@ mod tests {
             framing: Framing::Auto,
             buffer_budget_bytes: 1 << 20,
             allowed_sources: AllowList::default(),
+            tls: None,
         };
         let (client, server) = tokio::io::duplex(1024);
         let peer = SocketAddr::from(([127, 0, 0, 1], 1));

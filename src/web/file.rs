@@ -26,6 +26,8 @@ pub(super) struct Settings {
     pub headers: Vec<(String, String)>,
     /// User → bcrypt hash.
     pub users: BTreeMap<String, String>,
+    /// The sections the file has beyond `tls_server_config`, as written.
+    pub http_sections: Vec<&'static str>,
 }
 
 /// `tls_server_config`, with exporter-toolkit's defaults.
@@ -80,8 +82,14 @@ pub(super) fn read(text: &str) -> (Settings, Vec<String>) {
         };
         match key {
             "tls_server_config" => settings.tls = tls(value, &mut problems),
-            "http_server_config" => settings.headers = http(value, &mut problems),
-            "basic_auth_users" => settings.users = users(value, &mut problems),
+            "http_server_config" => {
+                settings.http_sections.push("http_server_config");
+                settings.headers = http(value, &mut problems);
+            }
+            "basic_auth_users" => {
+                settings.http_sections.push("basic_auth_users");
+                settings.users = users(value, &mut problems);
+            }
             "rate_limit" => problems.push(
                 "rate_limit: not supported by this exporter (limit scrapes in front of it)".into(),
             ),

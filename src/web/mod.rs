@@ -7,6 +7,10 @@
 //! credentials. The file (and the certificates it names) is checked again when a
 //! connection arrives, at most once a second, by a `stat`: a change is loaded for the
 //! connections after it; a change that does not load keeps the last good configuration.
+//!
+//! The syslog TCP listener takes a file in the same format (`HLE_SYSLOG_TLS_CONFIG_FILE`,
+//! RFC 5425), of which only `tls_server_config` applies: a [`TlsEndpoint`] of its own,
+//! loaded, reloaded and handshaken by the same code, with its own counters.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -38,9 +42,40 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The file is looked at (a `stat` of it and of the certificates) at most this often.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
 
+/// The listener a configuration file secures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// The HTTP endpoint (`HLE_WEB_CONFIG_FILE`): every section.
+    Web,
+    /// The syslog TCP listener (`HLE_SYSLOG_TLS_CONFIG_FILE`): `tls_server_config` only,
+    /// and required.
+    Syslog,
+}
+
+impl Listener {
+    /// The variable that names the listener's file.
+    pub fn variable(self) -> &'static str {
+        match self {
+            Listener::Web => "HLE_WEB_CONFIG_FILE",
+            Listener::Syslog => "HLE_SYSLOG_TLS_CONFIG_FILE",
+        }
+    }
+
+    /// What the handshake offers by ALPN.
+    fn alpn(self) -> &'static [&'static [u8]] {
+        match self {
+            // We serve HTTP/1.1 only (`http2` is read and ignored).
+            Listener::Web => &[b"http/1.1"],
+            // RFC 5425 names no ALPN protocol: a client's offer goes unanswered.
+            Listener::Syslog => &[],
+        }
+    }
+}
+
 /// A loaded, valid web configuration file.
 #[derive(Clone)]
 pub struct WebConfig {
+    listener: Listener,
     path: PathBuf,
     loaded: Arc<Loaded>,
 }
@@ -78,8 +113,14 @@ fn stamp(path: &Path) -> Stamp {
 impl WebConfig {
     /// Reads and checks the file; every problem is listed.
     pub fn load(path: &Path) -> Result<WebConfig, Vec<String>> {
-        let loaded = load(path)?;
+        WebConfig::load_for(Listener::Web, path)
+    }
+
+    /// Reads and checks the file for `listener`; every problem is listed.
+    pub fn load_for(listener: Listener, path: &Path) -> Result<WebConfig, Vec<String>> {
+        let loaded = load(listener, path)?;
         Ok(WebConfig {
+            listener,
             path: path.to_path_buf(),
             loaded: Arc::new(loaded),
         })
@@ -91,7 +132,7 @@ impl WebConfig {
     }
 }
 
-fn load(path: &Path) -> Result<Loaded, Vec<String>> {
+fn load(listener: Listener, path: &Path) -> Result<Loaded, Vec<String>> {
     let file_stamp = stamp(path);
     let source = std::fs::read_to_string(path)
         .map_err(|e| vec![format!("cannot read {}: {e}", path.display())])?;
@@ -104,8 +145,19 @@ fn load(path: &Path) -> Result<Loaded, Vec<String>> {
             stamps.push(stamp(&file));
             watched.push(file);
         }
-        tls::server_config(t, dir, &mut problems)
+        tls::server_config(t, dir, listener.alpn(), &mut problems)
     });
+    if listener == Listener::Syslog {
+        for section in &settings.http_sections {
+            problems.push(format!("{section}: not used for syslog"));
+        }
+        if settings.tls.is_none() {
+            problems.push(
+                "tls_server_config: missing (a certificate and key); without it, leave the variable empty for plain TCP"
+                    .into(),
+            );
+        }
+    }
     let headers = settings
         .headers
         .iter()
@@ -140,7 +192,9 @@ fn load(path: &Path) -> Result<Loaded, Vec<String>> {
 
 impl PartialEq for WebConfig {
     fn eq(&self, other: &WebConfig) -> bool {
-        self.path == other.path && self.loaded.source == other.loaded.source
+        self.listener == other.listener
+            && self.path == other.path
+            && self.loaded.source == other.loaded.source
     }
 }
 
@@ -148,6 +202,7 @@ impl PartialEq for WebConfig {
 impl fmt::Debug for WebConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WebConfig")
+            .field("listener", &self.listener)
             .field("path", &self.path)
             .field("tls", &self.tls())
             .field("users", &self.loaded.users.len())
@@ -156,52 +211,72 @@ impl fmt::Debug for WebConfig {
     }
 }
 
-/// The self-metrics of the endpoint's security.
+/// The self-metrics of one TLS listener's configuration and handshakes.
 #[derive(Clone)]
-pub struct WebCounters {
+pub struct TlsCounters {
     reloads: IntCounterVec,
     handshake_failures: IntCounter,
+}
+
+impl TlsCounters {
+    /// Registers the counters of `listener`.
+    pub fn new(registry: &Registry, listener: Listener) -> Result<TlsCounters, prometheus::Error> {
+        let (reloads_name, reloads_help, failures_name, failures_help) = match listener {
+            Listener::Web => (
+                "haproxy_log_exporter_web_config_reloads_total",
+                "Changes of HLE_WEB_CONFIG_FILE (or of the certificates it names) loaded (success) or refused, the last good configuration kept (failure).",
+                "haproxy_log_exporter_web_tls_handshake_failures_total",
+                "HTTP connections closed because their TLS handshake failed or timed out.",
+            ),
+            Listener::Syslog => (
+                "haproxy_log_exporter_syslog_tls_config_reloads_total",
+                "Changes of HLE_SYSLOG_TLS_CONFIG_FILE (or of the certificates it names) loaded (success) or refused, the last good configuration kept (failure).",
+                "haproxy_log_exporter_syslog_tls_handshake_failures_total",
+                "Syslog TCP connections closed unread because their TLS handshake failed or timed out.",
+            ),
+        };
+        let reloads = IntCounterVec::new(Opts::new(reloads_name, reloads_help), &["result"])?;
+        let handshake_failures = IntCounter::new(failures_name, failures_help)?;
+        for result in ["success", "failure"] {
+            reloads.with_label_values(&[result]);
+        }
+        registry.register(Box::new(reloads.clone()))?;
+        registry.register(Box::new(handshake_failures.clone()))?;
+        Ok(TlsCounters {
+            reloads,
+            handshake_failures,
+        })
+    }
+}
+
+/// The self-metrics of the HTTP endpoint's security.
+#[derive(Clone)]
+pub struct WebCounters {
+    tls: TlsCounters,
     auth_failures: IntCounter,
 }
 
 impl WebCounters {
     /// Registers the counters.
     pub fn new(registry: &Registry) -> Result<WebCounters, prometheus::Error> {
-        let reloads = IntCounterVec::new(
-            Opts::new(
-                "haproxy_log_exporter_web_config_reloads_total",
-                "Changes of HLE_WEB_CONFIG_FILE (or of the certificates it names) loaded (success) or refused, the last good configuration kept (failure).",
-            ),
-            &["result"],
-        )?;
-        let handshake_failures = IntCounter::new(
-            "haproxy_log_exporter_web_tls_handshake_failures_total",
-            "HTTP connections closed because their TLS handshake failed or timed out.",
-        )?;
+        let tls = TlsCounters::new(registry, Listener::Web)?;
         let auth_failures = IntCounter::new(
             "haproxy_log_exporter_web_auth_failures_total",
             "HTTP requests answered 401 because their basic auth credentials were missing or wrong.",
         )?;
-        for result in ["success", "failure"] {
-            reloads.with_label_values(&[result]);
-        }
-        registry.register(Box::new(reloads.clone()))?;
-        registry.register(Box::new(handshake_failures.clone()))?;
         registry.register(Box::new(auth_failures.clone()))?;
-        Ok(WebCounters {
-            reloads,
-            handshake_failures,
-            auth_failures,
-        })
+        Ok(WebCounters { tls, auth_failures })
     }
 }
 
-/// The web configuration in force, reloaded when its files change.
-pub struct Security {
+/// A configuration file in force, reloaded when its files change, and the TLS handshake
+/// it asks for.
+pub struct TlsEndpoint {
+    listener: Listener,
     path: PathBuf,
     current: Mutex<Current>,
-    verifier: auth::Verifier,
-    counters: WebCounters,
+    reloads: IntCounterVec,
+    handshake_failures: IntCounter,
 }
 
 struct Current {
@@ -211,26 +286,43 @@ struct Current {
     failed: Option<Vec<Stamp>>,
 }
 
-impl Security {
-    /// The security of the endpoint, from the configuration loaded at startup.
-    pub fn new(config: WebConfig, registry: &Registry) -> Result<Security, prometheus::Error> {
-        let counters = WebCounters::new(registry)?;
+// Not derived: what is loaded may hold a private key.
+impl fmt::Debug for TlsEndpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsEndpoint")
+            .field("listener", &self.listener)
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl TlsEndpoint {
+    /// The syslog TCP listener's TLS, from the configuration loaded at startup (with
+    /// [`Listener::Syslog`]); registers its counters.
+    pub fn syslog(
+        config: WebConfig,
+        registry: &Registry,
+    ) -> Result<TlsEndpoint, prometheus::Error> {
+        let counters = TlsCounters::new(registry, Listener::Syslog)?;
         tracing::info!(
             file = %config.path.display(),
-            tls = config.tls(),
-            basic_auth_users = config.loaded.users.len(),
-            "web configuration loaded"
+            "syslog TLS configuration loaded"
         );
-        Ok(Security {
+        Ok(TlsEndpoint::new(config, counters))
+    }
+
+    fn new(config: WebConfig, counters: TlsCounters) -> TlsEndpoint {
+        TlsEndpoint {
+            listener: config.listener,
             path: config.path,
             current: Mutex::new(Current {
                 loaded: config.loaded,
                 checked: Instant::now(),
                 failed: None,
             }),
-            verifier: auth::Verifier::new(),
-            counters,
-        })
+            reloads: counters.reloads,
+            handshake_failures: counters.handshake_failures,
+        }
     }
 
     /// The configuration in force, after looking for a change if it is time to.
@@ -253,7 +345,8 @@ impl Security {
         if stamps == current.loaded.stamps || current.failed.as_ref() == Some(&stamps) {
             return;
         }
-        let result = load(&self.path).and_then(|loaded| {
+        let var = self.listener.variable();
+        let result = load(self.listener, &self.path).and_then(|loaded| {
             if loaded.tls.is_some() != current.loaded.tls.is_some() {
                 Err(vec![
                     "TLS cannot be turned on or off while running; restart the exporter".into(),
@@ -266,20 +359,79 @@ impl Security {
             Ok(loaded) => {
                 current.loaded = Arc::new(loaded);
                 current.failed = None;
-                self.counters.reloads.with_label_values(&["success"]).inc();
-                tracing::info!(file = %self.path.display(), "web configuration reloaded");
+                self.reloads.with_label_values(&["success"]).inc();
+                tracing::info!(file = %self.path.display(), variable = var, "configuration file reloaded");
             }
             Err(problems) => {
                 // Logged once per version of the files: not again until they change.
                 current.failed = Some(stamps);
-                self.counters.reloads.with_label_values(&["failure"]).inc();
+                self.reloads.with_label_values(&["failure"]).inc();
                 tracing::error!(
                     file = %self.path.display(),
+                    variable = var,
                     problems = %problems.join("; "),
-                    "web configuration not reloaded; the last good one stays in force"
+                    "configuration file not reloaded; the last good one stays in force"
                 );
             }
         }
+    }
+
+    /// The TLS handshake of `stream` with the configuration in force, within
+    /// [`HANDSHAKE_TIMEOUT`]; `None` when it failed (counted, logged at debug). A
+    /// configuration without TLS fails every handshake: the endpoint never falls back to
+    /// plain text.
+    pub async fn handshake<S>(&self, stream: S) -> Option<TlsStream<S>>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let Some(config) = self.snapshot().tls.clone() else {
+            self.handshake_failures.inc();
+            tracing::debug!("tls handshake refused: no TLS configuration in force");
+            return None;
+        };
+        let handshake = TlsAcceptor::from(config).accept(stream);
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+            Ok(Ok(tls)) => Some(tls),
+            Ok(Err(err)) => {
+                self.handshake_failures.inc();
+                tracing::debug!(error = %err, listener = ?self.listener, "tls handshake failed");
+                None
+            }
+            Err(_) => {
+                self.handshake_failures.inc();
+                tracing::debug!(listener = ?self.listener, "tls handshake timed out");
+                None
+            }
+        }
+    }
+}
+
+/// The web configuration in force: TLS as a [`TlsEndpoint`], and basic auth and headers.
+pub struct Security {
+    endpoint: TlsEndpoint,
+    verifier: auth::Verifier,
+    auth_failures: IntCounter,
+}
+
+impl Security {
+    /// The security of the endpoint, from the configuration loaded at startup.
+    pub fn new(config: WebConfig, registry: &Registry) -> Result<Security, prometheus::Error> {
+        let counters = WebCounters::new(registry)?;
+        tracing::info!(
+            file = %config.path.display(),
+            tls = config.tls(),
+            basic_auth_users = config.loaded.users.len(),
+            "web configuration loaded"
+        );
+        Ok(Security {
+            endpoint: TlsEndpoint::new(config, counters.tls),
+            verifier: auth::Verifier::new(),
+            auth_failures: counters.auth_failures,
+        })
+    }
+
+    fn snapshot(&self) -> Arc<Loaded> {
+        self.endpoint.snapshot()
     }
 }
 
@@ -295,23 +447,11 @@ pub async fn accept(security: Option<&Security>, stream: TcpStream) -> Option<St
     let Some(security) = security else {
         return Some(Stream::Plain(stream));
     };
-    let Some(config) = security.snapshot().tls.clone() else {
+    if security.snapshot().tls.is_none() {
         return Some(Stream::Plain(stream));
-    };
-    let handshake = TlsAcceptor::from(config).accept(stream);
-    match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
-        Ok(Ok(tls)) => Some(Stream::Tls(Box::new(tls))),
-        Ok(Err(err)) => {
-            security.counters.handshake_failures.inc();
-            tracing::debug!(error = %err, "tls handshake failed");
-            None
-        }
-        Err(_) => {
-            security.counters.handshake_failures.inc();
-            tracing::debug!("tls handshake timed out");
-            None
-        }
     }
+    let tls = security.endpoint.handshake(stream).await?;
+    Some(Stream::Tls(Box::new(tls)))
 }
 
 /// The response to a request: 401 without the right credentials (when users are
@@ -332,7 +472,7 @@ pub async fn guarded<B>(
         if security.verifier.allows(&loaded.users, header).await {
             respond.await
         } else {
-            security.counters.auth_failures.inc();
+            security.auth_failures.inc();
             unauthorized()
         }
     };

@@ -89,10 +89,12 @@ pub(super) fn files(t: &TlsSettings, dir: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-/// Builds the server configuration; paths are relative to `dir`.
+/// Builds the server configuration; paths are relative to `dir`. `alpn`: the protocols
+/// offered (none: the client's offer, if any, is not answered).
 pub(super) fn server_config(
     t: &TlsSettings,
     dir: &Path,
+    alpn: &[&[u8]],
     problems: &mut Vec<String>,
 ) -> Option<Arc<ServerConfig>> {
     let before = problems.len();
@@ -144,8 +146,7 @@ pub(super) fn server_config(
         .and_then(|b| b.with_single_cert(chain, key));
     match built {
         Ok(mut config) => {
-            // We serve HTTP/1.1 only (`http2` is read and ignored).
-            config.alpn_protocols = vec![b"http/1.1".to_vec()];
+            config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
             config.ignore_client_order = t.prefer_server_cipher_suites.unwrap_or(true);
             Some(Arc::new(config))
         }

@@ -15,12 +15,14 @@
 //!   and [`scrape_metrics`] for their inner half.
 //! - [`haproxy`]: the rest of the inner half that the end-to-end tests with a
 //!   real HAProxy share.
+//! - [`pki`]: a CA and certificates from the `openssl` CLI.
 //!
 //! Every test binary that declares `mod support;` compiles all of it but uses
 //! only some, hence `allow(dead_code)` for this module and its submodules.
 #![allow(dead_code)]
 
 pub mod haproxy;
+pub mod pki;
 pub mod relays;
 
 use std::collections::BTreeMap;
