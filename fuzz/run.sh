@@ -15,6 +15,8 @@
 #   log_format  each log-format of tests/fixtures/haproxy/*.cfg, then lines of its .log
 #   spop        the SPOP frames HAProxy sent (tests/fixtures/spoe/*.bin) behind a byte
 #               that picks the read size
+#   config_text deploy/web-config.yml and allowed-sources lists, behind a byte that picks
+#               which parser reads them
 
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,7 +24,7 @@ seconds=${1:-900}
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(line log_format spop)
+    targets=(line log_format spop config_text)
 fi
 work=${FUZZ_CORPUS:-$(mktemp -d)}
 [ -n "${FUZZ_CORPUS:-}" ] || trap 'rm -rf "$work"' EXIT
@@ -59,6 +61,13 @@ seed_spop() {
             { printf '%b' "\\x$(printf %02x $pick)"; cat "$f"; } >"$dir/$n"
         done
     done
+}
+
+seed_config_text() {
+    local dir=$1
+    { printf '\x00'; cat deploy/web-config.yml; } >"$dir/web-config"
+    printf '\x00tls_server_config:\n  cert_file: a.crt\n  key_file: a.key\n  client_auth_type: RequireAndVerifyClientCert\n  min_version: TLS13\nbasic_auth_users:\n  u: $2y$10$abcdefghijklmnopqrstuuH7VxQ0g5l1l9xkbk9Ogx3C0zXvQ0mVe\n' >"$dir/web-small"
+    printf '\x0110.0.0.0/8, 192.168.1.7, fd00::/8, ::1' >"$dir/sources"
 }
 
 status=0

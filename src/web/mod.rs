@@ -132,6 +132,12 @@ impl WebConfig {
     }
 }
 
+/// The problems the reading of a configuration file's text finds (its YAML, keys and
+/// values; not the files it names): what the fuzz target drives.
+pub fn text_problems(text: &str) -> Vec<String> {
+    file::read(text).1
+}
+
 fn load(listener: Listener, path: &Path) -> Result<Loaded, Vec<String>> {
     let file_stamp = stamp(path);
     let source = std::fs::read_to_string(path)
