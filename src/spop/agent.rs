@@ -120,6 +120,14 @@ enum End {
     WriteFailed,
 }
 
+/// Why a NOTIFY frame got no ACK.
+enum Unanswered {
+    /// Its payload could not be read.
+    Malformed,
+    /// The ACK could not be written.
+    WriteFailed,
+}
+
 type Reader = FramedRead<OwnedReadHalf, SpopCodec>;
 type Writer = FramedWrite<OwnedWriteHalf, SpopCodec>;
 
@@ -263,12 +271,10 @@ impl Agent {
                         if frame.frame_type != FrameType::Notify || frame.flags & FLAG_FIN == 0 {
                             continue;
                         }
-                        if let Some(ack) = self.ack(&frame) {
-                            if writer.feed(ack).await.is_err() {
-                                break;
-                            }
-                            self.counters.frame_sent(FrameType::Ack);
-                            answered.push((frame, Instant::now()));
+                        if let Err(Unanswered::WriteFailed) =
+                            self.answer(writer, frame, Instant::now(), &mut answered).await
+                        {
+                            break;
                         }
                     }
                     break self.disconnect(writer, Status::Normal, "agent is stopping").await;
@@ -288,17 +294,16 @@ impl Agent {
                     break self.disconnect(writer, status, status.message()).await;
                 }
                 FrameType::Notify => {
-                    let Some(ack) = self.ack(&frame) else {
-                        self.counters.rejected(MALFORMED);
-                        break self
-                            .disconnect(writer, Status::Invalid, "malformed NOTIFY payload")
-                            .await;
-                    };
-                    if writer.feed(ack).await.is_err() {
-                        break End::WriteFailed;
+                    match self.answer(writer, frame, read_at, &mut answered).await {
+                        Ok(()) => {}
+                        Err(Unanswered::Malformed) => {
+                            self.counters.rejected(MALFORMED);
+                            break self
+                                .disconnect(writer, Status::Invalid, "malformed NOTIFY payload")
+                                .await;
+                        }
+                        Err(Unanswered::WriteFailed) => break End::WriteFailed,
                     }
-                    self.counters.frame_sent(FrameType::Ack);
-                    answered.push((frame, read_at));
                 }
                 FrameType::HaproxyDisconnect => {
                     let code = kv_items(&frame.payload)
@@ -341,6 +346,25 @@ impl Agent {
         // ACKs reached it.
         self.count_answered(&mut answered, &mut scratch);
         end
+    }
+
+    /// Queues the ACK of a NOTIFY frame and keeps the frame, read at `read_at`, for its
+    /// messages to be counted once the ACK is written.
+    async fn answer(
+        &self,
+        writer: &mut Writer,
+        frame: Frame,
+        read_at: Instant,
+        answered: &mut Vec<(Frame, Instant)>,
+    ) -> Result<(), Unanswered> {
+        let ack = self.ack(&frame).ok_or(Unanswered::Malformed)?;
+        writer
+            .feed(ack)
+            .await
+            .map_err(|_| Unanswered::WriteFailed)?;
+        self.counters.frame_sent(FrameType::Ack);
+        answered.push((frame, read_at));
+        Ok(())
     }
 
     /// The ACK of a NOTIFY frame: the route of each request message; `None` when the
