@@ -6,7 +6,8 @@
 #
 # Usage: fuzz/run.sh [SECONDS] [TARGET...]     (default: 900 seconds, every target)
 # Needs a nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz`). Leak detection
-# is on for every target.
+# is on for every target. FUZZ_ARGS adds libFuzzer options, e.g. FUZZ_ARGS=-max_len=512
+# (shorter inputs run faster; log_format's inputs are a format and the lines it reads).
 #
 # Seeds (in a temporary directory; the corpus grows there and is removed at the end, or
 # kept in FUZZ_CORPUS if set):
@@ -81,7 +82,7 @@ for target in "${targets[@]}"; do
     log=$work/$target.log
     echo "== $target: $seconds s from $(ls "$corpus" | wc -l) seeds" >&2
     if (cd fuzz && cargo +nightly fuzz run "$target" "$corpus" -- \
-        -max_total_time="$seconds" -print_final_stats=1 -detect_leaks=1) >"$log" 2>&1; then
+        -max_total_time="$seconds" -print_final_stats=1 -detect_leaks=1 ${FUZZ_ARGS:-}) >"$log" 2>&1; then
         result=ok
     else
         result=FAILED

@@ -458,3 +458,44 @@ fn certificates_replaced_while_running() {
     });
     assert_eq!(d.curl("https", "/metrics", &["--cacert", &old_ca]).0, 0);
 }
+
+/// A client that connects and never says hello is dropped after the handshake timeout
+/// (10 s), counted as a failed handshake, so that silent connections cannot keep their
+/// slots.
+#[test]
+fn a_silent_client_is_dropped_after_the_handshake_timeout() {
+    use std::io::Read;
+    let dir = Dir::new("silent");
+    pki(&dir);
+    dir.write(
+        "web.yml",
+        "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n",
+    );
+    let d = start(&dir.path("web.yml"));
+    let mut silent = std::net::TcpStream::connect(("127.0.0.1", d.port)).expect("connect");
+    silent
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let connected = Instant::now();
+    let mut rest = Vec::new();
+    let end = silent.read_to_end(&mut rest);
+    let took = connected.elapsed();
+    assert!(
+        end.is_ok()
+            || end
+                .as_ref()
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+        "not closed by the exporter: {end:?} after {took:?}"
+    );
+    assert!(rest.is_empty(), "the exporter wrote {} bytes", rest.len());
+    assert!(
+        took >= Duration::from_secs(9) && took < Duration::from_secs(15),
+        "closed after {took:?}"
+    );
+    eventually("the timed-out handshake counted", || {
+        d.counter(
+            "haproxy_log_exporter_web_tls_handshake_failures_total",
+            None,
+        ) >= 1.0
+    });
+}
