@@ -25,6 +25,7 @@ pub(crate) mod path_rules;
 mod reader;
 mod sources;
 mod spop;
+mod suggest;
 mod vars;
 mod web;
 

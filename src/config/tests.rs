@@ -95,6 +95,58 @@ fn kubernetes_service_links_are_not_unknown_variables() {
 }
 
 #[test]
+fn an_unknown_variable_names_the_nearest_known_one() {
+    let problem = |name: &str| {
+        let err = Config::from_env(&env(&[(name, "1")])).unwrap_err();
+        assert_eq!(err.problems.len(), 1, "{err}");
+        err.problems[0].clone()
+    };
+    assert_eq!(
+        problem("HLE_REQUEST_TOTAL_LABELS"),
+        "HLE_REQUEST_TOTAL_LABELS: unknown variable; did you mean `HLE_REQUESTS_TOTAL_LABELS`? (see --help for the list)"
+    );
+    for (typo, meant) in [
+        ("HLE_LOG_LEVL", "HLE_LOG_LEVEL"),
+        ("HLE_LGO_LEVEL", "HLE_LOG_LEVEL"),
+        ("HLE_log_level", "HLE_LOG_LEVEL"),
+        ("HLE_SYSLOG_UPD_ADDR", "HLE_SYSLOG_UDP_ADDR"),
+        ("HLE_WEB_LISTEN_ADDRESS", "HLE_WEB_LISTEN_ADDR"),
+        ("HLE_SERIES_TTLS", "HLE_SERIES_TTL"),
+        (
+            "HLE_RESPONSE_PROCESSING_SECOND_BUCKETS",
+            "HLE_RESPONSE_PROCESSING_SECONDS_BUCKETS",
+        ),
+        (
+            "HLE_REQUEST_WAIT_SECONDS_LABEL",
+            "HLE_REQUEST_WAIT_SECONDS_LABELS",
+        ),
+    ] {
+        let problem = problem(typo);
+        assert!(
+            problem.contains(&format!("did you mean `{meant}`?")),
+            "{typo}: {problem}"
+        );
+    }
+    // Too far from every name to be a typo of one.
+    for far in [
+        "HLE_FOO",
+        "HLE_LISTEN",
+        "HLE_X",
+        "HLE_",
+        "HLE_COMPLETELY_DIFFERENT_THING",
+    ] {
+        let problem = problem(far);
+        assert_eq!(
+            problem,
+            format!("{far}: unknown variable (see --help for the list)")
+        );
+    }
+    // A counter has no buckets: never suggested, the name gets its own message.
+    let problem = problem("HLE_REQUESTS_TOTAL_BUCKET");
+    assert!(!problem.contains("HLE_REQUESTS_TOTAL_BUCKETS"), "{problem}");
+}
+
+#[test]
 fn empty_address_disables_a_listener() {
     let config = Config::from_env(&env(&[("HLE_SYSLOG_TCP_ADDR", "")])).unwrap();
     assert_eq!(config.syslog_tcp_addr, None);
@@ -174,7 +226,7 @@ fn every_problem_is_reported_at_once() {
         "HLE_SESSION_DURATION_SECONDS_BUCKETS: buckets must be strictly ascending",
         "HLE_REQUESTS_TOTAL_BUCKETS: haproxy_log_requests_total is a counter",
         "unknown metric \"latency\"; valid: all or requests_total,bytes_read_total",
-        "HLE_REQUEST_TOTAL_LABELS: unknown variable",
+        "HLE_REQUEST_TOTAL_LABELS: unknown variable; did you mean `HLE_REQUESTS_TOTAL_LABELS`?",
     ];
     for want in expected {
         assert!(text.contains(want), "missing {want:?} in:\n{text}");

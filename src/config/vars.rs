@@ -5,6 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use super::suggest;
 use crate::metrics::{Kind, METRICS};
 
 /// A documented variable: name, default, meaning. `--help` and the README list these.
@@ -368,9 +369,28 @@ pub(super) fn unknown_variables(env: &HashMap<String, String>) -> Vec<String> {
         .into_iter()
         .map(|name| match RENAMED.iter().find(|(old, _)| old == name) {
             Some((_, new)) => format!("{name}: renamed, use {new}"),
-            None => format!("{name}: unknown variable (see --help for the list)"),
+            None => match nearest_variable(name) {
+                Some(near) => format!(
+                    "{name}: unknown variable; did you mean `{near}`? (see --help for the list)"
+                ),
+                None => format!("{name}: unknown variable (see --help for the list)"),
+            },
         })
         .collect()
+}
+
+/// The variable `name` was most likely meant to be: the documented name nearest to it, if
+/// it is near enough (the tolerance grows with the length of the part after `HLE_`, which
+/// every name shares).
+fn nearest_variable(name: &str) -> Option<String> {
+    let len = name.strip_prefix("HLE_").unwrap_or(name).chars().count();
+    let names: Vec<String> = variables().into_iter().map(|v| v.name).collect();
+    suggest::nearest(
+        name,
+        names.iter().map(String::as_str),
+        suggest::tolerance(len),
+    )
+    .map(str::to_string)
 }
 
 /// Kubernetes gives a pod (unless `enableServiceLinks: false`) variables for every Service
