@@ -44,6 +44,40 @@ fn bad_configuration_lists_every_problem_and_exits_64_before_binding() {
 }
 
 #[test]
+fn a_mistyped_name_or_log_level_is_a_configuration_error_with_a_suggestion() {
+    let held = TcpListener::bind("127.0.0.1:0").unwrap();
+    let held = held.local_addr().unwrap().to_string();
+    let out = exporter(
+        &[],
+        &[
+            ("HLE_WEB_LISTEN_ADDR", &held),
+            ("HLE_SYSLOG_UDP_ADDR", "127.0.0.1:0"),
+            ("HLE_SYSLOG_TCP_ADDR", ""),
+            ("HLE_LOG_LEVEL", "infoo"),
+            ("HLE_REQUEST_TOTAL_LABELS", "status_code"),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    assert!(stderr.contains("2 problems"), "{stderr}");
+    assert!(
+        stderr.contains("HLE_LOG_LEVEL=\"infoo\": \"infoo\" is not a level"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("did you mean `info`?"), "{stderr}");
+    assert!(
+        stderr.contains(
+            "HLE_REQUEST_TOTAL_LABELS: unknown variable; did you mean `HLE_REQUESTS_TOTAL_LABELS`?"
+        ),
+        "{stderr}"
+    );
+    let out = exporter(&["check-config"], &[("HLE_LOG_LEVEL", "verbose")]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    assert!(stderr.contains("did you mean `debug`?"), "{stderr}");
+}
+
+#[test]
 fn a_bad_web_config_file_lists_every_problem_and_exits_64_before_binding() {
     let held = TcpListener::bind("127.0.0.1:0").unwrap();
     let held = held.local_addr().unwrap().to_string();

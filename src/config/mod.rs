@@ -344,13 +344,80 @@ fn syslog_tls_config(r: &mut Reader) -> Option<crate::web::WebConfig> {
     config_file(r, Listener::Syslog)
 }
 
+/// The levels of `HLE_LOG_LEVEL`: from the fewest lines to the most, and none.
+const LOG_LEVELS: [&str; 6] = ["error", "warn", "info", "debug", "trace", "off"];
+
+/// Words other programs use for a level, and the level they stand for here.
+const LOG_LEVEL_SYNONYMS: &[(&str, &str)] = &[
+    ("warning", "warn"),
+    ("err", "error"),
+    ("fatal", "error"),
+    ("critical", "error"),
+    ("crit", "error"),
+    ("notice", "info"),
+    ("information", "info"),
+    ("verbose", "debug"),
+    ("all", "trace"),
+    ("none", "off"),
+    ("quiet", "off"),
+];
+
+/// The target every event of this program has (or starts with).
+const LOG_TARGET: &str = env!("CARGO_CRATE_NAME");
+
 /// `HLE_LOG_LEVEL`: a level or a tracing filter, kept as written for `telemetry::init`.
+/// A filter's bare word that is not a level is a target (`hyper` enables every level of
+/// the events whose target starts with it); one that is not this program's would switch
+/// off every log line, so `verbose` or `infoo` is refused rather than obeyed.
 fn log_level(r: &mut Reader) -> String {
     let level = r.get("HLE_LOG_LEVEL");
+    let accepted = "a level (error, warn, info, debug, trace, off) or a tracing filter such as info,haproxy_log_exporter::spop=debug";
     if let Err(err) = tracing_subscriber::EnvFilter::try_new(level) {
-        r.problem(format!("HLE_LOG_LEVEL={level:?}: {err}"));
+        let hint = level
+            .split(',')
+            .filter_map(|directive| directive.rsplit_once('=').map(|(_, lvl)| lvl.trim()))
+            .find(|lvl| lvl.parse::<tracing::level_filters::LevelFilter>().is_err())
+            .and_then(nearest_level)
+            .map(|near| format!("; did you mean `{near}`?"))
+            .unwrap_or_default();
+        r.problem(format!(
+            "HLE_LOG_LEVEL={level:?}: {err}; expected {accepted}{hint}"
+        ));
+        return level.to_string();
+    }
+    for word in level.split(',').map(str::trim) {
+        let bare = !word.is_empty() && !word.contains(['=', '[', '{']);
+        if !bare
+            || word.parse::<tracing::level_filters::LevelFilter>().is_ok()
+            || word.starts_with(LOG_TARGET)
+            || LOG_TARGET.starts_with(word)
+        {
+            continue;
+        }
+        let hint = match nearest_level(word) {
+            Some(near) => format!("; did you mean `{near}`?"),
+            None => String::new(),
+        };
+        r.problem(format!(
+            "HLE_LOG_LEVEL={level:?}: {word:?} is not a level, and as a target ({LOG_TARGET}...) it would match none of the exporter's logs; expected {accepted}{hint}"
+        ));
+        break;
     }
     level.to_string()
+}
+
+/// The level `word` was most likely meant to be: a synonym's, or the nearest level.
+fn nearest_level(word: &str) -> Option<&'static str> {
+    let lower = word.to_ascii_lowercase();
+    if let Some((_, level)) = LOG_LEVEL_SYNONYMS
+        .iter()
+        .find(|(synonym, _)| *synonym == lower)
+    {
+        return Some(level);
+    }
+    // The levels are short: two edits of a four-letter word could make almost any of them.
+    let tolerance = if word.chars().count() <= 4 { 1 } else { 2 };
+    suggest::nearest(word, LOG_LEVELS, tolerance)
 }
 
 /// `HLE_LOG_OUTPUT`: `text` or `json`.

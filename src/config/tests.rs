@@ -562,3 +562,83 @@ fn the_syslog_tls_file_and_its_problems() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn log_levels_and_filters() {
+    for accepted in [
+        "info",
+        "INFO",
+        " debug ",
+        "off",
+        "3",
+        "warn,haproxy_log_exporter::spop=debug",
+        "haproxy_log_exporter=trace",
+        "haproxy_log_exporter::ingest",
+        "haproxy_log",
+        "hyper=debug,info",
+        "info,[listening]",
+    ] {
+        let config = Config::from_env(&env(&[("HLE_LOG_LEVEL", accepted)]));
+        assert_eq!(
+            config.map(|c| c.log_level).map_err(|e| e.to_string()),
+            Ok(accepted.to_string())
+        );
+    }
+    for (refused, meant) in [
+        ("verbose", Some("debug")),
+        ("infoo", Some("info")),
+        ("Infoo", Some("info")),
+        ("inof", Some("info")),
+        ("warning", Some("warn")),
+        ("dbug", Some("debug")),
+        ("tarce", Some("trace")),
+        ("info,verbos", None),
+        ("nonsense", None),
+        ("foo", None),
+        ("haproxy_log_exporter=infoo", Some("info")),
+        ("haproxy_log_exporter::spop=verbose", Some("debug")),
+        ("info,=,", None),
+    ] {
+        let err = Config::from_env(&env(&[("HLE_LOG_LEVEL", refused)])).unwrap_err();
+        assert_eq!(err.problems.len(), 1, "{refused}: {err}");
+        let problem = &err.problems[0];
+        assert!(
+            problem.starts_with(&format!("HLE_LOG_LEVEL={refused:?}: ")),
+            "{problem}"
+        );
+        assert!(
+            problem.contains("expected a level (error, warn, info, debug, trace, off)"),
+            "{problem}"
+        );
+        match meant {
+            Some(level) => assert!(
+                problem.ends_with(&format!("; did you mean `{level}`?")),
+                "{refused}: {problem}"
+            ),
+            None => assert!(!problem.contains("did you mean"), "{refused}: {problem}"),
+        }
+    }
+    // Listed with the other problems.
+    let err = Config::from_env(&env(&[
+        ("HLE_LOG_LEVEL", "verbose"),
+        ("HLE_LOG_OUTPUT", "xml"),
+    ]))
+    .unwrap_err();
+    assert_eq!(err.problems.len(), 2, "{err}");
+}
+
+/// What a bare word of a filter does: it is a target, and one that is not this program's
+/// turns off every line it writes. `log_level` refuses such a word for that reason.
+#[test]
+fn a_filter_of_a_foreign_target_would_silence_the_exporter() {
+    use tracing_subscriber::layer::SubscriberExt;
+    let silenced = |filter: &str| {
+        let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap();
+        let subscriber = tracing_subscriber::registry().with(filter);
+        tracing::subscriber::with_default(subscriber, || !tracing::enabled!(tracing::Level::ERROR))
+    };
+    assert!(silenced("verbose"));
+    assert!(silenced("infoo"));
+    assert!(!silenced("info"));
+    assert!(!silenced("haproxy_log_exporter"));
+}
