@@ -14,7 +14,11 @@ pub(super) fn list(value: &str) -> impl Iterator<Item = &str> {
     value.split(',').map(str::trim).filter(|s| !s.is_empty())
 }
 
-/// `500ms`, `30s`, `10m`, `1h`, or a bare number of seconds.
+/// The units of a duration.
+const DURATION_UNITS: &str = "ms, s, m or h";
+
+/// `500ms`, `30s`, `10m`, `1h`, or `0`. A number without a unit is refused: `30` could
+/// be meant as seconds or milliseconds (HAProxy's own timeouts are milliseconds).
 pub fn parse_duration(value: &str) -> Result<Duration, String> {
     let value = value.trim();
     let digits = value
@@ -23,13 +27,19 @@ pub fn parse_duration(value: &str) -> Result<Duration, String> {
     let (number, unit) = value.split_at(digits);
     let number: u64 = number
         .parse()
-        .map_err(|_| "expected a number with an optional unit (ms, s, m, h)".to_string())?;
+        .map_err(|_| format!("expected a number and a unit ({DURATION_UNITS}), e.g. 30s, or 0"))?;
     let millis = match unit {
+        "" if number == 0 => Some(0),
+        "" => {
+            return Err(format!(
+                "a duration needs a unit: {DURATION_UNITS}, e.g. {number}s or {number}ms; only 0 goes without"
+            ))
+        }
         "ms" => Some(number),
-        "" | "s" => number.checked_mul(1000),
+        "s" => number.checked_mul(1000),
         "m" => number.checked_mul(60_000),
         "h" => number.checked_mul(3_600_000),
-        other => return Err(format!("unknown unit {other:?}; use ms, s, m or h")),
+        other => return Err(format!("unknown unit {other:?}; use {DURATION_UNITS}")),
     };
     millis
         .map(Duration::from_millis)

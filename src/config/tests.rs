@@ -354,7 +354,16 @@ fn custom_labels_from_format_fields() {
 #[test]
 fn durations() {
     assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-    assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
+    assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+    assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+    assert_eq!(parse_duration(" 00 "), Ok(Duration::ZERO));
+    assert_eq!(parse_duration("0ms"), Ok(Duration::ZERO));
+    assert_eq!(
+        parse_duration("30"),
+        Err("a duration needs a unit: ms, s, m or h, e.g. 30s or 30ms; only 0 goes without".into())
+    );
+    assert!(parse_duration("99999999999999999999").is_err());
+    assert!(parse_duration("99999999999999999h").is_err());
     assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
     assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
     assert!(parse_duration("").is_err());
@@ -641,4 +650,58 @@ fn a_filter_of_a_foreign_target_would_silence_the_exporter() {
     assert!(silenced("infoo"));
     assert!(!silenced("info"));
     assert!(!silenced("haproxy_log_exporter"));
+}
+
+/// Every duration variable refuses a number without a unit (but `0`), naming the units.
+#[test]
+fn a_duration_without_a_unit_is_a_problem() {
+    let durations = [
+        "HLE_TCP_IDLE_TIMEOUT",
+        "HLE_SERIES_TTL",
+        "HLE_WEB_READ_HEADER_TIMEOUT",
+        "HLE_WEB_MAX_CONNECTION_AGE",
+        "HLE_WEB_SCRAPE_CACHE_TTL",
+        "HLE_FORWARD_CONNECT_TIMEOUT",
+        "HLE_FORWARD_RECONNECT_MAX_DELAY",
+        "HLE_FORWARD_SAMPLE_SLOW",
+        "HLE_FORWARD_SHUTDOWN_GRACE",
+    ];
+    // Every variable whose documented default is a duration is in the list.
+    for var in variables() {
+        let is_duration = var.default != "0" && parse_duration(&var.default).is_ok();
+        assert!(
+            !is_duration || durations.contains(&var.name.as_str()),
+            "{} is missing from the list",
+            var.name
+        );
+    }
+    for var in durations {
+        let err = Config::from_env(&env(&[(var, "30")])).unwrap_err();
+        assert_eq!(
+            err.problems,
+            [format!(
+                "{var}=\"30\": a duration needs a unit: ms, s, m or h, e.g. 30s or 30ms; only 0 goes without"
+            )],
+            "{var}"
+        );
+        let zero = Config::from_env(&env(&[(var, "0")]));
+        let with_unit = Config::from_env(&env(&[(var, "1s")]));
+        assert!(
+            zero.is_ok() || with_unit.is_ok(),
+            "{var}: {zero:?} {with_unit:?}"
+        );
+    }
+    // `0` where it means never, off or none.
+    let config = Config::from_env(&env(&[
+        ("HLE_TCP_IDLE_TIMEOUT", "0"),
+        ("HLE_SERIES_TTL", "0"),
+        ("HLE_WEB_MAX_CONNECTION_AGE", "0"),
+        ("HLE_WEB_SCRAPE_CACHE_TTL", "0"),
+        ("HLE_FORWARD_SHUTDOWN_GRACE", "0"),
+    ]))
+    .unwrap();
+    assert_eq!(config.tcp_idle_timeout, None);
+    assert_eq!(config.cardinality.ttl, None);
+    assert_eq!(config.web.max_connection_age, None);
+    assert_eq!(config.forward.shutdown_grace, Duration::ZERO);
 }

@@ -237,12 +237,12 @@ const FIXED: &[(&str, &str, &str)] = &[
     (
         "HLE_FORWARD_CONNECT_TIMEOUT",
         "5s",
-        "timeout of a TCP connection attempt to the syslog server",
+        "timeout of a TCP connection attempt to the syslog server (ms, s, m, h)",
     ),
     (
         "HLE_FORWARD_RECONNECT_MAX_DELAY",
         "10s",
-        "longest wait between two connection attempts (exponential backoff from 100ms, with jitter)",
+        "longest wait between two connection attempts (ms, s, m, h; exponential backoff from 100ms, with jitter)",
     ),
     (
         "HLE_FORWARD_BUFFER_LINES",
@@ -262,12 +262,12 @@ const FIXED: &[(&str, &str, &str)] = &[
     (
         "HLE_FORWARD_SAMPLE_SLOW",
         "1s",
-        "with sampling, lines whose Ta (or Tt) is at least this long are always forwarded",
+        "with sampling, lines whose Ta (or Tt) is at least this long are always forwarded (ms, s, m, h)",
     ),
     (
         "HLE_FORWARD_SHUTDOWN_GRACE",
         "5s",
-        "at shutdown, how long the forwarding sinks may take to deliver what they hold",
+        "at shutdown, how long the forwarding sinks may take to deliver what they hold (ms, s, m, h)",
     ),
 ];
 
