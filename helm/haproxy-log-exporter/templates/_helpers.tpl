@@ -233,9 +233,13 @@ sinks to deliver what they hold. Empty when no sink is on.
 {{- $grace := trim (toString (default "5s" (get $env "HLE_FORWARD_SHUTDOWN_GRACE"))) }}
 {{- $num := regexFind "^[0-9]+" $grace }}
 {{- $unit := trimPrefix $num $grace }}
-{{- $scale := dict "" 1000 "s" 1000 "ms" 1 "m" 60000 "h" 3600000 }}
+{{- $scale := dict "s" 1000 "ms" 1 "m" 60000 "h" 3600000 }}
+{{- /* As the exporter: a number without a unit is refused, except 0. */}}
+{{- if and $num (eq $unit "") (eq (atoi $num) 0) }}
+{{- $_ := set $scale "" 1 }}
+{{- end }}
 {{- if not (and $num (hasKey $scale $unit)) }}
-{{- fail (printf "HLE_FORWARD_SHUTDOWN_GRACE=%q: expected a number with an optional unit (ms, s, m, h)" $grace) }}
+{{- fail (printf "HLE_FORWARD_SHUTDOWN_GRACE=%q: expected a number with a unit (ms, s, m, h), or 0" $grace) }}
 {{- end }}
 {{- $graceSeconds := div (add (mul (atoi $num) (get $scale $unit)) 999) 1000 }}
 {{- $preStop := dig "preStop" "sleep" "seconds" 0 (.Values.lifecycle | default dict) | int }}
