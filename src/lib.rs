@@ -89,7 +89,7 @@ impl Server {
                     config.udp_recv_buffer_explicit,
                 )
                 .await
-                .map_err(bind_error("syslog UDP", addr))?;
+                .map_err(bind_error("HLE_SYSLOG_UDP_ADDR", addr))?;
                 registry.register(Box::new(metrics::UdpKernelStats::new(&socket, buffer)?))?;
                 Some((socket, ingest::datagram::Batching::for_udp_buffer(buffer)))
             }
@@ -99,7 +99,7 @@ impl Server {
             Some(addr) => {
                 let listener = ingest::tcp::bind(addr)
                     .await
-                    .map_err(bind_error("syslog TCP", addr))?;
+                    .map_err(bind_error("HLE_SYSLOG_TCP_ADDR", addr))?;
                 let tls = match &config.syslog_tls_config {
                     Some(file) => {
                         Some(Arc::new(web::TlsEndpoint::syslog(file.clone(), &registry)?))
@@ -114,7 +114,7 @@ impl Server {
             Some(spoe) => {
                 let listener = TcpListener::bind(spoe.addr)
                     .await
-                    .map_err(bind_error("SPOE", spoe.addr))?;
+                    .map_err(bind_error("HLE_SPOE_ADDR", spoe.addr))?;
                 let counters = spop::counters::SpopCounters::new(&registry)?;
                 let agent = spop::Agent::new(
                     pipeline.clone(),
@@ -133,7 +133,7 @@ impl Server {
         let addr = config.web_listen_addr;
         let web = TcpListener::bind(addr)
             .await
-            .map_err(bind_error("HTTP", addr))?;
+            .map_err(bind_error("HLE_WEB_LISTEN_ADDR", addr))?;
         // Last, so that a failed start leaves no socket file behind.
         let (unix, unix_file) = match &config.syslog_unix_path {
             Some(path) => {
@@ -378,6 +378,7 @@ fn log_summary(
     );
 }
 
-fn bind_error(what: &'static str, addr: SocketAddr) -> impl FnOnce(std::io::Error) -> Error {
-    move |source| Error::Bind { what, addr, source }
+/// A bind error of the listener whose address `var` gives.
+fn bind_error(var: &'static str, addr: SocketAddr) -> impl FnOnce(std::io::Error) -> Error {
+    move |source| Error::Bind { var, addr, source }
 }

@@ -127,7 +127,44 @@ fn a_port_in_use_is_a_runtime_error_not_a_configuration_error() {
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("cannot bind the HTTP listener"), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "cannot bind HLE_WEB_LISTEN_ADDR={held}: address in use; set HLE_WEB_LISTEN_ADDR to a free address"
+        )),
+        "{stderr}"
+    );
+}
+
+/// Whichever listener cannot be bound, the message names the variable to change.
+#[test]
+fn a_port_in_use_names_the_variable_of_its_listener() {
+    let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+    let tcp = tcp.local_addr().unwrap().to_string();
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let udp = udp.local_addr().unwrap().to_string();
+    for (var, held) in [
+        ("HLE_SYSLOG_UDP_ADDR", &udp),
+        ("HLE_SYSLOG_TCP_ADDR", &tcp),
+        ("HLE_SPOE_ADDR", &tcp),
+        ("HLE_WEB_LISTEN_ADDR", &tcp),
+    ] {
+        let mut env = vec![
+            ("HLE_SYSLOG_UDP_ADDR", "127.0.0.1:0"),
+            ("HLE_SYSLOG_TCP_ADDR", "127.0.0.1:0"),
+            ("HLE_WEB_LISTEN_ADDR", "127.0.0.1:0"),
+        ];
+        env.retain(|(name, _)| *name != var);
+        env.push((var, held));
+        let out = exporter(&[], &env);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{var}: {stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "cannot bind {var}={held}: address in use; set {var} to a free address"
+            )),
+            "{var}: {stderr}"
+        );
+    }
 }
 
 #[test]

@@ -387,13 +387,67 @@ async fn unix_socket_never_replaces_a_live_socket() {
     let first = Daemon::start(&[("HLE_SYSLOG_UNIX_PATH", path_var)]).await;
     let second = try_bind(&[("HLE_SYSLOG_UNIX_PATH", path_var)]).await;
     let err = second.err().expect("the second bind fails").to_string();
-    assert!(err.contains("another process is receiving on it"), "{err}");
+    assert_eq!(
+        err,
+        format!(
+            "cannot bind HLE_SYSLOG_UNIX_PATH={path_var}: another process is receiving on it (a datagram socket); set HLE_SYSLOG_UNIX_PATH to a free path"
+        )
+    );
     // The first exporter still receives.
     let sender = tokio::net::UnixDatagram::unbound().unwrap();
     sender.send_to(lines(H_EDGE)[0], &path).await.unwrap();
     let samples = first.scrape_after(1.0).await;
     assert_eq!(lines_total(&samples, "counted"), 1.0);
     first.stop().await;
+}
+
+#[tokio::test]
+async fn a_unix_socket_path_in_no_directory_names_the_variable() {
+    let dir = support::TempDir::new("hle-unix").unwrap();
+    let path = dir.path().join("missing").join("log.sock");
+    let err = try_bind(&[("HLE_SYSLOG_UNIX_PATH", path.to_str().unwrap())])
+        .await
+        .err()
+        .expect("bind fails")
+        .to_string();
+    assert!(
+        err.starts_with(&format!(
+            "cannot bind HLE_SYSLOG_UNIX_PATH={}: ",
+            path.display()
+        )),
+        "{err}"
+    );
+    assert!(
+        err.ends_with("; set HLE_SYSLOG_UNIX_PATH to a path in an existing directory"),
+        "{err}"
+    );
+}
+
+/// A held port: the error is a bind error of the listener's variable, not a panic or a
+/// configuration error.
+#[tokio::test]
+async fn a_port_in_use_is_a_bind_error_naming_the_variable() {
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let held = held.local_addr().unwrap();
+    let addr = held.to_string();
+    let err = try_bind(&[("HLE_SYSLOG_TCP_ADDR", &addr)])
+        .await
+        .err()
+        .expect("bind fails");
+    match &err {
+        haproxy_log_exporter::Error::Bind { var, addr, source } => {
+            assert_eq!(*var, "HLE_SYSLOG_TCP_ADDR");
+            assert_eq!(*addr, held);
+            assert_eq!(source.kind(), std::io::ErrorKind::AddrInUse);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "cannot bind HLE_SYSLOG_TCP_ADDR={addr}: address in use; set HLE_SYSLOG_TCP_ADDR to a free address"
+        )
+    );
 }
 
 #[tokio::test]
@@ -406,6 +460,11 @@ async fn unix_socket_never_replaces_a_regular_file() {
         .err()
         .expect("bind fails");
     assert!(err.to_string().contains("is not a socket"), "{err}");
+    assert!(
+        err.to_string()
+            .ends_with("; set HLE_SYSLOG_UNIX_PATH to a free path"),
+        "{err}"
+    );
     assert_eq!(std::fs::read_to_string(&path).unwrap(), "keep me");
 }
 
