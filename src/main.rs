@@ -53,6 +53,7 @@ fn serve() -> ExitCode {
         Err(code) => return code,
     };
     telemetry::init(&config.log_level, config.log_output);
+    log_warnings(&config);
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -84,6 +85,7 @@ fn replay(inputs: &[String]) -> ExitCode {
         Err(code) => return code,
     };
     telemetry::init(&config.log_level, config.log_output);
+    log_warnings(&config);
     // Not locked: the standard output forwarder writes to it first.
     match ingest::replay::run(&config, inputs, &mut std::io::stdout()) {
         Ok(summary) => {
@@ -100,11 +102,21 @@ fn replay(inputs: &[String]) -> ExitCode {
     }
 }
 
+/// What the configuration allows but most likely does not mean, once the log is set up.
+fn log_warnings(config: &Config) {
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
+}
+
 fn check_config() -> ExitCode {
     let config = match load_config() {
         Ok(config) => config,
         Err(code) => return code,
     };
+    for warning in &config.warnings {
+        eprintln!("haproxy-log-exporter: warning: {warning}");
+    }
     println!("# configuration is valid; in force:");
     for (name, value) in config::effective(&config::process_env().0) {
         println!("{name}={value}");

@@ -167,6 +167,53 @@ fn a_port_in_use_names_the_variable_of_its_listener() {
     }
 }
 
+/// A custom label no metric has is not an error: the exporter starts, and says so in a
+/// warning once its log is set up (check-config prints it too).
+#[test]
+fn a_custom_label_no_metric_has_is_a_warning_at_start_up() {
+    let vars = [
+        ("HLE_SYSLOG_UDP_ADDR", "127.0.0.1:0"),
+        ("HLE_SYSLOG_TCP_ADDR", "127.0.0.1:0"),
+        ("HLE_WEB_LISTEN_ADDR", "127.0.0.1:0"),
+        ("HLE_LOG_FORMAT", "%ci:%cp %ST %[var(txn.route)] %{+Q}r"),
+        ("HLE_CUSTOM_LABELS", "route=%[var(txn.route)]"),
+    ];
+    let warning = "HLE_CUSTOM_LABELS: label \"route\" is on no enabled metric";
+    let out = exporter(&["check-config"], &vars);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains(&format!("haproxy-log-exporter: warning: {warning}")),
+        "{stderr}"
+    );
+
+    let mut command = Command::new(env!("CARGO_BIN_EXE_haproxy-log-exporter"));
+    command.env_clear().stderr(Stdio::piped());
+    for (key, value) in vars {
+        command.env(key, value);
+    }
+    let mut child = command.spawn().unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    let before: Vec<String> = stderr
+        .by_ref()
+        .map_while(Result::ok)
+        .take_while(|l| !l.contains("listening"))
+        .collect();
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    assert!(kill.unwrap().success());
+    let _rest: Vec<String> = stderr.map_while(Result::ok).collect();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{before:?}");
+    assert!(
+        before
+            .iter()
+            .any(|l| l.contains(" WARN ") && l.contains(warning)),
+        "{before:?}"
+    );
+}
+
 #[test]
 fn help_lists_every_variable_with_its_default() {
     let out = exporter(&["--help"], &[]);

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use crate::haproxy::format::{Format, BUILT_IN};
 use crate::haproxy::{LineFormat, Parser};
-use crate::metrics::{Cardinality, MetricConfig};
+use crate::metrics::{Cardinality, Label, MetricConfig};
 use crate::web::Listener;
 
 mod forward;
@@ -110,6 +110,9 @@ pub struct Config {
     pub forward: ForwardConfig,
     /// The SPOE agent, if enabled.
     pub spoe: Option<SpoeConfig>,
+    /// What is allowed but most likely not meant (a custom label no metric has), logged
+    /// as warnings at start-up.
+    pub warnings: Vec<String>,
 }
 
 /// Every problem found in the environment.
@@ -187,6 +190,7 @@ impl Config {
             .number("HLE_UDP_RECV_BUFFER_BYTES", 0, MAX_RECV_BUFFER_BYTES)
             .filter(|&n| n > 0);
         let forward = forward::forward(&mut r);
+        let warnings = unused_custom_labels(&custom, &metrics, &forward);
         for problem in unknown_variables(r.env()) {
             r.problem(problem);
         }
@@ -222,8 +226,35 @@ impl Config {
             custom_labels: custom.iter().map(|label| label.name()).collect(),
             forward,
             spoe,
+            warnings,
         })
     }
+}
+
+/// The custom labels that no enabled metric has, each a warning: such a label is read
+/// from every line and then dropped, most likely because it is missing from a
+/// `HLE_<METRIC>_LABELS`. Not a problem: a label may be defined before the metric that
+/// will have it. With `HLE_FORWARD_STDOUT=json` every custom label is in the forwarded
+/// objects, so none is unused.
+fn unused_custom_labels(
+    custom: &[Label],
+    metrics: &[MetricConfig],
+    forward: &ForwardConfig,
+) -> Vec<String> {
+    if forward.stdout == StdoutForward::Json {
+        return Vec::new();
+    }
+    custom
+        .iter()
+        .filter(|label| !metrics.iter().any(|m| m.labels.contains(label)))
+        .map(|label| {
+            format!(
+                "HLE_CUSTOM_LABELS: label {:?} is on no enabled metric, so it is read and dropped; add it to the HLE_<METRIC>_LABELS of a metric (e.g. HLE_REQUESTS_TOTAL_LABELS={},status_code)",
+                label.name(),
+                label.name()
+            )
+        })
+        .collect()
 }
 
 /// The most `HLE_TCP_BUFFER_BUDGET_BYTES` may be.

@@ -705,3 +705,43 @@ fn a_duration_without_a_unit_is_a_problem() {
     assert_eq!(config.web.max_connection_age, None);
     assert_eq!(config.forward.shutdown_grace, Duration::ZERO);
 }
+
+#[test]
+fn a_custom_label_no_metric_has_is_a_warning() {
+    let format = "%ci:%cp [%tr] %ft %b/%s %TR/%Tw/%Tc/%Tr/%Ta %ST %B %tsc %ac/%fc/%bc/%sc/%rc %sq/%bq %hr route=%[var(txn.route)] %{+Q}r";
+    let base = [
+        ("HLE_LOG_FORMAT", format),
+        ("HLE_CUSTOM_LABELS", "route=%[var(txn.route)],host=%hr#0"),
+    ];
+    // Both unused.
+    let config = Config::from_env(&env(&base)).unwrap();
+    assert_eq!(
+        config.warnings,
+        [
+            "HLE_CUSTOM_LABELS: label \"route\" is on no enabled metric, so it is read and dropped; add it to the HLE_<METRIC>_LABELS of a metric (e.g. HLE_REQUESTS_TOTAL_LABELS=route,status_code)",
+            "HLE_CUSTOM_LABELS: label \"host\" is on no enabled metric, so it is read and dropped; add it to the HLE_<METRIC>_LABELS of a metric (e.g. HLE_REQUESTS_TOTAL_LABELS=host,status_code)",
+        ]
+    );
+    // One used; the other only on a metric that is not enabled.
+    let mut vars = base.to_vec();
+    vars.extend([
+        ("HLE_REQUESTS_TOTAL_LABELS", "route,status_class"),
+        ("HLE_BYTES_READ_TOTAL_LABELS", "host"),
+        ("HLE_ENABLED_METRICS", "requests_total"),
+    ]);
+    let config = Config::from_env(&env(&vars)).unwrap();
+    assert_eq!(config.warnings.len(), 1, "{:?}", config.warnings);
+    assert!(config.warnings[0].contains("label \"host\""));
+    // Every one used.
+    vars.retain(|(k, _)| *k != "HLE_ENABLED_METRICS");
+    assert!(Config::from_env(&env(&vars)).unwrap().warnings.is_empty());
+    // Forwarded as JSON, a custom label is in every object: not unused.
+    let mut vars = base.to_vec();
+    vars.push(("HLE_FORWARD_STDOUT", "json"));
+    assert!(Config::from_env(&env(&vars)).unwrap().warnings.is_empty());
+    // No custom label, no warning.
+    assert!(Config::from_env(&HashMap::new())
+        .unwrap()
+        .warnings
+        .is_empty());
+}
