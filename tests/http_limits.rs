@@ -230,13 +230,14 @@ async fn a_scrape_storm_shares_renderings_and_udp_loses_nothing() {
 }
 
 /// A request head begun and never finished, and 2000 idle connections, against an
-/// exporter allowed 256 descriptors: scrapes are answered once the header timeout has
-/// closed the slow ones, and the syslog TCP listener accepts throughout.
+/// exporter allowed 256 descriptors: requests are answered long before the header timeout
+/// (a minute) would close the slow ones, because each newcomer takes the place of an idle
+/// connection, and the syslog TCP listener accepts throughout.
 #[test]
 fn slow_and_idle_clients_do_not_starve_the_listeners() {
     const SLOW: usize = 200;
     const IDLE: usize = 2000;
-    let exporter = Exporter::start(&[("HLE_WEB_READ_HEADER_TIMEOUT", "1s")], Some(256));
+    let exporter = Exporter::start(&[("HLE_WEB_READ_HEADER_TIMEOUT", "60s")], Some(256));
     let web: SocketAddr = exporter.web.parse().expect("web address");
     let mut slow = Vec::new();
     for _ in 0..SLOW {
@@ -257,14 +258,13 @@ fn slow_and_idle_clients_do_not_starve_the_listeners() {
         http_get(&exporter.web, "/-/healthy", Duration::from_secs(2)).ok()
     });
     assert_eq!(answered.expect("a request answered").status, 200);
-    // Closed by the header timeout: each slow client reads the end of its connection.
+    // Closed for newcomers, the oldest first: each slow client reads the end of its
+    // connection (well before the header timeout).
     for stream in &mut slow {
-        stream.set_read_timeout(Some(WAIT)).expect("read timeout");
-        let mut rest = Vec::new();
-        let _ = stream.read_to_end(&mut rest);
+        closed_within(stream, WAIT).expect("a slow connection closed");
     }
-    let refused = exporter.metric("haproxy_log_exporter_http_connections_refused_total", &[]);
-    assert!(refused > 0.0, "nothing refused");
+    let evicted = exporter.metric("haproxy_log_exporter_http_connections_evicted_total", &[]);
+    assert!(evicted >= SLOW as f64, "{evicted} evicted");
     let log = exporter.log_so_far();
     assert!(
         !log.iter().any(|l| l.contains("accept failed")),
@@ -416,23 +416,81 @@ fn keep_alive_connections_end() {
     closed_within(&mut busy, Duration::from_secs(5)).expect("closed after 1000 requests");
 }
 
+/// At the cap, a new connection takes the place of the oldest idle one, which is closed:
+/// idle clients cannot keep a scraper out.
 #[test]
-fn connections_beyond_the_cap_are_closed_at_once() {
+fn an_idle_connection_makes_room_for_a_new_one() {
     let exporter = Exporter::start(&[("HLE_WEB_MAX_CONNECTIONS", "2")], None);
     let mut held = Vec::new();
     for _ in 0..2 {
         let mut stream = connect(&exporter.web);
         stream.write_all(HEALTHY).expect("request");
-        assert!(
-            read_response(&mut stream).is_some(),
-            "answered within the cap"
-        );
+        assert!(read_response(&mut stream).is_some(), "answered");
         held.push(stream);
     }
     let mut third = connect(&exporter.web);
-    let took = closed_within(&mut third, Duration::from_secs(5)).expect("closed");
+    third.write_all(HEALTHY).expect("request");
+    let (head, _) = read_response(&mut third).expect("the newcomer answered");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    closed_within(&mut held[0], WAIT).expect("the oldest idle connection closed");
+    // The other one is still served.
+    held[1].write_all(HEALTHY).expect("request");
+    assert!(
+        read_response(&mut held[1]).is_some(),
+        "the younger one kept"
+    );
+    drop(held);
+    drop(third);
+    let evicted = exporter.metric("haproxy_log_exporter_http_connections_evicted_total", &[]);
+    assert!(evicted >= 1.0, "{evicted}");
+}
+
+/// At the cap with every connection sending a response (scrapers that read slowly), a new
+/// connection is closed at once, and the responses in progress are not cut short.
+#[test]
+fn busy_connections_are_kept_and_a_newcomer_refused() {
+    const CLIENTS: u32 = 6000;
+    let exporter = Exporter::start(
+        &[
+            ("HLE_WEB_MAX_CONNECTIONS", "2"),
+            ("HLE_SESSION_DURATION_SECONDS_LABELS", "client_ip"),
+            ("HLE_MAX_SERIES_PER_METRIC", "1000000"),
+        ],
+        None,
+    );
+    exporter.feed_tcp((0..CLIENTS).map(|i| line(0x0a01_0000 + i)));
+    let web: SocketAddr = exporter.web.parse().expect("web address");
+    // Two scrapers that read nothing yet, with small receive windows: the exposition (some
+    // megabytes) stays in progress on the exporter's side.
+    let mut scrapers: Vec<TcpStream> = (0..2)
+        .map(|_| {
+            let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+                .expect("socket");
+            socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+            socket.connect(&web.into()).expect("connect");
+            let mut stream: TcpStream = socket.into();
+            stream.set_read_timeout(Some(WAIT)).expect("read timeout");
+            stream
+                .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+                .expect("request");
+            stream
+        })
+        .collect();
+    // Both are busy once the exporter has begun their responses: each has bytes waiting.
+    for stream in &scrapers {
+        let mut byte = [0u8; 1];
+        assert_eq!(stream.peek(&mut byte).expect("a response begun"), 1);
+    }
+    let mut third = connect(&exporter.web);
+    let took = closed_within(&mut third, Duration::from_secs(5)).expect("the newcomer closed");
     assert!(took < Duration::from_secs(2), "closed after {took:?}");
-    held.clear();
+    // The two responses arrive whole.
+    for stream in &mut scrapers {
+        let (head, body) = read_response(stream).expect("the whole response");
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert!(body.len() > 4_000_000, "exposition of {} bytes", body.len());
+    }
+    drop(scrapers);
     let refused = exporter.metric("haproxy_log_exporter_http_connections_refused_total", &[]);
     assert!(refused >= 1.0, "{refused}");
 }

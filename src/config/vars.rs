@@ -87,7 +87,7 @@ const FIXED: &[(&str, &str, &str)] = &[
     (
         "HLE_WEB_MAX_CONNECTIONS",
         "64",
-        "open HTTP connections allowed; more are closed at once and counted",
+        "open HTTP connections allowed; beyond it a new one replaces the oldest idle one, or is closed at once when all are sending responses",
     ),
     (
         "HLE_WEB_READ_HEADER_TIMEOUT",

@@ -19,6 +19,7 @@ use hyper_util::rt::TokioTimer;
 use tokio_util::sync::CancellationToken;
 
 use super::respond::respond;
+use super::slots::Slot;
 use super::State;
 use crate::config::{WebConfig, MIN_HEADER_BYTES};
 
@@ -39,19 +40,21 @@ const SHUTDOWN_FLUSH: Duration = Duration::from_millis(500);
 /// all but its last megabyte is queued.
 const CHUNK: usize = 64 * 1024;
 
-/// Serves `io` until its client closes it, a limit ends it, or `shutdown`. At shutdown an
+/// Serves `io` until its client closes it, a limit ends it, a newer connection takes its
+/// slot while it is idle, or `shutdown`. At shutdown an
 /// idle connection closes at once, one with a request head still coming in after
 /// `SHUTDOWN_FLUSH`, and one with a response in progress gets `SHUTDOWN_GRACE`.
 pub(super) async fn serve_connection<I>(
     io: I,
     peer: SocketAddr,
+    slot: &Slot,
     state: Arc<State>,
     shutdown: CancellationToken,
 ) where
     I: Read + Write + Unpin + Send + 'static,
 {
     let limits = &state.limits;
-    let in_progress = Arc::new(AtomicUsize::new(0));
+    let in_progress = slot.busy.clone();
     let requests = Arc::new(AtomicUsize::new(0));
     let service = {
         let (state, in_progress) = (state.clone(), in_progress.clone());
@@ -81,10 +84,20 @@ pub(super) async fn serve_connection<I>(
         }
     };
     tokio::pin!(old);
-    let mut aged = false;
+    let (mut aged, mut evicted) = (false, false);
     let result = loop {
         tokio::select! {
             result = conn.as_mut() => break result,
+            // A newer connection took the slot of this idle one: closed at once, or, had
+            // a request come in since, after its response.
+            _ = slot.evicted.cancelled(), if !evicted => {
+                if in_progress.load(Ordering::Relaxed) == 0 {
+                    tracing::debug!(%peer, "idle http connection closed for a new one");
+                    return;
+                }
+                evicted = true;
+                conn.as_mut().graceful_shutdown();
+            }
             _ = &mut old, if !aged => {
                 // The response in progress, if any, is finished; then it closes.
                 aged = true;

@@ -1,4 +1,4 @@
-//! The HTTP server's self-metrics: connections open and refused, scrapes answered and
+//! The HTTP server's self-metrics: connections open, refused and evicted, scrapes answered and
 //! renderings made (their difference is the scrapes that shared a rendering).
 
 use prometheus::{IntCounter, IntGauge, Registry};
@@ -8,6 +8,7 @@ use prometheus::{IntCounter, IntGauge, Registry};
 pub struct HttpCounters {
     connections: IntGauge,
     connections_refused: IntCounter,
+    connections_evicted: IntCounter,
     scrapes: IntCounter,
     renders: IntCounter,
 }
@@ -21,7 +22,11 @@ impl HttpCounters {
             )?,
             connections_refused: IntCounter::new(
                 "haproxy_log_exporter_http_connections_refused_total",
-                "HTTP connections closed at once because HLE_WEB_MAX_CONNECTIONS were open.",
+                "HTTP connections closed at once because HLE_WEB_MAX_CONNECTIONS were open, each answering a request.",
+            )?,
+            connections_evicted: IntCounter::new(
+                "haproxy_log_exporter_http_connections_evicted_total",
+                "Idle HTTP connections closed because HLE_WEB_MAX_CONNECTIONS were open and a new one came.",
             )?,
             scrapes: IntCounter::new(
                 "haproxy_log_exporter_http_scrapes_total",
@@ -34,6 +39,7 @@ impl HttpCounters {
         };
         registry.register(Box::new(counters.connections.clone()))?;
         registry.register(Box::new(counters.connections_refused.clone()))?;
+        registry.register(Box::new(counters.connections_evicted.clone()))?;
         registry.register(Box::new(counters.scrapes.clone()))?;
         registry.register(Box::new(counters.renders.clone()))?;
         Ok(counters)
@@ -49,6 +55,10 @@ impl HttpCounters {
 
     pub(super) fn connection_refused(&self) {
         self.connections_refused.inc();
+    }
+
+    pub(super) fn connection_evicted(&self) {
+        self.connections_evicted.inc();
     }
 
     pub(super) fn scraped(&self) {

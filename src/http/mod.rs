@@ -11,6 +11,7 @@ mod connection;
 pub mod counters;
 mod respond;
 mod scrape;
+mod slots;
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
@@ -18,7 +19,6 @@ use std::sync::Arc;
 
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -26,6 +26,7 @@ use crate::config::WebConfig;
 use crate::pipeline::Pipeline;
 pub use counters::HttpCounters;
 use scrape::Exposition;
+use slots::{Admission, Slot, Slots};
 
 /// What the handlers need.
 pub struct State {
@@ -62,46 +63,62 @@ impl State {
     }
 }
 
-/// Accepts until `shutdown`; each connection is served in a task of `tracker`. A
-/// connection beyond `HLE_WEB_MAX_CONNECTIONS` is closed at once and counted, so that
-/// HTTP clients never hold more descriptors than that (the syslog listeners need theirs).
+/// Accepts until `shutdown`; each connection is served in a task of `tracker`. At most
+/// `HLE_WEB_MAX_CONNECTIONS` are open, so that HTTP clients never hold more descriptors
+/// than that (the syslog listeners need theirs): beyond it a new connection takes the
+/// slot of the oldest idle one, which is closed, or, when every open one is answering a
+/// request, is closed at once. Both are counted.
 pub async fn serve(
     listener: TcpListener,
     state: Arc<State>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
-    let permits = Arc::new(Semaphore::new(state.limits.max_connections));
+    let slots = Slots::new(state.limits.max_connections);
     while let Some((stream, peer)) = crate::ingest::tcp::accept(&listener, &shutdown, "http").await
     {
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            state.counters.connection_refused();
-            tracing::debug!(%peer, max = state.limits.max_connections, "http connection refused: too many open");
-            continue;
+        let slot = match slots.admit() {
+            Admission::Admitted(slot) => slot,
+            Admission::Evicted(slot) => {
+                state.counters.connection_evicted();
+                tracing::debug!(%peer, max = state.limits.max_connections, "http connection admitted in the place of an idle one");
+                slot
+            }
+            Admission::Refused => {
+                state.counters.connection_refused();
+                tracing::debug!(%peer, max = state.limits.max_connections, "http connection refused: every open one is busy");
+                continue;
+            }
         };
         tracker.spawn(accepted(
             stream,
             peer,
-            permit,
+            slot,
             state.clone(),
             shutdown.clone(),
         ));
     }
 }
 
-/// One accepted connection, counted while open.
+/// One accepted connection, counted while open, closed early if a newer one takes its slot.
 async fn accepted(
     stream: TcpStream,
     peer: SocketAddr,
-    permit: OwnedSemaphorePermit,
+    slot: Slot,
     state: Arc<State>,
     shutdown: CancellationToken,
 ) {
     state.counters.connection_opened();
     // After the TLS handshake, when the endpoint speaks TLS.
-    if let Some(stream) = crate::web::accept(state.security.as_deref(), stream).await {
-        connection::serve_connection(TokioIo::new(stream), peer, state.clone(), shutdown).await;
+    let handshake = crate::web::accept(state.security.as_deref(), stream);
+    let stream = tokio::select! {
+        stream = handshake => stream,
+        _ = slot.evicted.cancelled() => None,
+    };
+    if let Some(stream) = stream {
+        connection::serve_connection(TokioIo::new(stream), peer, &slot, state.clone(), shutdown)
+            .await;
     }
     state.counters.connection_closed();
-    drop(permit);
+    drop(slot);
 }
