@@ -23,7 +23,7 @@ use crate::scan::{is_status, memchr, memchr_long, number, plus, utf8_prefix};
 pub struct ParseError(&'static str);
 
 impl ParseError {
-    pub(crate) fn new(reason: &'static str) -> Self {
+    pub(crate) const fn new(reason: &'static str) -> Self {
         ParseError(reason)
     }
 
