@@ -13,7 +13,7 @@
 use std::borrow::Cow;
 
 use super::record::{EntryKind, LogRecord, Timer};
-use super::uri::path_of;
+use super::uri::{path_of, path_of_target};
 use crate::scan::{is_status, memchr, memchr_long, utf8_prefix};
 
 /// Why a line that looked like a traffic log could not be counted. `Copy`, and its reason
@@ -609,6 +609,21 @@ fn parse_request_tail<'a>(mut rest: &'a str, record: &mut LogRecord<'a>) -> Resu
     };
     record.request_line = request;
     if request == "<BADREQ>" {
+        return Ok(());
+    }
+    // The method, printable ASCII, a space and more: the method and the path in one pass.
+    let bytes = request.as_bytes();
+    let method_end = bytes
+        .iter()
+        .position(|&b| !is_graphic(b))
+        .unwrap_or(bytes.len());
+    if method_end > 0 && bytes.get(method_end) == Some(&b' ') && method_end + 1 < bytes.len() {
+        let target = request.get(method_end + 1..).unwrap_or_default();
+        if target.starts_with(' ') {
+            return Err(BAD_REQUEST_LINE);
+        }
+        record.http_request_method = request.get(..method_end).unwrap_or_default();
+        record.http_request_path = path_of_target(target);
         return Ok(());
     }
     let mut parts = Fields { rest: request };
