@@ -321,3 +321,17 @@ fn the_man_page_has_every_command_of_the_help() {
         .any(|(c, t)| c == "haproxy-log-exporter replay [FILE...]"
             && t.contains("print the exposition")));
 }
+
+/// The package's version is the crate's (a native package): the changelog's newest entry
+/// must name it.
+#[test]
+fn the_changelog_names_this_version() {
+    let changelog = include_str!("../debian/changelog");
+    let first = changelog.lines().next().unwrap_or_default();
+    let want = format!("haproxy-log-exporter ({}) ", env!("CARGO_PKG_VERSION"));
+    assert!(
+        first.starts_with(&want),
+        "debian/changelog starts with {first:?}: add an entry for {}",
+        env!("CARGO_PKG_VERSION")
+    );
+}
