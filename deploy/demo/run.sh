@@ -111,7 +111,7 @@ stop_demo() {
         process_alive "$pid" && die "the demo (pid $pid) is still running after 30 s"
     fi
     # Whatever a demo killed with SIGKILL left behind.
-    if [[ -n ${work:-} && -f $work/pgids ]]; then
+    if [[ ${work:-} == */haproxy-log-exporter-demo.* && -f $work/pgids ]]; then
         while read -r pgid; do
             if group_alive "$pgid"; then kill -KILL -- "-$pgid" 2>/dev/null || true; fi
         done <"$work/pgids"
@@ -166,8 +166,15 @@ if [[ -e $state_file ]]; then
     if [[ -n ${other_pid:-} ]] && process_alive "$other_pid"; then
         die "a demo is already running (pid $other_pid): $script stop"
     fi
-    rm -f "$state_file"
+    # A demo that could not clean up (SIGKILL): what it left behind.
+    stop_demo >/dev/null
 fi
+for var in DEMO_HAPROXY_PORT DEMO_EXPORTER_PORT DEMO_PROMETHEUS_PORT DEMO_SYSLOG_PORT DEMO_APP_PORT; do
+    value=${!var:-1}
+    if ! [[ $value =~ ^[0-9]{1,5}$ ]] || ((10#$value < 1 || 10#$value > 65535)); then
+        die "$var=$value is not a port number"
+    fi
+done
 
 host=$(connect_host "$listen")
 port_busy() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
