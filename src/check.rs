@@ -95,12 +95,14 @@ pub fn run(
     let mut reader = open(name)?;
     let check = Check::new(config);
     let first = match sample {
-        1 => "the first line".to_string(),
-        n => format!("the first {n} lines"),
+        0 => String::new(),
+        1 => "the first line, then ".to_string(),
+        n => format!("the first {n} lines, then "),
     };
+    let other = if sample == 0 { "" } else { " other" };
     writeln!(
         out,
-        "# reading {}: {first}, then the first line of each other outcome (at most {MAX_OTHER_OUTCOMES})",
+        "# reading {}: {first}the first line of each{other} outcome (at most {MAX_OTHER_OUTCOMES})",
         shown_name(name)
     )?;
     let mut seen: HashSet<String> = HashSet::new();
@@ -471,9 +473,10 @@ impl<'c> Check<'c> {
     fn show_summary(&self, name: &str, summary: &Summary, out: &mut impl Write) -> io::Result<()> {
         writeln!(
             out,
-            "# {}: {} lines read: {} counted, {} rejected, {} ignored",
+            "# {}: {} line{} read: {} counted, {} rejected, {} ignored",
             shown_name(name),
             summary.read,
+            if summary.read == 1 { "" } else { "s" },
             summary.counted,
             summary.rejected_total(),
             summary.ignored_total()

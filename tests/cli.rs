@@ -537,3 +537,65 @@ fn check_config_arguments_and_a_missing_file() {
     let bad = exporter(&["check-config", "-"], &[("HLE_MAX_LINE_BYTES", "x")]);
     assert_eq!(bad.status.code(), Some(64));
 }
+
+#[test]
+fn check_config_with_several_formats_tells_each_and_reads_gzip() {
+    let dir = std::env::temp_dir().join(format!("hle-cli-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let clf = std::fs::read_to_string(format!("{FIXTURES}/c_clf.log")).unwrap();
+    let bad = clf.lines().nth(1).unwrap().replace(" 200 73 ", " 2O0 73 ");
+    let mut log = std::fs::read_to_string(format!("{FIXTURES}/h_edge.log")).unwrap();
+    log.push_str(&clf);
+    log.push_str(&format!("{bad}\n{}\n", "a".repeat(3000)));
+    let plain = dir.join("mixed.log");
+    std::fs::write(&plain, &log).unwrap();
+    assert!(Command::new("gzip")
+        .arg("-kf")
+        .arg(&plain)
+        .status()
+        .unwrap()
+        .success());
+    let gz = dir.join("mixed.log.gz");
+    let (code, stdout) = check_file(
+        &["--lines", "0", gz.to_str().unwrap()],
+        &[
+            ("HLE_LOG_FORMAT", "httplog,clf"),
+            ("HLE_MAX_LINE_BYTES", "2048"),
+        ],
+        b"",
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(code, Some(65), "{stdout}");
+    assert!(
+        stdout.contains(": the first line of each outcome (at most 20)\nline 1: "),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("\n  counted, read by format 2, clf\n"),
+        "{stdout}"
+    );
+    let column = bad.find(" 2O0 ").unwrap() + 2;
+    assert!(stdout.contains(
+        "  rejected: format_mismatch_at_%ST_col_31\n  \
+         format 1, httplog/tcplog (built-in parser): unrecognized_format; read as httplog, expected \"[\""
+    ), "{stdout}");
+    assert!(stdout.contains(&format!(
+        "  format 2, clf: format_mismatch_at_%ST_col_31: expected %ST (a status code) at column {column}, found \"2O0\"\n"
+    )), "{stdout}");
+    assert!(
+        stdout.contains(
+            "\n  rejected: oversize_frame: 3000 bytes, longer than HLE_MAX_LINE_BYTES=2048\n"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.ends_with(
+            "lines read: 38 counted, 2 rejected, 0 ignored\n\
+         #   counted          23  by format 1, httplog/tcplog (built-in parser)\n\
+         #   counted          15  by format 2, clf\n\
+         #   rejected          1  format_mismatch_at_%ST_col_31\n\
+         #   rejected          1  oversize_frame\n"
+        ),
+        "{stdout}"
+    );
+}

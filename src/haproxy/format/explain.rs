@@ -86,6 +86,26 @@ fn what(kind: FieldKind) -> &'static str {
     }
 }
 
+/// Whether a field of this kind is a number.
+fn number(kind: FieldKind) -> bool {
+    matches!(
+        kind,
+        FieldKind::ClientPort
+            | FieldKind::RequestWait
+            | FieldKind::TotalRequestWait
+            | FieldKind::Queued
+            | FieldKind::Connect
+            | FieldKind::Response
+            | FieldKind::Active
+            | FieldKind::Total
+            | FieldKind::Status
+            | FieldKind::Bytes
+            | FieldKind::ServerQueue
+            | FieldKind::BackendQueue
+            | FieldKind::Count
+    )
+}
+
 impl Format {
     /// Where `line` (the syslog message), which [`Format::extract`] rejected with
     /// `mismatch`, stopped matching: the token the rejection reason names, where it
@@ -133,7 +153,8 @@ impl Format {
                     Expected::Field {
                         text: field.text.clone(),
                         what: what(field.kind),
-                        quoted: field.quoted,
+                        // HAProxy never quotes a number, `+Q` or not.
+                        quoted: field.quoted && !number(field.kind),
                     },
                     found,
                 )
@@ -262,6 +283,9 @@ mod tests {
             "%{+Q}[var(txn.x)] (a sample's value, in double quotes)"
         );
         assert_eq!((quoted.offset, quoted.found), (9, (9, 12)));
+        // `%{+Q}o` quotes every field but the numbers.
+        let status = stop("%{+Q}o %ci %ST", b"10.0.0.1 abc");
+        assert_eq!(status.expected.to_string(), "%ST (a status code)");
     }
 
     #[test]
