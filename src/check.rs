@@ -92,7 +92,18 @@ pub fn run(
     sample: usize,
     out: &mut impl Write,
 ) -> Result<Summary, CheckError> {
-    let mut reader = open(name)?;
+    let reader = open(name)?;
+    read(config, name, reader, sample, out)
+}
+
+/// [`run`] on what `reader` reads.
+fn read(
+    config: &Config,
+    name: &str,
+    mut reader: impl BufRead,
+    sample: usize,
+    out: &mut impl Write,
+) -> Result<Summary, CheckError> {
     let check = Check::new(config);
     let first = match sample {
         0 => String::new(),
@@ -636,6 +647,72 @@ pub fn escape(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    fn config(format: &str) -> Config {
+        let env = [("HLE_LOG_FORMAT", format), ("HLE_MAX_LINE_BYTES", "600")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_env(&env).unwrap()
+    }
+
+    const FORMATS: [&str; 3] = [
+        "httplog",
+        "clf,httplog",
+        "%ci:%cp [%tr] %ft %b/%s %{+Q}[var(txn.x)] %ST %B %hrl %{+Q}r",
+    ];
+
+    proptest! {
+        #[test]
+        fn no_input_panics(
+            lines in prop::collection::vec(
+                prop_oneof![
+                    prop::collection::vec(any::<u8>(), 0..700),
+                    "[ -~\\n\\r\\x00\\x1b\\u{2028}é]{0,300}".prop_map(String::into_bytes),
+                ],
+                0..8,
+            ),
+            format in 0..FORMATS.len(),
+        ) {
+            let config = config(FORMATS[format]);
+            let mut input = Vec::new();
+            for line in &lines {
+                input.extend_from_slice(line);
+                input.push(b'\n');
+            }
+            let mut out = Vec::new();
+            let summary = read(&config, "-", &input[..], 3, &mut out).unwrap();
+            let text = String::from_utf8(out).unwrap();
+            prop_assert!(text.lines().all(|l| !l.contains(['\r', '\x1b'])), "{text:?}");
+            prop_assert_eq!(
+                summary.read,
+                summary.counted + summary.rejected_total() + summary.ignored_total()
+            );
+        }
+    }
+
+    #[test]
+    fn every_mutation_of_real_lines_is_shown() {
+        let log = include_bytes!("../tests/fixtures/haproxy/h_edge.log");
+        let first = log.split(|&b| b == b'\n').next().unwrap_or_default();
+        let mut input = Vec::new();
+        for at in 0..first.len() {
+            for b in [b' ', b'"', b'x', b'/', 0xff] {
+                let mut line = first.to_vec();
+                line[at] = b;
+                input.extend_from_slice(&line);
+                input.push(b'\n');
+            }
+        }
+        for format in FORMATS {
+            let mut out = Vec::new();
+            let summary = read(&config(format), "-", &input[..], usize::MAX, &mut out).unwrap();
+            assert_eq!(summary.read, first.len() as u64 * 5);
+            let text = String::from_utf8(out).unwrap();
+            assert_eq!(text.matches("\nline ").count() as u64, summary.read);
+        }
+    }
 
     #[test]
     fn control_bytes_and_bad_utf8_are_escaped() {
