@@ -3,8 +3,10 @@
 #
 # Generates a deterministic HAProxy 2.6 corpus (RFC 3164 header, httplog with some
 # tcplog lines) with examples/loadgen.rs, then runs mtail (in one-shot mode, with
-# bench/haproxy.mtail: the exporter's default metrics) and our replay alternately, several
-# times, and prints each tool's median lines/s and CPU time and the ratio ours/mtail.
+# bench/haproxy.mtail: the exporter's default metrics), our replay and the floor
+# (examples/linesplit.rs: reading the file and splitting its lines, nothing else) in turn,
+# several times, and prints each one's median lines/s and CPU seconds per 1M lines, with
+# the ratios to the floor and between ours and mtail.
 # The two tools' counts must agree (requests by status, backend and server; the abort
 # counters; the histogram counts), or the script fails.
 #
@@ -49,9 +51,10 @@ if ! command -v mtail >/dev/null 2>&1; then
 fi
 
 echo "compare-mtail: building (release)" >&2
-cargo build --release --quiet --bin haproxy-log-exporter --example loadgen
+cargo build --release --quiet --bin haproxy-log-exporter --example loadgen --example linesplit
 exporter=target/release/haproxy-log-exporter
 loadgen=target/release/examples/loadgen
+linesplit=target/release/examples/linesplit
 
 work=$(mktemp -d)
 if $keep; then
@@ -73,6 +76,9 @@ TIMEFORMAT='%3R %3U %3S'
 run_ours() {
     { time env -i PATH="$PATH" "$exporter" replay "$corpus" >"$work/ours.prom" 2>"$work/ours.err"; } 2>>"$work/ours.times"
 }
+run_floor() {
+    { time "$linesplit" "$corpus" >"$work/floor.out" 2>"$work/floor.err"; } 2>>"$work/floor.times"
+}
 run_mtail() {
     { time mtail --one_shot --one_shot_format=prometheus --logtostderr \
         --progs "$work/progs" --logs "$corpus" >"$work/mtail.prom" 2>"$work/mtail.err"; } 2>>"$work/mtail.times"
@@ -82,13 +88,15 @@ echo "compare-mtail: $runs runs of each on $lines lines ($(du -h "$corpus" | cut
 for i in $(seq "$runs"); do
     run_mtail || { echo "compare-mtail: mtail failed:" >&2; tail -5 "$work/mtail.err" >&2; exit 1; }
     run_ours || { echo "compare-mtail: replay failed:" >&2; tail -5 "$work/ours.err" >&2; exit 1; }
-    printf '  run %d: mtail %s s, ours %s s (wall)\n' "$i" \
-        "$(tail -1 "$work/mtail.times" | cut -d' ' -f1)" "$(tail -1 "$work/ours.times" | cut -d' ' -f1)" >&2
+    run_floor || { echo "compare-mtail: linesplit failed:" >&2; tail -5 "$work/floor.err" >&2; exit 1; }
+    printf '  run %d: mtail %s s, ours %s s, floor %s s (wall)\n' "$i" \
+        "$(tail -1 "$work/mtail.times" | cut -d' ' -f1)" "$(tail -1 "$work/ours.times" | cut -d' ' -f1)" \
+        "$(tail -1 "$work/floor.times" | cut -d' ' -f1)" >&2
 done
 
 # --- Counts must agree -------------------------------------------------------------
 # One line per non-zero series of the compared metrics: name|sorted labels (without
-# mtail's `prog`)|value.
+# mtail's `prog`)|value; a histogram's count summed over its labels.
 normalise() {
     awk '
         /^#/ || !/^haproxy_log_/ || /^haproxy_log_exporter_/ { next }
@@ -114,8 +122,12 @@ normalise() {
                     kept[j + 1] = x }
                 for (i = 1; i <= m; i++) labels = labels (i > 1 ? "," : "") kept[i]
             }
-            printf "%s|%s|%.0f\n", name, labels, value
-        }' "$1" | sort
+            # mtail histograms have no labels (it cannot normalise paths or cap series):
+            # their counts are compared summed over the labels.
+            if (name ~ /_count$/) labels = ""
+            sum[name "|" labels] += value
+        }
+        END { for (k in sum) printf "%s|%.0f\n", k, sum[k] }' "$1" | sort
 }
 normalise "$work/ours.prom" >"$work/ours.counts"
 normalise "$work/mtail.prom" >"$work/mtail.counts"
@@ -124,15 +136,18 @@ total() { awk -F'|' -v m="$2" '$1 == m { s += $3 } END { printf "%.0f\n", s }' "
 ours_total=$(total "$work/ours.counts" haproxy_log_requests_total)
 mtail_total=$(total "$work/mtail.counts" haproxy_log_requests_total)
 counted=$(sed -n 's/.*: \([0-9]*\) counted.*/\1/p' "$work/ours.err")
+split=$(cut -d' ' -f1 "$work/floor.out")
 
 status=0
-if [ "$ours_total" != "$mtail_total" ] || [ "$ours_total" != "$lines" ] || [ "$counted" != "$lines" ]; then
-    echo "compare-mtail: COUNTS DIFFER: $lines lines; ours counted $counted, requests_total $ours_total; mtail requests_total $mtail_total" >&2
+if [ "$ours_total" != "$mtail_total" ] || [ "$ours_total" != "$lines" ] || [ "$counted" != "$lines" ] \
+    || [ "$split" != "$lines" ]; then
+    echo "compare-mtail: COUNTS DIFFER: $lines lines; ours counted $counted, requests_total $ours_total; mtail requests_total $mtail_total; linesplit $split" >&2
     status=1
 fi
 if ! diff -q "$work/ours.counts" "$work/mtail.counts" >/dev/null; then
     echo "compare-mtail: SERIES DIFFER (< ours, > mtail), first differences:" >&2
-    diff "$work/ours.counts" "$work/mtail.counts" | head -20 >&2
+    # diff exits 1 on differences and head may close the pipe early: neither is an error here.
+    diff "$work/ours.counts" "$work/mtail.counts" | head -20 >&2 || true
     status=1
 fi
 
@@ -140,22 +155,24 @@ fi
 median() { sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 report() {
     local tool=$1 times="$work/$1.times"
-    local wall cpu rate cores
+    local wall rate cpu_m cores
     wall=$(cut -d' ' -f1 "$times" | median)
-    cpu=$(awk '{ print $2 + $3 }' "$times" | median)
     rate=$(awk -v n="$lines" '{ print n / $1 }' "$times" | median)
-    cores=$(awk '{ print ($2 + $3) / $1 }' "$times" | median)
-    printf '%-6s %12.0f lines/s   wall %7.3f s   cpu %7.3f s   %.2f cores   (medians of %d runs)\n' \
-        "$tool" "$rate" "$wall" "$cpu" "$cores" "$runs"
+    cpu_m=$(awk -v n="$lines" '{ print ($2 + $3) * 1000000 / n }' "$times" | median)
+    cores=$(awk '{ print ($1 > 0 ? ($2 + $3) / $1 : 0) }' "$times" | median)
+    printf '%-6s %12.0f lines/s   wall %7.3f s   cpu %7.3f s per 1M lines   %.2f cores\n' \
+        "$tool" "$rate" "$wall" "$cpu_m" "$cores"
 }
+# The ratio of each set of consecutive runs, then the median: robust to the machine's
+# speed drifting during the runs. $1, $2: the tools; field 1 is wall, 2 + 3 CPU.
+wall_ratio() { paste -d' ' "$work/$1.times" "$work/$2.times" | awk '{ print ($1 > 0 ? $4 / $1 : 0) }' | median; }
+cpu_ratio() { paste -d' ' "$work/$1.times" "$work/$2.times" | awk '{ c = $2 + $3; print (c > 0 ? ($5 + $6) / c : 0) }' | median; }
 echo
-echo "corpus: $lines lines, seed $seed; series compared: $(wc -l <"$work/ours.counts") ($( [ $status -eq 0 ] && echo "all equal" || echo "DIFFERENT"))"
-report mtail
+echo "corpus: $lines lines, seed $seed; series compared: $(wc -l <"$work/ours.counts") ($( [ $status -eq 0 ] && echo "all equal" || echo "DIFFERENT")); medians of $runs runs"
+report floor
 report ours
-# The ratio of each pair of consecutive runs, then the median: robust to the machine's
-# speed drifting during the runs.
-ratio=$(paste -d' ' "$work/ours.times" "$work/mtail.times" | awk '{ print $4 / $1 }' | median)
-printf 'ratio  ours/mtail lines/s: %.1fx (median of per-pair ratios)\n' "$ratio"
-cpu_ratio=$(paste -d' ' "$work/ours.times" "$work/mtail.times" | awk '{ print ($5 + $6) / ($2 + $3) }' | median)
-printf 'ratio  mtail/ours CPU time: %.1fx\n' "$cpu_ratio"
+report mtail
+printf 'ratio  floor/ours lines/s:  %5.2fx   ours/floor CPU:  %5.2fx\n' "$(wall_ratio floor ours)" "$(cpu_ratio floor ours)"
+printf 'ratio  floor/mtail lines/s: %5.2fx   mtail/floor CPU: %5.2fx\n' "$(wall_ratio floor mtail)" "$(cpu_ratio floor mtail)"
+printf 'ratio  ours/mtail lines/s:  %5.2fx   mtail/ours CPU:  %5.2fx\n' "$(wall_ratio ours mtail)" "$(cpu_ratio ours mtail)"
 exit $status

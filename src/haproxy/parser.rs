@@ -13,8 +13,8 @@
 use std::borrow::Cow;
 
 use super::record::{EntryKind, LogRecord, Timer};
-use super::uri::path_of;
-use crate::scan::{is_status, memchr, memchr_long, number, plus, utf8_prefix};
+use super::uri::{path_of, path_of_target};
+use crate::scan::{is_status, memchr, memchr_long, utf8_prefix};
 
 /// Why a line that looked like a traffic log could not be counted. `Copy`, and its reason
 /// is the `reason` label of `haproxy_log_exporter_lines_rejected_total`.
@@ -23,7 +23,7 @@ use crate::scan::{is_status, memchr, memchr_long, number, plus, utf8_prefix};
 pub struct ParseError(&'static str);
 
 impl ParseError {
-    pub(crate) fn new(reason: &'static str) -> Self {
+    pub(crate) const fn new(reason: &'static str) -> Self {
         ParseError(reason)
     }
 
@@ -112,13 +112,10 @@ pub fn parse(message: &[u8]) -> Result<Entry<'_>, ParseError> {
     if message.iter().all(|b| b.is_ascii_whitespace()) {
         return Err(EMPTY);
     }
-    if !looks_like_traffic(message) {
+    let Some(client_end) = traffic_start(message) else {
         return classify_notice(message).map(Entry::Notice);
-    }
-    if is_connection_error(message) {
-        return Ok(Entry::Notice(CONNECTION_ERROR));
-    }
-    parse_traffic(message).map(Entry::Traffic)
+    };
+    parse_traffic(message, client_end)
 }
 
 /// What a message that is not a traffic line is: `Ok` with the ignore reason of an HAProxy
@@ -191,12 +188,16 @@ fn is_connection_error(message: &[u8]) -> bool {
 /// A traffic entry starts with `ADDRESS:PORT [` and a digit (the accept date). Checked
 /// before anything else so a notice is never reported as a malformed entry.
 fn looks_like_traffic(message: &[u8]) -> bool {
-    let Some(space) = memchr(b' ', message) else {
-        return false;
-    };
-    memchr(b':', &message[..space]).is_some()
+    traffic_start(message).is_some()
+}
+
+/// Where the first field of a traffic entry ends (see [`looks_like_traffic`]).
+fn traffic_start(message: &[u8]) -> Option<usize> {
+    let space = memchr(b' ', message)?;
+    (memchr(b':', &message[..space]).is_some()
         && message.get(space + 1) == Some(&b'[')
-        && message.get(space + 2).is_some_and(u8::is_ascii_digit)
+        && message.get(space + 2).is_some_and(u8::is_ascii_digit))
+    .then_some(space)
 }
 
 /// HAProxy's notices are English sentences ("Proxy fe started.", "Server be/s1 is DOWN,
@@ -261,33 +262,218 @@ impl<'a> Fields<'a> {
     }
 }
 
-/// Splits `field` at the byte position `at` (of an ASCII byte), leaving that byte out.
-fn split_at_ascii(field: &str, at: usize) -> (&str, &str) {
-    (
-        field.get(..at).unwrap_or_default(),
-        field.get(at + 1..).unwrap_or_default(),
-    )
+/// A position in the text of a traffic line, read field by field: each field is
+/// checked (and its numbers decoded) as it is scanned, in one pass over its bytes, with
+/// the semantics of splitting the line at its spaces first.
+struct Walk<'a> {
+    line: &'a str,
+    bytes: &'a [u8],
+    /// The start of the next field; past the end when none is left.
+    pos: usize,
+}
+
+/// Whether `b` is printable ASCII (`is_ascii_graphic`); false for a space.
+#[inline(always)]
+fn is_graphic(b: u8) -> bool {
+    b.wrapping_sub(0x21) < 0x5e
+}
+
+impl<'a> Walk<'a> {
+    #[inline(always)]
+    fn text(&self, start: usize, end: usize) -> &'a str {
+        self.line.get(start..end).unwrap_or_default()
+    }
+
+    /// Whether `at` is where a field ends: a space or the end of the line.
+    #[inline(always)]
+    fn ends_field(&self, at: usize) -> bool {
+        matches!(self.bytes.get(at), None | Some(b' '))
+    }
+
+    /// Moves past the field that ends at `end`, and the space after it.
+    #[inline(always)]
+    fn finish(&mut self, end: usize) {
+        self.pos = end + 1;
+    }
+
+    /// The next field, as `Fields::next` gives it: its bounds.
+    #[inline(always)]
+    fn field(&mut self, err: ParseError) -> Result<(usize, usize), ParseError> {
+        let start = self.pos;
+        let rest = self.bytes.get(start..).unwrap_or_default();
+        let len = rest.iter().position(|&b| b == b' ').unwrap_or(rest.len());
+        if len == 0 {
+            return Err(err);
+        }
+        self.finish(start + len);
+        Ok((start, start + len))
+    }
+
+    /// The next field, which must be printable ASCII: its bounds.
+    #[inline(always)]
+    fn graphic_field(&mut self, err: ParseError) -> Result<(usize, usize), ParseError> {
+        let start = self.pos;
+        let rest = self.bytes.get(start..).unwrap_or_default();
+        let len = rest
+            .iter()
+            .position(|&b| !is_graphic(b))
+            .unwrap_or(rest.len());
+        if len == 0 || !self.ends_field(start + len) {
+            return Err(err);
+        }
+        self.finish(start + len);
+        Ok((start, start + len))
+    }
+
+    /// Decimal digits from `at` (at most 19, so they fit a `u64`): the value and where
+    /// they end. `None` without a digit.
+    #[inline(always)]
+    fn digits(&self, at: usize) -> Option<(u64, usize)> {
+        let rest = self.bytes.get(at..).unwrap_or_default();
+        let mut value = 0u64;
+        let mut len = 0;
+        for &b in rest {
+            let digit = b.wrapping_sub(b'0');
+            if digit >= 10 {
+                break;
+            }
+            value = value.wrapping_mul(10).wrapping_add(u64::from(digit));
+            len += 1;
+        }
+        (1..=19).contains(&len).then_some((value, at + len))
+    }
+
+    /// A number with an optional `+` (logasap, redispatch) from `at`.
+    #[inline(always)]
+    fn plus_digits(&self, at: usize) -> Option<(u64, usize)> {
+        let at = at + usize::from(self.bytes.get(at) == Some(&b'+'));
+        self.digits(at)
+    }
+
+    /// A timer from `at`: `-1`, or a number with an optional `+`.
+    #[inline(always)]
+    fn timer(&self, at: usize) -> Option<(Timer, usize)> {
+        if self.bytes.get(at) == Some(&b'-') {
+            return (self.bytes.get(at + 1) == Some(&b'1')).then_some((None, at + 2));
+        }
+        self.plus_digits(at).map(|(v, end)| (Some(v), end))
+    }
+
+    /// `count` numbers with an optional `+`, separated by `/`, as a whole field.
+    #[inline(always)]
+    fn slashed_numbers(
+        &mut self,
+        count: usize,
+        err: ParseError,
+    ) -> Result<(usize, usize), ParseError> {
+        let start = self.pos;
+        let mut at = start;
+        for i in 0..count {
+            if i > 0 {
+                if self.bytes.get(at) != Some(&b'/') {
+                    return Err(err);
+                }
+                at += 1;
+            }
+            at = self.plus_digits(at).ok_or(err)?.1;
+        }
+        if !self.ends_field(at) {
+            return Err(err);
+        }
+        self.finish(at);
+        Ok((start, at))
+    }
+
+    /// Whether no field is left.
+    #[inline(always)]
+    fn at_end(&self) -> bool {
+        self.pos >= self.bytes.len()
+    }
 }
 
 /// The fields of an httplog or tcplog line, in order; which of the two it is, the
-/// number of timers says. The functions for single fields are inlined, as the parts of
-/// this one they were: called, they made the replay of tcplog lines 0.5% slower
-/// (callgrind).
-fn parse_traffic(message: &[u8]) -> Result<LogRecord<'_>, ParseError> {
-    let mut f = Fields {
-        rest: utf8_prefix(message),
+/// number of timers says. `client_end` is where the first field ends in `message`.
+fn parse_traffic(message: &[u8], client_end: usize) -> Result<Entry<'_>, ParseError> {
+    let line = utf8_prefix(message);
+    let mut w = Walk {
+        line,
+        bytes: line.as_bytes(),
+        pos: 0,
     };
-    let (client_ip, client_port) = client(f.next(BAD_CLIENT)?)?;
-    let date = f.next(BAD_ACCEPT_DATE)?;
-    if date.len() < 3 || !date.ends_with(']') {
-        return Err(BAD_ACCEPT_DATE);
+    // A connection error (`frontend/bind:` as the third field) is a notice however the
+    // first fields look: an error before the third field is read asks the slow check.
+    let connection_error_or = |err: ParseError| {
+        if is_connection_error(message) {
+            Ok(Entry::Notice(CONNECTION_ERROR))
+        } else {
+            Err(err)
+        }
+    };
+    // %ci:%cp: the address, which may hold colons (IPv6), and the port. `client_end` is
+    // the first space of the message, so of the line unless the line ends before it.
+    let client_end = client_end.min(w.bytes.len());
+    let client = w.bytes.get(..client_end).unwrap_or_default();
+    w.finish(client_end);
+    let client_ok = client.iter().all(|&b| is_graphic(b));
+    let colon = client.iter().rposition(|&b| b == b':');
+    let (client_ip, client_port) = match colon {
+        Some(colon) if client_ok && colon > 0 && colon + 1 < client_end => {
+            (w.text(0, colon), w.text(colon + 1, client_end))
+        }
+        _ => return connection_error_or(BAD_CLIENT),
+    };
+    // [%tr]
+    let (date_start, date_end) = match w.field(BAD_ACCEPT_DATE) {
+        Ok(date) if date.1 - date.0 >= 3 && w.bytes[date.1 - 1] == b']' => date,
+        _ => return connection_error_or(BAD_ACCEPT_DATE),
+    };
+    // %ft, without the `~` of a TLS listener; or `frontend/bind:` for a connection error.
+    let (fe_start, fe_end) = match w.field(BAD_FRONTEND) {
+        Ok(frontend) => frontend,
+        Err(err) => return connection_error_or(err),
+    };
+    if fe_end == w.bytes.len() && w.bytes.len() < message.len() {
+        // The line ends inside the third field of the message: the field is cut.
+        if is_connection_error(message) {
+            return Ok(Entry::Notice(CONNECTION_ERROR));
+        }
+    } else if w.bytes[fe_end - 1] == b':' && memchr(b'/', &w.bytes[fe_start..fe_end]).is_some() {
+        return Ok(Entry::Notice(CONNECTION_ERROR));
     }
-    let frontend = f.next(BAD_FRONTEND)?;
-    let frontend_name = graphic(frontend.strip_suffix('~').unwrap_or(frontend), BAD_FRONTEND)?;
-    let (backend_name, server_name) = backend_server(f.next(BAD_BACKEND_SERVER)?)?;
-    let (kind, timers) = timers(f.next(BAD_TIMERS)?)?;
+    let frontend = &w.bytes[fe_start..fe_end];
+    if !frontend.iter().all(|&b| is_graphic(b)) {
+        return Err(BAD_FRONTEND);
+    }
+    let frontend_name = w.text(fe_start, fe_end - usize::from(frontend.ends_with(b"~")));
+    // %b/%s
+    let (be_start, be_end) = w.graphic_field(BAD_BACKEND_SERVER)?;
+    let slash = be_start + memchr(b'/', &w.bytes[be_start..be_end]).ok_or(BAD_BACKEND_SERVER)?;
+    let backend_name = w.text(be_start, slash);
+    let server_name = w.text(slash + 1, be_end);
+    // Five timers (httplog, also before 1.7) or three (tcplog), separated by `/`.
+    let mut timers = [None; 5];
+    let mut count = 0;
+    let mut at = w.pos;
+    loop {
+        let (timer, end) = w.timer(at).ok_or(BAD_TIMERS)?;
+        *timers.get_mut(count).ok_or(BAD_TIMERS)? = timer;
+        count += 1;
+        match w.bytes.get(end) {
+            Some(b'/') => at = end + 1,
+            None | Some(b' ') => {
+                w.finish(end);
+                break;
+            }
+            _ => return Err(BAD_TIMERS),
+        }
+    }
+    let kind = match count {
+        5 => EntryKind::Http,
+        3 => EntryKind::Tcp,
+        _ => return Err(BAD_TIMERS),
+    };
     let mut record = LogRecord {
-        accept_date: date.get(1..date.len() - 1).unwrap_or_default(),
+        accept_date: w.text(date_start + 1, date_end - 1),
         client_ip: Cow::Borrowed(client_ip),
         client_port,
         frontend_name,
@@ -295,7 +481,7 @@ fn parse_traffic(message: &[u8]) -> Result<LogRecord<'_>, ParseError> {
         server_name,
         ..LogRecord::empty(kind)
     };
-    match kind {
+    let termination_len = match kind {
         EntryKind::Http => {
             [
                 record.request_wait,
@@ -304,107 +490,80 @@ fn parse_traffic(message: &[u8]) -> Result<LogRecord<'_>, ParseError> {
                 record.response,
                 record.session,
             ] = timers;
-            let status = f.next(BAD_STATUS)?;
-            if !is_status(status.as_bytes()) {
+            // %ST: three digits, or -1.
+            let (start, end) = w.field(BAD_STATUS)?;
+            let status = &w.bytes[start..end];
+            if !is_status(status) {
                 return Err(BAD_STATUS);
             }
-            record.status_code = status;
-            record.bytes_read = bytes_read(f.next(BAD_BYTES)?)?;
-            f.next(BAD_TERMINATION_STATE)?; // %CC: captured request cookie
-            f.next(BAD_TERMINATION_STATE)?; // %CS: captured response cookie
-            record.termination_state = termination_state(f.next(BAD_TERMINATION_STATE)?, 4)?;
+            record.status_code = w.text(start, end);
+            record.bytes_read = bytes_read(&mut w)?;
+            // %CC and %CS, the captured cookies; mostly `-`.
+            for _ in 0..2 {
+                if w.bytes.get(w.pos..w.pos + 2) == Some(b"- ") {
+                    w.pos += 2;
+                } else {
+                    w.field(BAD_TERMINATION_STATE)?;
+                }
+            }
+            4
         }
         EntryKind::Tcp => {
             [record.queued, record.connect, record.session] = [timers[0], timers[1], timers[2]];
-            record.bytes_read = bytes_read(f.next(BAD_BYTES)?)?;
-            record.termination_state = termination_state(f.next(BAD_TERMINATION_STATE)?, 2)?;
+            record.bytes_read = bytes_read(&mut w)?;
+            2
         }
+    };
+    // %tsc (4 characters) or %ts (2): the label keeps the first two, the termination
+    // cause and the session state; the cookie flags would only multiply series.
+    let start = w.pos;
+    let state = w.bytes.get(start..start + termination_len);
+    if !state.is_some_and(|s| s.iter().all(|&b| is_graphic(b)))
+        || !w.ends_field(start + termination_len)
+    {
+        return Err(BAD_TERMINATION_STATE);
     }
-    let counts = f.next(BAD_CONNECTIONS)?;
-    connection_counts(counts)?;
-    record.connection_counts = counts;
-    (record.server_queue, record.backend_queue) = queues(f.next(BAD_QUEUES)?)?;
+    record.termination_state = w.text(start, start + 2);
+    w.finish(start + termination_len);
+    // %ac/%fc/%bc/%sc/%rc: five counts; %rc gets a `+` when the session was
+    // redispatched. No metric uses them.
+    let (start, end) = w.slashed_numbers(5, BAD_CONNECTIONS)?;
+    record.connection_counts = w.text(start, end);
+    // %sq/%bq
+    let start = w.pos;
+    let (server, end) = w.digits(start).ok_or(BAD_QUEUES)?;
+    if w.bytes.get(end) != Some(&b'/') {
+        return Err(BAD_QUEUES);
+    }
+    let (backend, end) = w.digits(end + 1).ok_or(BAD_QUEUES)?;
+    if !w.ends_field(end) {
+        return Err(BAD_QUEUES);
+    }
+    w.finish(end);
+    (record.server_queue, record.backend_queue) = (server, backend);
     match kind {
         EntryKind::Tcp => {
-            if !f.rest.is_empty() {
+            if !w.at_end() {
                 return Err(TRAILING_DATA);
             }
         }
-        EntryKind::Http => parse_request_tail(f.rest, &mut record)?,
+        EntryKind::Http => {
+            let rest = w.line.get(w.pos..).unwrap_or_default();
+            parse_request_tail(rest, &mut record)?;
+        }
     }
-    Ok(record)
-}
-
-/// `%ci:%cp`: the address, which may hold colons (IPv6), and the port.
-#[inline(always)]
-fn client(field: &str) -> Result<(&str, &str), ParseError> {
-    let colon = field.bytes().rposition(|b| b == b':').ok_or(BAD_CLIENT)?;
-    let (client_ip, client_port) = split_at_ascii(field, colon);
-    let client_ip = graphic(client_ip, BAD_CLIENT)?;
-    let client_port = graphic(client_port, BAD_CLIENT)?;
-    if client_ip.is_empty() || client_port.is_empty() {
-        return Err(BAD_CLIENT);
-    }
-    Ok((client_ip, client_port))
-}
-
-/// `%b/%s`
-#[inline(always)]
-fn backend_server(field: &str) -> Result<(&str, &str), ParseError> {
-    let slash = memchr(b'/', field.as_bytes()).ok_or(BAD_BACKEND_SERVER)?;
-    let (backend_name, server_name) = split_at_ascii(field, slash);
-    let backend_name = graphic(backend_name, BAD_BACKEND_SERVER)?;
-    let server_name = graphic(server_name, BAD_BACKEND_SERVER)?;
-    Ok((backend_name, server_name))
-}
-
-/// Five timers (httplog, also before 1.7) or three (tcplog), separated by `/`.
-#[inline(always)]
-fn timers(field: &str) -> Result<(EntryKind, [Timer; 5]), ParseError> {
-    let mut timers = [None; 5];
-    let mut count = 0;
-    for part in field.as_bytes().split(|&b| b == b'/') {
-        let slot = timers.get_mut(count).ok_or(BAD_TIMERS)?;
-        *slot = timer(part).ok_or(BAD_TIMERS)?;
-        count += 1;
-    }
-    let kind = match count {
-        5 => EntryKind::Http,
-        3 => EntryKind::Tcp,
-        _ => return Err(BAD_TIMERS),
-    };
-    Ok((kind, timers))
+    Ok(Entry::Traffic(record))
 }
 
 /// `%B`, with logasap's `+`.
 #[inline(always)]
-fn bytes_read(field: &str) -> Result<u64, ParseError> {
-    number(plus(field.as_bytes())).ok_or(BAD_BYTES)
-}
-
-/// `%ac/%fc/%bc/%sc/%rc`: five counts; `%rc` gets a `+` when the session was
-/// redispatched. No metric uses them.
-#[inline(always)]
-fn connection_counts(field: &str) -> Result<(), ParseError> {
-    let valid_counts = field
-        .as_bytes()
-        .split(|&b| b == b'/')
-        .map(|c| number(plus(c)).is_some())
-        .fold((0, true), |(n, ok), valid| (n + 1, ok && valid));
-    if valid_counts != (5, true) {
-        return Err(BAD_CONNECTIONS);
+fn bytes_read(w: &mut Walk<'_>) -> Result<u64, ParseError> {
+    let (value, end) = w.plus_digits(w.pos).ok_or(BAD_BYTES)?;
+    if !w.ends_field(end) {
+        return Err(BAD_BYTES);
     }
-    Ok(())
-}
-
-/// `%sq/%bq`
-#[inline(always)]
-fn queues(field: &str) -> Result<(u64, u64), ParseError> {
-    let queues = field.as_bytes();
-    let slash = memchr(b'/', queues).ok_or(BAD_QUEUES)?;
-    let server = number(&queues[..slash]).ok_or(BAD_QUEUES)?;
-    let backend = number(&queues[slash + 1..]).ok_or(BAD_QUEUES)?;
-    Ok((server, backend))
+    w.finish(end);
+    Ok(value)
 }
 
 /// After `%sq/%bq` in httplog: up to two `{capture}` blocks, then `"request line"`. A line
@@ -452,6 +611,21 @@ fn parse_request_tail<'a>(mut rest: &'a str, record: &mut LogRecord<'a>) -> Resu
     if request == "<BADREQ>" {
         return Ok(());
     }
+    // The method, printable ASCII, a space and more: the method and the path in one pass.
+    let bytes = request.as_bytes();
+    let method_end = bytes
+        .iter()
+        .position(|&b| !is_graphic(b))
+        .unwrap_or(bytes.len());
+    if method_end > 0 && bytes.get(method_end) == Some(&b' ') && method_end + 1 < bytes.len() {
+        let target = request.get(method_end + 1..).unwrap_or_default();
+        if target.starts_with(' ') {
+            return Err(BAD_REQUEST_LINE);
+        }
+        record.http_request_method = request.get(..method_end).unwrap_or_default();
+        record.http_request_path = path_of_target(target);
+        return Ok(());
+    }
     let mut parts = Fields { rest: request };
     let Some(method) = parts.next_opt(BAD_REQUEST_LINE)? else {
         return Ok(());
@@ -465,24 +639,6 @@ fn parse_request_tail<'a>(mut rest: &'a str, record: &mut LogRecord<'a>) -> Resu
         record.http_request_path = path_of(uri);
     }
     Ok(())
-}
-
-/// `%tsc` (4 characters) or `%ts` (2): the label keeps the first two, the termination
-/// cause and the session state; the cookie flags would only multiply series.
-fn termination_state(field: &str, len: usize) -> Result<&str, ParseError> {
-    if field.len() != len {
-        return Err(BAD_TERMINATION_STATE);
-    }
-    graphic(field, BAD_TERMINATION_STATE)?;
-    Ok(field.get(..2).unwrap_or_default())
-}
-
-/// A timer: `-1` is `None`; logasap writes `Ta` as `+301`.
-fn timer(field: &[u8]) -> Option<Timer> {
-    if field == b"-1" {
-        return Some(None);
-    }
-    number(plus(field)).map(Some)
 }
 
 /// Label values must be text; HAProxy writes these fields in printable ASCII.

@@ -37,6 +37,47 @@ pub(super) fn path_of(uri: &str) -> Cow<'_, str> {
     Cow::Owned(decode_escapes(path.as_bytes()))
 }
 
+/// [`path_of`] of the URI at the start of `rest`, which ends at the first space (or the
+/// end), found in the same pass: the built-in parser's request line, split once.
+pub(super) fn path_of_target(rest: &str) -> Cow<'_, str> {
+    let bytes = rest.as_bytes();
+    let mut start = 0;
+    if bytes.first() != Some(&b'/') {
+        // As `without_authority`: a scheme has no space, nor has `://`.
+        let scheme_end = bytes
+            .iter()
+            .position(|&b| !(b.is_ascii_alphanumeric() || b"+-.".contains(&b)))
+            .unwrap_or(bytes.len());
+        if bytes.get(scheme_end..scheme_end + 3) == Some(b"://") {
+            let authority = scheme_end + 3;
+            let end = bytes[authority..]
+                .iter()
+                .position(|&b| b == b'/' || b == b' ')
+                .map_or(bytes.len(), |i| authority + i);
+            if bytes.get(end) != Some(&b'/') {
+                return Cow::Borrowed("/");
+            }
+            start = end;
+        }
+    }
+    // Up to the query string or the end of the URI, noting whether there is an escape: a
+    // vectorised search, as paths are tens of bytes long.
+    let tail = &bytes[start..];
+    let (end, escaped) = match memchr::memchr3(b'?', b' ', b'#', tail) {
+        None => (bytes.len(), false),
+        Some(i) if tail[i] != b'#' => (start + i, false),
+        Some(i) => (
+            start + i + memchr::memchr2(b'?', b' ', &tail[i..]).unwrap_or(tail.len() - i),
+            true,
+        ),
+    };
+    let path = rest.get(start..end).unwrap_or_default();
+    if !escaped {
+        return Cow::Borrowed(path);
+    }
+    Cow::Owned(decode_escapes(path.as_bytes()))
+}
+
 /// An absolute URI from its path on (`/` if it has none); any other URI as it is.
 fn without_authority(uri: &str) -> &str {
     // Only an absolute URI has a scheme; a path starts with `/`. The scheme is the
@@ -110,5 +151,19 @@ mod tests {
         }
         assert!(matches!(path_of("/a?b"), Cow::Borrowed("/a")));
         assert_eq!(request_path(b"/caf\xe9?x"), "/caf\u{fffd}");
+    }
+
+    proptest::proptest! {
+        /// The path of a URI up to a space is the path of that URI cut out first.
+        #[test]
+        fn path_of_target_is_path_of_the_uri(
+            rest in proptest::collection::vec(proptest::sample::select(
+                vec!["/", "?", "#", "#4", "1", " ", "://", ":", "h", "+", "\u{e9}", "x y", "*"]
+            ), 0..12),
+        ) {
+            let rest = rest.concat();
+            let uri = rest.split(' ').next().unwrap_or_default();
+            proptest::prop_assert_eq!(path_of_target(&rest), path_of(uri));
+        }
     }
 }

@@ -139,15 +139,24 @@ fn open(name: &str) -> Result<Box<dyn BufRead>, ReplayError> {
 /// Lines between two looks at the clock for `HLE_SERIES_TTL`.
 const SWEEP_CHECK_LINES: u32 = 1 << 16;
 
+/// What [`replay`] reads into at once: lines are split inside it, without a copy each.
+const SPLIT_BUFFER: usize = 1024 * 1024;
+
 /// One line per `\n`, as a syslog daemon writes them to a file. A trailing `\r` is
 /// removed and empty lines are skipped, as on a TCP stream. Idle series expire as they
 /// do in the live listeners, by the wall clock.
-fn replay(pipeline: &Pipeline, mut reader: impl BufRead, max_line_bytes: usize) -> io::Result<()> {
-    let mut line = Vec::with_capacity(4096);
+///
+/// The lines are split with memchr inside a large buffer and processed where they lie;
+/// the unfinished line at its end moves to its front before the next read, and a line
+/// longer than the buffer grows it (as `read_until` would).
+fn replay(pipeline: &Pipeline, mut reader: impl Read, max_line_bytes: usize) -> io::Result<()> {
+    let mut buf = vec![0u8; SPLIT_BUFFER];
+    // The start of `buf` holds this many bytes of an unfinished line.
+    let mut kept = 0;
     let sweep_interval = pipeline.sweep_interval();
     let mut last_sweep = Instant::now();
     let mut lines = 0u32;
-    loop {
+    let mut line = |line: &[u8]| {
         lines = lines.wrapping_add(1);
         if let Some(interval) = sweep_interval.filter(|_| lines % SWEEP_CHECK_LINES == 0) {
             if last_sweep.elapsed() >= interval {
@@ -155,17 +164,38 @@ fn replay(pipeline: &Pipeline, mut reader: impl BufRead, max_line_bytes: usize) 
                 pipeline.sweep(last_sweep);
             }
         }
-        line.clear();
-        if reader.read_until(b'\n', &mut line)? == 0 {
+        let end = line
+            .iter()
+            .rposition(|&b| b != b'\r')
+            .map_or(0, |last| last + 1);
+        if end > 0 {
+            pipeline.process_bounded(Transport::Replay, &line[..end], max_line_bytes);
+        }
+    };
+    loop {
+        if kept == buf.len() {
+            buf.resize(buf.len().saturating_mul(2), 0);
+        }
+        let read = match reader.read(&mut buf[kept..]) {
+            Ok(read) => read,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(err) => return Err(err),
+        };
+        let filled = kept + read;
+        if read == 0 {
+            if filled > 0 {
+                line(&buf[..filled]);
+            }
             return Ok(());
         }
-        while line.last().is_some_and(|&b| b == b'\n' || b == b'\r') {
-            line.pop();
+        let mut start = 0;
+        for end in memchr::memchr_iter(b'\n', &buf[kept..filled]) {
+            let end = kept + end;
+            line(&buf[start..end]);
+            start = end + 1;
         }
-        if line.is_empty() {
-            continue;
-        }
-        pipeline.process_bounded(Transport::Replay, &line, max_line_bytes);
+        buf.copy_within(start..filled, 0);
+        kept = filled - start;
     }
 }
 

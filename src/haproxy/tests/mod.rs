@@ -414,3 +414,138 @@ fn lines_as_relays_pass_them_on() {
     }
     assert_eq!(files, 63);
 }
+
+mod reference;
+
+/// Real lines of every kind: the seeds of the mutations the parsers are compared on.
+fn seed_lines() -> Vec<&'static [u8]> {
+    let captures: [&'static [u8]; 12] = [
+        fixture!("h_edge.log").1,
+        fixture!("d_tcplog.log").1,
+        fixture!("a_default.log").1,
+        fixture!("a_rfc3164_host.log").1,
+        fixture!("b_rfc5424_sd.log").1,
+        fixture!("b_rfc5424_host.log").1,
+        fixture!("g_iso.log").1,
+        fixture!("g_timed.log").1,
+        fixture!("i_len.log").1,
+        fixture!("i_len_5424.log").1,
+        fixture!("k_unix.log").1,
+        fixture!("j_dontlognull.log").1,
+    ];
+    let mut seeds: Vec<&'static [u8]> = captures.into_iter().flat_map(lines).collect();
+    seeds.extend(
+        [
+            "<134>Nov 25 10:00:02 haproxy[1234]: 10.1.78.174:11964 [25/Nov/2026:10:00:00.000] fe_api be_api/api1 188/0/0/2213/2401 200 2654 - - ---- 1894/1544/78/16/0 0/0 \"GET /api/v2/reports/40595/comments HTTP/1.1\"",
+            "<134>Nov 25 10:00:00 haproxy[1234]: 160.102.148.8:45616 [25/Nov/2026:10:00:00.000] fe_https~ be_payments/pay2 0/0/0/3/3 200 487 - - ---- 1829/1277/75/5/0 0/0 {www.example.com|Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox} \"GET https://www.example.com/api/v1/invoices/8919/history HTTP/2.0\"",
+            "<134>Nov 25 10:03:07 haproxy[1234]: 10.1.78.174:1202 [25/Nov/2026:10:00:00.002] fe_redis be_redis/redis2 0/0/187370 138 cD 160/127/31/0/0 0/0",
+            "<134>1 2026-11-25T10:00:00.006056+00:00 lb1 haproxy 1234 - - 169.29.255.137:30119 [25/Nov/2026:10:00:00.000] fe_https~ be_api/api2 0/0/0/4/6 404 397 - - ---- 1155/436/42/11/0 3/3 {static.example.com|Go-http-client/2.0} \"GET /api/v2/comments/8919 HTTP/1.1\"",
+            "<134>Nov 25 10:00:00 lb1 haproxy[1234]: ::1:1 [25/Nov/2026:10:00:00.000] fe be/<NOSRV> -1/-1/-1/-1/+12 -1 +0 - - CR-- 1/1/0/0/+3 0/0 {a} {b} \"POST http://h:80/a#20b?c HTTP/1.1\"",
+            "<6>127.0.0.1:1 [25/Nov/2026:03:20:46.637] fe_tls/1: Connection closed during SSL handshake",
+            "2026-11-25T02:11:10.724450+00:00 host haproxy[9]: 127.0.0.1:1 [2] fe be/s 0/0/0 12 -- 1/1/1/1/0 0/0",
+        ]
+        .map(str::as_bytes),
+    );
+    seeds
+}
+
+/// A byte a mutation puts in: one of the separators and the bytes that end fields, or
+/// any byte.
+fn mutation_byte() -> impl Strategy<Value = u8> {
+    prop_oneof![
+        prop::sample::select(b" /:[]{}\"+-~0191#?<>|.\t\x7f\x80\xc3\xa9\xff\xef\xbb\xbf".to_vec()),
+        any::<u8>(),
+    ]
+}
+
+/// `seed` with each of `edits` applied: (position, 0 replace / 1 insert / 2 delete, byte).
+fn mutate(seed: &[u8], edits: &[(usize, u8, u8)], cut: Option<usize>) -> Vec<u8> {
+    let mut line = seed.to_vec();
+    for &(pos, op, byte) in edits {
+        let p = pos % (line.len() + 1);
+        match op {
+            0 if p < line.len() => line[p] = byte,
+            2 if p < line.len() => {
+                line.remove(p);
+            }
+            _ => line.insert(p, byte),
+        }
+    }
+    if let Some(cut) = cut {
+        line.truncate(cut % (line.len() + 1));
+    }
+    line
+}
+
+/// The current parsers give what the reference ones give for `line`.
+fn assert_same_as_reference(line: &[u8]) -> Result<(), TestCaseError> {
+    let split = syslog::split(line);
+    let want = reference::syslog::split(line);
+    prop_assert_eq!(
+        (split.priority, split.message),
+        want,
+        "{:?}",
+        String::from_utf8_lossy(line)
+    );
+    prop_assert_eq!(
+        parse(split.message),
+        reference::parse(split.message),
+        "{:?}",
+        String::from_utf8_lossy(line)
+    );
+    Ok(())
+}
+
+#[test]
+fn every_seed_line_is_read_as_the_reference_reads_it() {
+    for line in seed_lines() {
+        assert_same_as_reference(line).unwrap();
+        for end in 0..=line.len() {
+            assert_same_as_reference(&line[..end]).unwrap();
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(4096))]
+
+    /// Arbitrary bytes are read as the reference reads them.
+    #[test]
+    fn arbitrary_bytes_are_read_as_the_reference_reads_them(
+        input in proptest::collection::vec(any::<u8>(), 0..300),
+    ) {
+        assert_same_as_reference(&input)?;
+    }
+
+    /// Real lines with bytes replaced, put in or taken out, and cut anywhere.
+    #[test]
+    fn mutated_lines_are_read_as_the_reference_reads_them(
+        seed in any::<prop::sample::Index>(),
+        edits in proptest::collection::vec((any::<usize>(), 0u8..3, mutation_byte()), 0..4),
+        cut in proptest::option::of(any::<usize>()),
+    ) {
+        let seeds = seed_lines();
+        let line = mutate(seeds[seed.index(seeds.len())], &edits, cut);
+        assert_same_as_reference(&line)?;
+    }
+
+    /// Lines made of the pieces HAProxy's lines are made of, in any order.
+    #[test]
+    fn lines_of_pieces_are_read_as_the_reference_reads_them(
+        header in prop::sample::select(vec![
+            "", "<134>", "<134>Nov 25 10:00:02 haproxy[1234]: ", "<134>Nov  5 10:00:02 h haproxy[1]: ",
+            "<134>1 2026-11-25T10:00:00.006056+00:00 lb1 haproxy 1234 - - ", "<134>1 2026-11-25T10:00:00Z - - - - - ",
+            "Dec  9 12:00:03 host haproxy: ", "2026-11-25T02:11:10.724450+00:00 ",
+        ]),
+        pieces in proptest::collection::vec(prop::sample::select(vec![
+            "1.2.3.4:5", "::1:80", "[25/Nov/2026:10:00:00.000]", "[2]", "fe", "fe~", "fe/1:", "be/s",
+            "be/<NOSRV>", "0/0/0/0/0", "-1/0/+2/3/4", "0/0/0", "200", "-1", "12", "+12", "-",
+            "----", "--", "cD", "1/1/1/1/0", "1/1/1/1/+1", "0/0", "{a|b}", "{x", "}", "\"GET / HTTP/1.1\"",
+            "\"GET", "\"<BADREQ>\"", "/p?q", "#41", " ", "\u{e9}", "\u{feff}", "x",
+        ]), 0..20),
+        separator in prop::sample::select(vec![" ", " ", " ", "", "  "]),
+    ) {
+        let line = format!("{header}{}", pieces.join(separator));
+        assert_same_as_reference(line.as_bytes())?;
+    }
+}
