@@ -112,14 +112,21 @@ impl Format {
     /// starts in the likeliest reading of the line, and what is there.
     pub fn explain(&self, line: &[u8], mismatch: &Mismatch) -> Stop {
         let reading = self.likeliest_reading(line);
-        let named = self
+        // The token of this reason; none when several share it (past the table of reasons,
+        // every new one is the same).
+        let mut named = self
             .tokens
             .iter()
-            .position(|t| t.reason() == mismatch.reason);
+            .enumerate()
+            .filter(|(_, t)| t.reason() == mismatch.reason)
+            .map(|(i, _)| i);
+        let named = match (named.next(), named.next()) {
+            (Some(i), None) => Some(i),
+            _ => None,
+        };
         let offset = mismatch.offset.min(line.len());
         let Some(i) = named.or_else(|| {
-            // A reason shared by every token (too many formats compiled) names none:
-            // where the likeliest reading stopped.
+            // Where the likeliest reading stopped.
             (mismatch.reason != "trailing_data" && reading.stopped < self.tokens.len())
                 .then_some(reading.stopped)
         }) else {
