@@ -16,6 +16,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod check;
 pub mod config;
 pub mod error;
 pub mod forward;

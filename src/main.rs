@@ -2,15 +2,18 @@
 //! lists every problem and exits 64 (EX_USAGE) before any socket is bound.
 //!
 //! Subcommands: `replay [FILE...]` counts log files through the same pipeline and prints
-//! the exposition; `check-config` validates the environment and prints what is in force.
+//! the exposition; `check-config [--lines N] [LOGFILE]` validates the environment, prints
+//! what is in force, and shows how a sample of a log file's lines is read.
 
 use std::process::ExitCode;
 
 use haproxy_log_exporter::haproxy::LineFormat;
-use haproxy_log_exporter::{config, ingest, shutdown, telemetry, Config, Server};
+use haproxy_log_exporter::{check, config, ingest, shutdown, telemetry, Config, Server};
 
 /// EX_USAGE from sysexits.h: the configuration (or command line) is wrong.
 const EX_USAGE: u8 = 64;
+/// EX_DATAERR: `check-config LOGFILE` found lines the configuration rejects.
+const EX_DATAERR: u8 = 65;
 /// EX_NOINPUT: an input file could not be opened.
 const EX_NOINPUT: u8 = 66;
 /// EX_IOERR: reading or writing failed.
@@ -21,7 +24,13 @@ fn main() -> ExitCode {
     match args.first().map(String::as_str) {
         None => serve(),
         Some("replay") => replay(&args[1..]),
-        Some("check-config") if args.len() == 1 => check_config(),
+        Some("check-config") => match check_args(&args[1..]) {
+            Ok((lines, file)) => check_config(lines, file),
+            Err(problem) => {
+                eprintln!("haproxy-log-exporter check-config: {problem}; usage: check-config [--lines N] [LOGFILE]");
+                ExitCode::from(EX_USAGE)
+            }
+        },
         Some("-h" | "--help" | "help") => {
             print!("{}", help());
             ExitCode::SUCCESS
@@ -109,7 +118,31 @@ fn log_warnings(config: &Config) {
     }
 }
 
-fn check_config() -> ExitCode {
+/// `[--lines N] [LOGFILE]`: how many lines to show from the start, and the file.
+fn check_args(args: &[String]) -> Result<(usize, Option<&str>), String> {
+    let mut lines = check::DEFAULT_SAMPLE_LINES;
+    let mut file = None;
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        let value = match arg.strip_prefix("--lines") {
+            Some("") => Some(args.next().ok_or("--lines needs a number")?.as_str()),
+            Some(rest) => rest.strip_prefix('='),
+            None => None,
+        };
+        if let Some(value) = value {
+            lines = value
+                .parse()
+                .map_err(|_| format!("--lines {value:?} is not a number of lines"))?;
+        } else if arg.starts_with("--") || (arg.starts_with('-') && arg != "-") {
+            return Err(format!("unknown option {arg:?}"));
+        } else if file.replace(arg.as_str()).is_some() {
+            return Err("one log file at most".to_string());
+        }
+    }
+    Ok((lines, file))
+}
+
+fn check_config(lines: usize, file: Option<&str>) -> ExitCode {
     let config = match load_config() {
         Ok(config) => config,
         Err(code) => return code,
@@ -154,7 +187,22 @@ fn check_config() -> ExitCode {
         }
         println!();
     }
-    ExitCode::SUCCESS
+    let Some(file) = file else {
+        return ExitCode::SUCCESS;
+    };
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    match check::run(&config, file, lines, &mut out) {
+        Ok(summary) if summary.rejected_total() > 0 => ExitCode::from(EX_DATAERR),
+        Ok(_) => ExitCode::SUCCESS,
+        Err(err) => {
+            drop(out);
+            eprintln!("haproxy-log-exporter check-config: {err}");
+            ExitCode::from(match err {
+                check::CheckError::Open { .. } => EX_NOINPUT,
+                _ => EX_IOERR,
+            })
+        }
+    }
 }
 
 fn help() -> String {
@@ -167,7 +215,10 @@ fn help() -> String {
            haproxy-log-exporter                  run the exporter\n  \
            haproxy-log-exporter replay [FILE...] count log files (plain or .gz; none or -: standard input),\n  \
          \x20                                       print the exposition, and a summary to standard error\n  \
-           haproxy-log-exporter check-config     validate the environment and print the configuration in force\n  \
+           haproxy-log-exporter check-config [--lines N] [LOGFILE]\n  \
+         \x20                                       validate the environment and print the configuration in force;\n  \
+         \x20                                       with a log file (-: standard input), show how its first N lines\n  \
+         \x20                                       (5) and the first line of each other outcome are read, and a summary\n  \
            haproxy-log-exporter --help | --version\n\n\
          Configuration is by environment variables (default in brackets):\n",
         env!("CARGO_PKG_VERSION")
@@ -180,7 +231,8 @@ fn help() -> String {
     }
     out.push_str(&format!(
         "\nLabels: {}\nExit codes: 0 after SIGTERM/SIGINT, 64 for a bad configuration, \
-         66 for a missing replay input, 74 for a read error, 1 otherwise.\n",
+         65 when check-config's log file has lines the configuration rejects, \
+         66 for a missing input file, 74 for a read error, 1 otherwise.\n",
         haproxy_log_exporter::metrics::Label::all_names()
     ));
     out

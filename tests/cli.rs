@@ -362,3 +362,240 @@ fn check_config_prints_what_is_in_force() {
     assert_eq!(bad.status.code(), Some(64));
     assert!(bad.stdout.is_empty());
 }
+
+/// `check-config LOGFILE`: the configuration, then each sampled line as it is read.
+fn check_file(args: &[&str], env: &[(&str, &str)], stdin: &[u8]) -> (Option<i32>, String) {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_haproxy-log-exporter"))
+        .env_clear()
+        .envs(env.iter().copied())
+        .arg("check-config")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stdout.starts_with("# configuration is valid; in force:\n"),
+        "{stdout}{stderr}"
+    );
+    (out.status.code(), stdout)
+}
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/haproxy");
+
+#[test]
+fn check_config_with_a_matching_httplog_file_shows_its_first_lines_and_a_summary() {
+    let file = format!("{FIXTURES}/h_edge.log");
+    let (code, stdout) = check_file(&[&file], &[], b"");
+    assert_eq!(code, Some(0), "{stdout}");
+    let sample = stdout.split("# reading ").nth(1).unwrap();
+    assert!(sample.starts_with(&format!(
+        "{file}: the first 5 lines, then the first line of each other outcome (at most 20)\n\
+         line 1: <134>Nov 25 02:14:12 localhost haproxy[7666]: 127.0.0.1:35066 [25/Nov/2026:02:14:11.725] fe_http be_app/app1 0/0/0/-1/502 504 198 - - sH-- 2/1/0/0/0 0/0 \"GET /slow?ms=1500 HTTP/1.1\"\n  \
+         syslog header: priority 134 (local0.info), timestamp Nov 25 02:14:12, host localhost, tag haproxy[7666]\n  \
+         counted, read by format 1, httplog/tcplog (built-in parser)\n  \
+         labels: status_code=\"504\" status_class=\"5xx\" frontend_name=\"fe_http\" backend_name=\"be_app\" server_name=\"app1\" http_request_path=\"/slow\" http_request_method=\"GET\" client_ip=\"127.0.0.1\" client_port=\"35066\" termination_state=\"sH\"\n  \
+         timers (ms, - when not logged or -1): TR=0 Tw=0 Tc=0 Tr=- Ta=502  bytes_read=198  queues: server=0 backend=0\n\
+         line 2: "
+    )), "{sample}");
+    // Every line is counted the same way: the first five only.
+    assert_eq!(sample.matches("\nline ").count(), 5, "{sample}");
+    assert!(sample.ends_with(&format!(
+        "line 5: {}\n# {file}: 23 lines read: 23 counted, 0 rejected, 0 ignored\n",
+        "<134>Nov 25 02:14:16 localhost haproxy[7666]: 127.0.0.1:46648 [25/Nov/2026:02:14:15.675] fe_http fe_http/<NOSRV> -1/-1/-1/-1/1000 408 0 - - cR-- 1/1/0/0/0 0/0 \"<BADREQ>\"\n  \
+         syslog header: priority 134 (local0.info), timestamp Nov 25 02:14:16, host localhost, tag haproxy[7666]\n  \
+         counted, read by format 1, httplog/tcplog (built-in parser)\n  \
+         labels: status_code=\"408\" status_class=\"4xx\" frontend_name=\"fe_http\" backend_name=\"fe_http\" server_name=\"<NOSRV>\" http_request_path=\"\" http_request_method=\"\" client_ip=\"127.0.0.1\" client_port=\"46648\" termination_state=\"cR\"\n  \
+         timers (ms, - when not logged or -1): TR=- Tw=- Tc=- Tr=- Ta=1000  bytes_read=0  queues: server=0 backend=0"
+    )), "{sample}");
+
+    let (code, stdout) = check_file(&["--lines", "2", &file], &[], b"");
+    assert_eq!(code, Some(0));
+    assert_eq!(stdout.matches("\nline ").count(), 2, "{stdout}");
+    assert!(stdout.contains(": the first 2 lines, then"), "{stdout}");
+}
+
+#[test]
+fn check_config_with_a_log_format_that_does_not_fit_shows_the_field_and_column() {
+    // The fixture's own log-format without `%CC %CS`: `%tsc` meets the cookie's `-`.
+    let format = "%ci:%cp [%tr] %ft %b/%s %TR/%Tw/%Tc/%Tr/%Ta %ST %B %tsc %ac/%fc/%bc/%sc/%rc %sq/%bq %hr %hs %{+Q}r";
+    let file = format!("{FIXTURES}/w_httplog.log");
+    let (code, stdout) = check_file(&["--lines=1", &file], &[("HLE_LOG_FORMAT", format)], b"");
+    assert_eq!(code, Some(65), "{stdout}");
+    let sample = stdout.split("# reading ").nth(1).unwrap();
+    let line = "127.0.0.1:40786 [01/Dec/2026:20:52:24.079] fe_main be_app/app1 0/0/0/0/0 200 112 - SESS=abc123 ---- 2/1/0/0/0 0/0 {127.0.0.1:8080|curl/7.88.1} {text/plain} \"GET / HTTP/1.1\"";
+    let column = line.find("- SESS").unwrap() + 1;
+    assert_eq!(column, 82);
+    let want = format!(
+        "line 1: {line}\n  \
+         syslog header: none (the line is the message)\n  \
+         rejected: format_mismatch_at_%tsc_col_52\n  \
+         format 1, %ci:%cp [%tr] %ft %b/%s %TR/%Tw/%Tc/%Tr/%Ta %ST %B %tsc %ac/...: \
+         format_mismatch_at_%tsc_col_52: expected %tsc (a termination state) at column 82, found \"-\"\n"
+    );
+    assert!(sample.contains(&want), "{sample}");
+    // The line around that column, a caret under it.
+    let mut rest = sample.split(&want).nth(1).unwrap().lines();
+    let (around, caret) = (rest.next().unwrap(), rest.next().unwrap());
+    let under = caret.find('^').unwrap();
+    assert!(
+        around[under..].starts_with("- SESS=abc123 ----"),
+        "{around}\n{caret}"
+    );
+    assert!(
+        sample.ends_with(&format!(
+            "# {file}: 17 lines read: 1 counted, 16 rejected, 0 ignored\n\
+         #   rejected         16  format_mismatch_at_%tsc_col_52\n"
+        )),
+        "{sample}"
+    );
+    // The one line counted (as cut short) is shown too: the first of its outcome.
+    assert!(
+        sample.contains("(cut short by HAProxy inside the request line)\n"),
+        "{sample}"
+    );
+}
+
+#[test]
+fn check_config_shows_control_bytes_escaped_and_notices() {
+    let lines = "<134>Nov 25 02:14:12 localhost haproxy[7666]: 127.0.0.1:35066 [25/Nov/2026:02:14:11.725] fe_http be_app/app1 0/0/0/0/502 5x4 198 - - sH-- 2/1/0/0/0 0/0 \"GET /a\rb\x0bc\u{2028}d\x1b[31m HTTP/1.1\"\r\n\
+                 \n\
+                 <133>Nov 25 02:09:39 haproxy[1]: Proxy fe started.\n\
+                 <134>Nov 25 02:09:39 haproxy[1]: Connect from 127.0.0.1:34140 to 127.0.0.1:31080 (fe_main/HTTP)\n";
+    let (code, stdout) = check_file(&["-"], &[], lines.as_bytes());
+    assert_eq!(code, Some(65), "{stdout}");
+    assert!(
+        !stdout.contains(['\r', '\x0b', '\x1b', '\u{2028}']),
+        "{stdout:?}"
+    );
+    assert!(
+        stdout.contains("# reading standard input: the first 5 lines"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(" 0/0 \"GET /a\\rb\\x0bc\\u{2028}d\\x1b[31m HTTP/1.1\"\n  syslog header: "),
+        "{stdout}"
+    );
+    let column = lines.find(" 5x4 ").unwrap() + 2;
+    assert!(
+        stdout.contains(&format!(
+            "  rejected: bad_status_code\n  \
+             format 1, httplog/tcplog (built-in parser): bad_status_code; read as httplog, \
+             expected %ST (a status code) at column {column}, found \"5x4\"\n"
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "line 3: <133>Nov 25 02:09:39 haproxy[1]: Proxy fe started.\n  \
+         syslog header: priority 133 (local0.notice), timestamp Nov 25 02:09:39, tag haproxy[1]\n  \
+         ignored: proxy_event (an HAProxy notice, not traffic)\n"
+        ),
+        "{stdout}"
+    );
+    assert!(stdout.contains(
+        "  rejected: no_log_format; frontend fe_main has no log format: add `option httplog` to it\n"
+    ), "{stdout}");
+    assert!(
+        stdout.ends_with(
+            "# standard input: 3 lines read: 0 counted, 2 rejected, 1 ignored\n\
+         #   rejected          1  bad_status_code\n\
+         #   rejected          1  no_log_format\n\
+         #   ignored           1  proxy_event\n"
+        ),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn check_config_arguments_and_a_missing_file() {
+    for args in [
+        &["--lines", "x"][..],
+        &["--lines"],
+        &["a.log", "b.log"],
+        &["--verbose"],
+    ] {
+        let mut all = vec!["check-config"];
+        all.extend_from_slice(args);
+        let out = exporter(&all, &[]);
+        assert_eq!(out.status.code(), Some(64), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("usage: check-config [--lines N] [LOGFILE]"),
+            "{stderr}"
+        );
+    }
+    let out = exporter(&["check-config", "/nonexistent/haproxy.log"], &[]);
+    assert_eq!(out.status.code(), Some(66));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot open /nonexistent/haproxy.log"));
+    let bad = exporter(&["check-config", "-"], &[("HLE_MAX_LINE_BYTES", "x")]);
+    assert_eq!(bad.status.code(), Some(64));
+}
+
+#[test]
+fn check_config_with_several_formats_tells_each_and_reads_gzip() {
+    let dir = std::env::temp_dir().join(format!("hle-cli-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let clf = std::fs::read_to_string(format!("{FIXTURES}/c_clf.log")).unwrap();
+    let bad = clf.lines().nth(1).unwrap().replace(" 200 73 ", " 2O0 73 ");
+    let mut log = std::fs::read_to_string(format!("{FIXTURES}/h_edge.log")).unwrap();
+    log.push_str(&clf);
+    log.push_str(&format!("{bad}\n{}\n", "a".repeat(3000)));
+    let plain = dir.join("mixed.log");
+    std::fs::write(&plain, &log).unwrap();
+    assert!(Command::new("gzip")
+        .arg("-kf")
+        .arg(&plain)
+        .status()
+        .unwrap()
+        .success());
+    let gz = dir.join("mixed.log.gz");
+    let (code, stdout) = check_file(
+        &["--lines", "0", gz.to_str().unwrap()],
+        &[
+            ("HLE_LOG_FORMAT", "httplog,clf"),
+            ("HLE_MAX_LINE_BYTES", "2048"),
+        ],
+        b"",
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(code, Some(65), "{stdout}");
+    assert!(
+        stdout.contains(": the first line of each outcome (at most 20)\nline 1: "),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("\n  counted, read by format 2, clf\n"),
+        "{stdout}"
+    );
+    let column = bad.find(" 2O0 ").unwrap() + 2;
+    assert!(stdout.contains(
+        "  rejected: format_mismatch_at_%ST_col_31\n  \
+         format 1, httplog/tcplog (built-in parser): unrecognized_format; read as httplog, expected \"[\""
+    ), "{stdout}");
+    assert!(stdout.contains(&format!(
+        "  format 2, clf: format_mismatch_at_%ST_col_31: expected %ST (a status code) at column {column}, found \"2O0\"\n"
+    )), "{stdout}");
+    assert!(
+        stdout.contains(
+            "\n  rejected: oversize_frame: 3000 bytes, longer than HLE_MAX_LINE_BYTES=2048\n"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.ends_with(
+            "lines read: 38 counted, 2 rejected, 0 ignored\n\
+         #   counted          23  by format 1, httplog/tcplog (built-in parser)\n\
+         #   counted          15  by format 2, clf\n\
+         #   rejected          1  format_mismatch_at_%ST_col_31\n\
+         #   rejected          1  oversize_frame\n"
+        ),
+        "{stdout}"
+    );
+}

@@ -131,7 +131,10 @@ fn usage(help: &str) -> Vec<(String, String)> {
         let line = line.strip_prefix("  ").expect("usage lines are indented");
         if line.starts_with(' ') {
             let (_, text) = entries.last_mut().expect("a continuation follows an entry");
-            text.push(' ');
+            // A command too long for the column has its description on the next lines.
+            if !text.is_empty() {
+                text.push(' ');
+            }
             text.push_str(line.trim());
             continue;
         }

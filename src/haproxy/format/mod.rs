@@ -6,8 +6,9 @@
 //! tokens, without allocating, and fills a `LogRecord`.
 //!
 //! `compile.rs` makes the tokens, `walk.rs` walks a line along them, `ends.rs` says
-//! where each field's value may end, `store.rs` puts the values into the record. For
-//! operators: the README, "Your own log-format".
+//! where each field's value may end, `store.rs` puts the values into the record,
+//! `explain.rs` tells `check-config` where a line stopped matching. For operators: the
+//! README, "Your own log-format".
 
 use std::fmt;
 
@@ -16,10 +17,12 @@ use crate::scan::Needle;
 
 mod compile;
 mod ends;
+mod explain;
 mod store;
 mod walk;
 
 pub use compile::compile;
+pub use explain::{Expected, Stop};
 
 /// HAProxy's built-in formats, as written in haproxy.cfg, by the names `option httplog`, `httpslog`, `tcplog` and
 /// `httplog clf` give them (configuration.txt, sections 8.2.2 to 8.2.5; `tcplog-clf` is
