@@ -312,6 +312,11 @@ fn replay_reads_files_gzip_and_standard_input() {
         "{stderr}"
     );
     assert!(stderr.contains("15  unrecognized_format"), "{stderr}");
+    // Standard error is not a terminal: no progress line.
+    assert!(
+        !stderr.contains('\r') && !stderr.contains("lines/s"),
+        "{stderr}"
+    );
     assert!(
         stdout.contains("haproxy_log_requests_total{status_class=\"2xx\"} 28\n"),
         "{stdout}"
@@ -323,6 +328,42 @@ fn replay_reads_files_gzip_and_standard_input() {
     assert!(missing.stdout.is_empty());
     let bad = exporter(&["replay"], &[("HLE_ENABLED_METRICS", "nope")]);
     assert_eq!(bad.status.code(), Some(64));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// On a terminal (a pseudo-terminal made by util-linux's `script`), replay draws its
+/// progress on standard error and leaves the last line above the summary.
+#[test]
+fn replay_shows_progress_on_a_terminal() {
+    let dir = std::env::temp_dir().join(format!("hle-cli-progress-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let plain = dir.join("h_edge.log");
+    let edge = include_bytes!("fixtures/haproxy/h_edge.log");
+    std::fs::write(&plain, edge).unwrap();
+    let command = format!(
+        "{} replay {} >/dev/null",
+        env!("CARGO_BIN_EXE_haproxy-log-exporter"),
+        plain.display()
+    );
+    let out = Command::new("script")
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("SHELL", "/bin/sh")
+        .args(["-qec", &command, "/dev/null"])
+        .output()
+        .expect("run script (util-linux)");
+    let terminal = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{terminal}");
+    let lines = edge.iter().filter(|&&b| b == b'\n').count();
+    let last = terminal
+        .split('\r')
+        .find(|part| part.contains("lines/s  in "))
+        .unwrap_or_else(|| panic!("no progress line: {terminal:?}"));
+    assert!(last.starts_with(&format!("{lines} lines  ")), "{last:?}");
+    assert!(
+        terminal.contains(&format!("replayed {lines} lines")),
+        "{terminal:?}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -4,6 +4,7 @@
 
 pub mod codec;
 pub mod datagram;
+mod progress;
 pub mod replay;
 pub mod tcp;
 pub mod unix;

@@ -11,6 +11,7 @@ use prometheus::proto::MetricFamily;
 use prometheus::Registry;
 use tokio::time::Instant;
 
+use super::progress::Progress;
 use crate::config::Config;
 use crate::metrics::Transport;
 use crate::pipeline::Pipeline;
@@ -89,13 +90,29 @@ pub fn run(
     } else {
         inputs
     };
+    let mut opened = Vec::with_capacity(inputs.len());
     for name in inputs {
-        let reader = open(name)?;
-        replay(&pipeline, reader, config.max_line_bytes).map_err(|source| ReplayError::Read {
+        opened.push((name, open(name)?));
+    }
+    // The size to read is known when every input is a plain file.
+    let total = opened
+        .iter()
+        .map(|(_, input)| input.size)
+        .try_fold(0u64, |sum, size| Some(sum + size?));
+    let mut progress = Progress::new(total);
+    for (name, input) in opened {
+        replay(
+            &pipeline,
+            input.reader,
+            config.max_line_bytes,
+            &mut progress,
+        )
+        .map_err(|source| ReplayError::Read {
             name: name.clone(),
             source,
         })?;
     }
+    progress.finish();
     if let Some((runtime, forward)) = forwarding {
         runtime.block_on(forward.finish(config.forward.shutdown_grace));
     }
@@ -107,16 +124,27 @@ pub fn run(
     Ok(summary(&registry.gather()))
 }
 
+/// An input, opened, and its size in bytes if it is a plain file.
+struct Input {
+    reader: Box<dyn BufRead>,
+    size: Option<u64>,
+}
+
 /// Opens one input; gzip is recognised by its magic bytes, whatever the file is called.
-fn open(name: &str) -> Result<Box<dyn BufRead>, ReplayError> {
-    let raw: Box<dyn Read> = if name == "-" {
-        Box::new(io::stdin().lock())
+fn open(name: &str) -> Result<Input, ReplayError> {
+    let (raw, mut size): (Box<dyn Read>, Option<u64>) = if name == "-" {
+        (Box::new(io::stdin().lock()), None)
     } else {
         let file = File::open(name).map_err(|source| ReplayError::Open {
             name: name.to_string(),
             source,
         })?;
-        Box::new(file)
+        let size = file
+            .metadata()
+            .ok()
+            .filter(|m| m.is_file())
+            .map(|m| m.len());
+        (Box::new(file), size)
     };
     let mut reader = BufReader::with_capacity(READ_BUFFER, raw);
     let is_gzip = reader
@@ -126,14 +154,17 @@ fn open(name: &str) -> Result<Box<dyn BufRead>, ReplayError> {
             source,
         })?
         .starts_with(&[0x1f, 0x8b]);
-    Ok(if is_gzip {
+    let reader: Box<dyn BufRead> = if is_gzip {
+        // What is read is the decompressed text, of a size not known ahead.
+        size = None;
         Box::new(BufReader::with_capacity(
             READ_BUFFER,
             MultiGzDecoder::new(reader),
         ))
     } else {
         Box::new(reader)
-    })
+    };
+    Ok(Input { reader, size })
 }
 
 /// Lines between two looks at the clock for `HLE_SERIES_TTL`.
@@ -149,7 +180,12 @@ const SPLIT_BUFFER: usize = 1024 * 1024;
 /// The lines are split with memchr inside a large buffer and processed where they lie;
 /// the unfinished line at its end moves to its front before the next read, and a line
 /// longer than the buffer grows it (as `read_until` would).
-fn replay(pipeline: &Pipeline, mut reader: impl Read, max_line_bytes: usize) -> io::Result<()> {
+fn replay(
+    pipeline: &Pipeline,
+    mut reader: impl Read,
+    max_line_bytes: usize,
+    progress: &mut Progress,
+) -> io::Result<()> {
     let mut buf = vec![0u8; SPLIT_BUFFER];
     // The start of `buf` holds this many bytes of an unfinished line.
     let mut kept = 0;
@@ -185,15 +221,19 @@ fn replay(pipeline: &Pipeline, mut reader: impl Read, max_line_bytes: usize) -> 
         if read == 0 {
             if filled > 0 {
                 line(&buf[..filled]);
+                progress.read(1, 0);
             }
             return Ok(());
         }
         let mut start = 0;
+        let mut split = 0;
         for end in memchr::memchr_iter(b'\n', &buf[kept..filled]) {
             let end = kept + end;
             line(&buf[start..end]);
             start = end + 1;
+            split += 1;
         }
+        progress.read(split, read as u64);
         buf.copy_within(start..filled, 0);
         kept = filled - start;
     }
