@@ -8,7 +8,7 @@
 //!     → http (/metrics, written by metrics::exposition)
 //! ```
 //!
-//! The README's "Layout" table names the room for each part.
+//! The layout table of docs/development.md names the room for each part.
 //!
 //! `Server::bind` binds every socket (after the configuration was validated), and
 //! `Server::run` serves until the shutdown future resolves. Tests start the daemon the

@@ -1,7 +1,7 @@
 //! The syslog header: strips whatever header HAProxy (or a syslog daemon writing
 //! HAProxy's lines to a file) put in front of the log entry, and borrows the entry
-//! itself, without allocating. For operators: the README, "HAProxy configuration" and
-//! "Through rsyslog or syslog-ng".
+//! itself, without allocating. For operators: docs/log-formats.md and
+//! docs/relays.md.
 //!
 //! HAProxy 2.6 sends these shapes (the `format` keyword of a `log` line or a `ring`):
 //!

@@ -1,4 +1,4 @@
-//! The README's tables say what the code does.
+//! The manual's tables (README.md and docs/) say what the code does.
 
 use haproxy_log_exporter::config::variables;
 use haproxy_log_exporter::haproxy::{IGNORE_REASONS, REJECT_REASONS};
@@ -7,12 +7,17 @@ use haproxy_log_exporter::metrics::{
 };
 use haproxy_log_exporter::pipeline::Pipeline;
 
-const README: &str = include_str!("../README.md");
+/// The configuration reference, the metrics reference and the layout table.
+const CONFIGURATION: &str = include_str!("../docs/configuration.md");
+const METRICS_DOC: &str = include_str!("../docs/metrics.md");
+const DEVELOPMENT: &str = include_str!("../docs/development.md");
 
-/// The table rows of the README whose first cell is `` `name` ``.
+/// The table rows of the configuration and metrics references whose first cell is
+/// `` `name` ``.
 fn row(name: &str) -> Option<&'static str> {
-    README
+    CONFIGURATION
         .lines()
+        .chain(METRICS_DOC.lines())
         .find(|l| l.starts_with(&format!("| `{name}` |")) || l.starts_with(&format!("| `{name}{{")))
 }
 
@@ -22,7 +27,7 @@ fn every_fixed_variable_is_in_the_table_with_its_default() {
         .iter()
         .filter(|v| !v.name.ends_with("_LABELS") && !v.name.ends_with("_BUCKETS"))
     {
-        let row = row(&var.name).unwrap_or_else(|| panic!("{} is not in the README", var.name));
+        let row = row(&var.name).unwrap_or_else(|| panic!("{} is not in the manual", var.name));
         let default = match var.default.as_str() {
             "" => "(empty)".to_string(),
             default => format!("`{default}`"),
@@ -35,7 +40,7 @@ fn every_fixed_variable_is_in_the_table_with_its_default() {
 fn every_metric_is_in_the_table_with_its_default_labels() {
     for def in &METRICS {
         let row = row(&def.full_name())
-            .unwrap_or_else(|| panic!("{} is not in the README", def.full_name()));
+            .unwrap_or_else(|| panic!("{} is not in the manual", def.full_name()));
         let labels: Vec<&str> = def.default_labels.iter().map(|l| l.name()).collect();
         let want = if labels.is_empty() {
             "none".to_string()
@@ -47,7 +52,7 @@ fn every_metric_is_in_the_table_with_its_default_labels() {
     for label in Label::ALL {
         assert!(
             row(label.name()).is_some(),
-            "label {} is not in the README",
+            "label {} is not in the manual",
             label.name()
         );
     }
@@ -68,7 +73,7 @@ fn every_self_metric_is_in_the_table() {
     for family in registry.gather() {
         assert!(
             row(family.name()).is_some(),
-            "{} is not in the README",
+            "{} is not in the manual",
             family.name()
         );
     }
@@ -82,19 +87,19 @@ fn every_reason_is_in_the_table_with_its_outcome() {
         .map(|r| (r, "rejected"));
     let ignored = IGNORE_REASONS.iter().map(|r| (r, "ignored"));
     for (reason, outcome) in rejected.chain(ignored) {
-        let row = row(reason).unwrap_or_else(|| panic!("reason {reason} is not in the README"));
+        let row = row(reason).unwrap_or_else(|| panic!("reason {reason} is not in the manual"));
         assert!(row.contains(&format!("| {outcome} |")), "{row}");
     }
 }
 
-/// The README's layout table and the tree agree: every row is a file or directory of
+/// The layout table of docs/development.md and the tree agree: every row is a file or directory of
 /// `src`, and every source file is a row or in a directory that is (unit tests beside
 /// their code, in a `tests.rs` or a `tests/` directory, aside).
 #[test]
 fn the_layout_table_matches_the_tree() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let table = README
-        .split("### Layout")
+    let table = DEVELOPMENT
+        .split("## Layout")
         .nth(1)
         .and_then(|rest| rest.split("```text\n").nth(1))
         .and_then(|rest| rest.split("```").next())
@@ -141,7 +146,7 @@ fn the_layout_table_matches_the_tree() {
     missing.sort();
     assert!(
         missing.is_empty(),
-        "not in the README's layout table: {missing:?}"
+        "not in the layout table of docs/development.md: {missing:?}"
     );
 }
 
@@ -158,7 +163,7 @@ fn every_spoe_reason_is_in_its_row() {
             "haproxy_log_exporter_spoe_messages_ignored_total",
         ),
     ] {
-        let row = row(metric).unwrap_or_else(|| panic!("{metric} is not in the README"));
+        let row = row(metric).unwrap_or_else(|| panic!("{metric} is not in the manual"));
         for reason in reasons {
             assert!(
                 row.contains(&format!("`{reason}`")),

@@ -1,8 +1,8 @@
 //! The metric settings: which metrics are on (`HLE_ENABLED_METRICS`), their labels and
 //! buckets (`HLE_<METRIC>_LABELS`, `HLE_<METRIC>_BUCKETS`), the labels taken from log-format
 //! fields (`HLE_CUSTOM_LABELS`), and the rules that bound their values (`HLE_PATH_*`,
-//! `HLE_CLIENT_IP_PREFIX_*`, the series cap and expiry). The README's "Configuration" and
-//! "Cardinality" sections are their manual.
+//! `HLE_CLIENT_IP_PREFIX_*`, the series cap and expiry). docs/configuration.md and
+//! docs/cardinality.md are their manual.
 
 use std::time::Duration;
 

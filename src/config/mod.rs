@@ -1,7 +1,7 @@
 //! Configuration: environment variables only, each named, defaulted and explained once in
 //! one table. `Config::from_env` reads every variable through it, checks everything and
-//! reports every problem at once, before any socket is bound. The README's
-//! "Configuration" section is the manual.
+//! reports every problem at once, before any socket is bound. docs/configuration.md
+//! is the manual.
 //!
 //! `vars` holds the table (and the lists `--help` and `check-config` print, and the check
 //! for unknown names), `reader` the values in force and the problems found, `metrics` the

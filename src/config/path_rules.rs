@@ -1,5 +1,5 @@
 //! `HLE_PATH_RULES` and `HLE_PATH_ALLOW` read into the `PathNormaliser` that
-//! `metrics::path` runs on every path. The README's "Paths" section is their manual.
+//! `metrics::path` runs on every path. docs/cardinality.md ("Paths") is their manual.
 
 use regex::Regex;
 

@@ -1,14 +1,14 @@
 //! The variables: one table of name, default and meaning that `--help`, `check-config`,
-//! the README check (tests/readme.rs) and the parsing all read. The per-metric
-//! `HLE_<METRIC>_LABELS` and `HLE_<METRIC>_BUCKETS` follow from `METRICS`. The README's
-//! "Configuration" section is the manual.
+//! the manual's check (tests/readme.rs) and the parsing all read. The per-metric
+//! `HLE_<METRIC>_LABELS` and `HLE_<METRIC>_BUCKETS` follow from `METRICS`. docs/configuration.md
+//! is the manual.
 
 use std::collections::{HashMap, HashSet};
 
 use super::suggest;
 use crate::metrics::{Kind, METRICS};
 
-/// A documented variable: name, default, meaning. `--help` and the README list these.
+/// A documented variable: name, default, meaning. `--help` and docs/configuration.md list these.
 pub struct Variable {
     pub name: String,
     pub default: String,

@@ -1,7 +1,7 @@
 //! A received line as one JSON object: the parsed fields under OpenTelemetry semantic
 //! convention names where one exists, `haproxy.*` names for the rest, flat dotted keys.
 //! Lines that are not traffic (notices) and rejected lines get what is known about them.
-//! The README's "Forwarding" section lists every key.
+//! docs/forwarding.md lists every key.
 
 use std::io::Write;
 

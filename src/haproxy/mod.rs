@@ -1,8 +1,7 @@
 //! HAProxy's log entries, read into a `LogRecord` (`record.rs`): `option httplog` and
 //! `option tcplog` by the hand-written parser (`parser.rs`), any log-format compiled from
 //! its string (`format/`), the path label from the request URI (`uri.rs`). A `Parser`
-//! tries the configured formats in order. For operators: the README, "HAProxy
-//! configuration" and "Your own log-format".
+//! tries the configured formats in order. For operators: docs/log-formats.md.
 
 pub mod format;
 mod parser;

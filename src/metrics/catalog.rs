@@ -1,5 +1,5 @@
 //! The catalogue of traffic metrics: each one's name, help text, source in the log
-//! record, default labels and buckets (the README's metrics table lists them).
+//! record, default labels and buckets (the metrics table of docs/metrics.md lists them).
 
 use super::labels::Label;
 use crate::haproxy::{EntryKind, LogRecord, Timer};

@@ -28,7 +28,7 @@ pub enum Label {
 pub const MAX_LABELS: usize = Label::ALL.len() + MAX_CUSTOM_LABELS;
 
 impl Label {
-    /// Every built-in label, in the order the README lists them.
+    /// Every built-in label, in the order docs/metrics.md lists them.
     pub const ALL: [Label; 10] = [
         Label::StatusCode,
         Label::StatusClass,

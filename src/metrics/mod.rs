@@ -1,8 +1,8 @@
 //! The metrics sink: the catalogue of traffic metrics (`catalog`), their labels and
 //! label rules (`labels`, `path`, `client_ip`), the aggregator that counts each record
 //! into series (`aggregator`, `store`) and writes them out (`exposition`), and the
-//! exporter's own metrics (`selfmon`, `kernel`). The README's "Metrics" and
-//! "Cardinality" sections are the manual.
+//! exporter's own metrics (`selfmon`, `kernel`). docs/metrics.md and
+//! docs/cardinality.md are the manual.
 
 mod aggregator;
 mod catalog;

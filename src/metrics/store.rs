@@ -1,6 +1,6 @@
 //! Series storage: the series of the metrics that share one label list, in parallel
 //! vectors indexed by slot, with the cap on label sets (the overflow series) and expiry.
-//! The README's "Cardinality" section is the manual.
+//! docs/cardinality.md is the manual.
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -1,5 +1,5 @@
 //! The contract between the shipped engine file (`deploy/spoe/spoe.conf`) and the agent:
-//! which messages it reads and what their arguments mean. The README's "SPOE" section is
+//! which messages it reads and what their arguments mean. docs/spoe.md is
 //! the manual.
 //!
 //! - `hle-request` (sent at `on-frontend-http-request`): `path` (required) and `method`.

@@ -7,8 +7,8 @@
 //!
 //! `compile.rs` makes the tokens, `walk.rs` walks a line along them, `ends.rs` says
 //! where each field's value may end, `store.rs` puts the values into the record,
-//! `explain.rs` tells `check-config` where a line stopped matching. For operators: the
-//! README, "Your own log-format".
+//! `explain.rs` tells `check-config` where a line stopped matching. For operators:
+//! docs/log-formats.md, "Your own log-format".
 
 use std::fmt;
 

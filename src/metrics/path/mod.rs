@@ -2,7 +2,7 @@
 //! that `/users/1234` and `/users/5678` are one series. Four stages run in order, each on
 //! the result of the one before: the rules of `HLE_PATH_RULES` (read in
 //! `config::path_rules`), the `:id` templates, the `HLE_PATH_ALLOW` list and the
-//! `HLE_PATH_MAX_SEGMENTS` limit. The README's "Paths" section is the manual.
+//! `HLE_PATH_MAX_SEGMENTS` limit. docs/cardinality.md ("Paths") is the manual.
 //!
 //! Cost: stages 2–4 are one pass over the path's bytes with no regex, and an unchanged path
 //! is returned borrowed. Each rule is one regex search; rules cannot share a `RegexSet`
