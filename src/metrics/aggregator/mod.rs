@@ -245,9 +245,9 @@ impl Aggregator {
                     Some(Observation::Count(n)) => counts[metric.offset] += n,
                     Some(Observation::Value(raw)) => {
                         // The first bound at or above the value; past the last one:
-                        // `+Inf`. Counting (not searching) compiles to vector compares.
+                        // `+Inf`. The thresholds ascend, so a binary search finds it.
                         let value = i64::try_from(raw).unwrap_or(i64::MAX);
-                        let bucket = metric.thresholds.iter().filter(|&&t| t < value).count();
+                        let bucket = metric.thresholds.partition_point(|&t| t < value);
                         counts[metric.offset + bucket] += 1;
                         sums[metric.sum] = sums[metric.sum].saturating_add(raw);
                     }
