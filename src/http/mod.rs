@@ -77,7 +77,7 @@ pub async fn serve(
     let slots = Slots::new(state.limits.max_connections);
     while let Some((stream, peer)) = crate::ingest::tcp::accept(&listener, &shutdown, "http").await
     {
-        let slot = match slots.admit() {
+        let slot = match slots.admit().await {
             Admission::Admitted(slot) => slot,
             Admission::Evicted(slot) => {
                 state.counters.connection_evicted();

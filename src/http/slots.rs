@@ -3,17 +3,26 @@
 //! keep-alive connection, one whose request head is still coming in, one in its TLS
 //! handshake), which is closed; only when every connection is busy answering is the new
 //! one refused. So idle and slow clients cannot keep a scraper out for the length of the
-//! header timeout, and a response being sent is never cut off for a newcomer.
+//! header timeout, and a response being sent is never cut off for a newcomer. The
+//! newcomer is served once the connection it replaces has closed, so that no more than
+//! the cap (and the one being admitted) hold descriptors, however fast they come.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
+
+/// How long a newcomer waits for the idle connection it replaces to close (it closes as
+/// soon as its task runs; this only bounds a runtime too busy to run it).
+const EVICT_WAIT: Duration = Duration::from_secs(1);
 
 /// The open connections, oldest first.
 pub(super) struct Slots {
-    max: usize,
+    /// One permit per open connection, given back when its task ends.
+    permits: Arc<Semaphore>,
     open: Mutex<Open>,
 }
 
@@ -41,6 +50,7 @@ pub(super) enum Admission {
 /// A connection's slot, given back when dropped.
 pub(super) struct Slot {
     slots: Arc<Slots>,
+    _permit: OwnedSemaphorePermit,
     id: u64,
     /// Responses in progress on this connection; while above 0 it is not evicted.
     pub(super) busy: Arc<AtomicUsize>,
@@ -51,30 +61,53 @@ pub(super) struct Slot {
 impl Slots {
     pub(super) fn new(max: usize) -> Arc<Slots> {
         Arc::new(Slots {
-            max: max.max(1),
+            permits: Arc::new(Semaphore::new(max.max(1))),
             open: Mutex::default(),
         })
     }
 
-    /// A slot for a new connection, from the free ones or an idle connection's.
-    pub(super) fn admit(self: &Arc<Slots>) -> Admission {
-        let mut open = match self.open.lock() {
+    /// A slot for a new connection: a free one, or that of the oldest idle connection
+    /// once it has closed.
+    pub(super) async fn admit(self: &Arc<Slots>) -> Admission {
+        if let Ok(permit) = self.permits.clone().try_acquire_owned() {
+            return Admission::Admitted(self.register(permit));
+        }
+        if !self.evict_oldest_idle() {
+            return Admission::Refused;
+        }
+        match tokio::time::timeout(EVICT_WAIT, self.permits.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Admission::Evicted(self.register(permit)),
+            _ => Admission::Refused,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Open> {
+        match self.open.lock() {
             Ok(open) => open,
             Err(poisoned) => poisoned.into_inner(),
-        };
-        let mut evicted = false;
-        if open.by_age.len() >= self.max {
-            let idle = open
-                .by_age
-                .iter()
-                .find(|(_, e)| e.busy.load(Ordering::Relaxed) == 0)
-                .map(|(id, _)| *id);
-            let Some(entry) = idle.and_then(|id| open.by_age.remove(&id)) else {
-                return Admission::Refused;
-            };
-            entry.evict.cancel();
-            evicted = true;
         }
+    }
+
+    /// Tells the oldest connection with no response in progress to close; false if every
+    /// open connection is busy.
+    fn evict_oldest_idle(&self) -> bool {
+        let mut open = self.lock();
+        let idle = open
+            .by_age
+            .iter()
+            .find(|(_, e)| e.busy.load(Ordering::Relaxed) == 0)
+            .map(|(id, _)| *id);
+        match idle.and_then(|id| open.by_age.remove(&id)) {
+            Some(entry) => {
+                entry.evict.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn register(self: &Arc<Slots>, permit: OwnedSemaphorePermit) -> Slot {
+        let mut open = self.lock();
         let id = open.next;
         open.next += 1;
         let (busy, evict) = (Arc::new(AtomicUsize::new(0)), CancellationToken::new());
@@ -85,26 +118,19 @@ impl Slots {
                 evict: evict.clone(),
             },
         );
-        let slot = Slot {
+        Slot {
             slots: self.clone(),
+            _permit: permit,
             id,
             busy,
             evicted: evict,
-        };
-        match evicted {
-            true => Admission::Evicted(slot),
-            false => Admission::Admitted(slot),
         }
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let mut open = match self.slots.open.lock() {
-            Ok(open) => open,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        open.by_age.remove(&self.id);
+        self.slots.lock().by_age.remove(&self.id);
     }
 }
 
@@ -119,27 +145,47 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_oldest_idle_connection_makes_room_and_busy_ones_are_kept() {
+    /// Plays the connection task: ends when told to make room.
+    fn closes_when_evicted(slot: Slot) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            slot.evicted.cancelled().await;
+            drop(slot);
+        })
+    }
+
+    #[tokio::test]
+    async fn the_oldest_idle_connection_makes_room_and_busy_ones_are_kept() {
         let slots = Slots::new(2);
-        let first = slot(slots.admit());
-        let second = slot(slots.admit());
+        let first = slot(slots.admit().await);
+        let second = slot(slots.admit().await);
         first.busy.fetch_add(1, Ordering::Relaxed);
-        // The first is busy: the second, idle, goes.
-        let third = match slots.admit() {
+        let second_token = second.evicted.clone();
+        let second_task = closes_when_evicted(second);
+        // The first is busy: the second, idle, goes, and the newcomer has its place.
+        let third = match slots.admit().await {
             Admission::Evicted(slot) => slot,
             _ => panic!("not evicted"),
         };
-        assert!(second.evicted.is_cancelled());
+        assert!(second_token.is_cancelled());
         assert!(!first.evicted.is_cancelled());
-        // Both left are busy: refused.
+        second_task.await.expect("the evicted connection's task");
+        // Both left are busy: refused at once.
         third.busy.fetch_add(1, Ordering::Relaxed);
-        assert!(matches!(slots.admit(), Admission::Refused));
-        // The evicted connection's end does not free the newcomer's slot.
-        drop(second);
-        assert!(matches!(slots.admit(), Admission::Refused));
+        assert!(matches!(slots.admit().await, Admission::Refused));
         // A connection that ends frees its slot.
         drop(first);
-        assert!(matches!(slots.admit(), Admission::Admitted(_)));
+        assert!(matches!(slots.admit().await, Admission::Admitted(_)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_newcomer_waits_for_the_evicted_one_to_close_and_no_longer() {
+        let slots = Slots::new(1);
+        let idle = slot(slots.admit().await);
+        // The idle connection never closes: after the wait the newcomer is refused, and
+        // the descriptors never exceed the cap.
+        assert!(matches!(slots.admit().await, Admission::Refused));
+        assert!(idle.evicted.is_cancelled());
+        drop(idle);
+        assert!(matches!(slots.admit().await, Admission::Admitted(_)));
     }
 }
