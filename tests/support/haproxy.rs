@@ -698,6 +698,11 @@ impl Inner {
             .status()
             .expect("run `ip link set lo up`");
         assert!(status.success(), "`ip link set lo up` failed: {status}");
+        // The unix socket's queue as the manual advises (docs/log-formats.md): the
+        // kernel's default of 10 makes HAProxy drop lines whenever the reader waits a
+        // few milliseconds for a CPU, as on a loaded test machine. Per network namespace,
+        // so only this run's; without the permission the default stays.
+        let _ = std::fs::write("/proc/sys/net/unix/max_dgram_qlen", "512");
 
         let (dir, own_dir) = match std::env::var_os(WORK_DIR_VAR) {
             Some(d) => (PathBuf::from(d), None),
