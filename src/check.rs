@@ -8,14 +8,12 @@
 //! gives them; nothing is counted anywhere.
 
 use std::collections::{HashMap, HashSet};
-use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read, Write};
-
-use flate2::read::MultiGzDecoder;
+use std::io::{self, BufRead, Write};
 
 use crate::config::Config;
 use crate::haproxy::format::{Format, Stop};
 use crate::haproxy::{self, ConnectionLine, Entry, LineFormat, LogRecord, Timer};
+use crate::ingest::replay::{self, ReplayError};
 use crate::metrics::{Label, OVERSIZE_FRAME};
 use crate::syslog::{self, Timestamp};
 
@@ -157,30 +155,17 @@ fn read(
     Ok(summary)
 }
 
-/// Opens one input; gzip is recognised by its magic bytes, whatever the file is called.
+/// Opens one input as `replay` does (standard input for `-`, gzip by its magic bytes).
 fn open(name: &str) -> Result<Box<dyn BufRead>, CheckError> {
-    let raw: Box<dyn Read> = if name == "-" {
-        Box::new(io::stdin().lock())
-    } else {
-        let file = File::open(name).map_err(|source| CheckError::Open {
+    match replay::open(name) {
+        Ok(input) => Ok(input.reader),
+        Err(ReplayError::Open { name, source }) => Err(CheckError::Open { name, source }),
+        Err(ReplayError::Read { name, source }) => Err(CheckError::Read { name, source }),
+        Err(other) => Err(CheckError::Read {
             name: name.to_string(),
-            source,
-        })?;
-        Box::new(file)
-    };
-    let mut reader = BufReader::with_capacity(64 * 1024, raw);
-    let is_gzip = reader
-        .fill_buf()
-        .map_err(|source| CheckError::Read {
-            name: name.to_string(),
-            source,
-        })?
-        .starts_with(&[0x1f, 0x8b]);
-    Ok(if is_gzip {
-        Box::new(BufReader::new(MultiGzDecoder::new(reader)))
-    } else {
-        Box::new(reader)
-    })
+            source: io::Error::other(other),
+        }),
+    }
 }
 
 fn shown_name(name: &str) -> String {

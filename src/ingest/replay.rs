@@ -125,13 +125,14 @@ pub fn run(
 }
 
 /// An input, opened, and its size in bytes if it is a plain file.
-struct Input {
-    reader: Box<dyn BufRead>,
+pub(crate) struct Input {
+    pub(crate) reader: Box<dyn BufRead>,
     size: Option<u64>,
 }
 
-/// Opens one input; gzip is recognised by its magic bytes, whatever the file is called.
-fn open(name: &str) -> Result<Input, ReplayError> {
+/// Opens one input (`-`: standard input); gzip is recognised by its magic bytes,
+/// whatever the file is called. `check-config` reads its log file through it too.
+pub(crate) fn open(name: &str) -> Result<Input, ReplayError> {
     let (raw, mut size): (Box<dyn Read>, Option<u64>) = if name == "-" {
         (Box::new(io::stdin().lock()), None)
     } else {
