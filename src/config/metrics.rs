@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use crate::haproxy::{Parser, MAX_CUSTOM_LABELS};
 use crate::metrics::client_ip::ClientIpPrefix;
-use crate::metrics::{Cardinality, Kind, Label, MetricConfig, MetricDef, METRICS};
+use crate::metrics::{
+    Cardinality, Kind, Label, MetricConfig, MetricDef, NativeHistograms, NativeMode, METRICS,
+};
 
 use super::path_rules;
 use super::reader::{list, Reader};
@@ -228,5 +230,82 @@ pub(super) fn cardinality(r: &mut Reader) -> Cardinality {
         client_ip,
         max_series,
         ttl,
+        native: native_histograms(r),
+        exemplar: None,
     }
+}
+
+/// The largest `HLE_NATIVE_HISTOGRAM_BUCKET_FACTOR`: one bucket per 2^16, Prometheus'
+/// coarsest schema (-4).
+const MAX_BUCKET_FACTOR: f64 = 65536.0;
+const MAX_NATIVE_BUCKETS: usize = 1_000_000;
+
+/// `HLE_NATIVE_HISTOGRAMS`, `HLE_NATIVE_HISTOGRAM_BUCKET_FACTOR` and
+/// `HLE_NATIVE_HISTOGRAM_MAX_BUCKETS`.
+fn native_histograms(r: &mut Reader) -> NativeHistograms {
+    let defaults = NativeHistograms::default();
+    let mode = match r.get("HLE_NATIVE_HISTOGRAMS").trim() {
+        "off" => NativeMode::Off,
+        "on" => NativeMode::On,
+        "only" => NativeMode::Only,
+        other => {
+            r.problem(format!(
+                "HLE_NATIVE_HISTOGRAMS={other:?}: must be off, on or only"
+            ));
+            NativeMode::Off
+        }
+    };
+    let var = "HLE_NATIVE_HISTOGRAM_BUCKET_FACTOR";
+    let value = r.get(var).trim();
+    let bucket_factor = match value.parse::<f64>() {
+        Ok(f) if f > 1.0 && f <= MAX_BUCKET_FACTOR => f,
+        _ => {
+            r.problem(format!(
+                "{var}={value:?}: must be a number above 1 and at most {MAX_BUCKET_FACTOR} (1.1: buckets at most 10% wide)"
+            ));
+            defaults.bucket_factor
+        }
+    };
+    let max_buckets = r
+        .number("HLE_NATIVE_HISTOGRAM_MAX_BUCKETS", 0, MAX_NATIVE_BUCKETS)
+        .unwrap_or(defaults.max_buckets);
+    NativeHistograms {
+        mode,
+        bucket_factor,
+        max_buckets,
+    }
+}
+
+/// `HLE_EXEMPLAR_LABEL`: one of the custom labels, on no metric's label list (an
+/// exemplar label is there to differ on every request, which as a series label would
+/// make a series of each).
+pub(super) fn exemplar_label(
+    r: &mut Reader,
+    custom: &[Label],
+    metrics: &[MetricConfig],
+) -> Option<Label> {
+    let var = "HLE_EXEMPLAR_LABEL";
+    let name = r.get(var).trim();
+    if name.is_empty() {
+        return None;
+    }
+    let Some(label) = custom.iter().find(|l| l.name() == name).copied() else {
+        let known: Vec<&str> = custom.iter().map(|l| l.name()).collect();
+        let known = if known.is_empty() {
+            "HLE_CUSTOM_LABELS defines none".to_string()
+        } else {
+            format!("defined: {}", known.join(","))
+        };
+        r.problem(format!(
+            "{var}={name:?}: not a label of HLE_CUSTOM_LABELS ({known}); e.g. HLE_CUSTOM_LABELS=trace_id=%[capture.req.hdr(0)] with HAProxy capturing the traceparent header"
+        ));
+        return None;
+    };
+    for metric in metrics.iter().filter(|m| m.labels.contains(&label)) {
+        r.problem(format!(
+            "{var}={name:?}: the label is also on {}_LABELS; an exemplar label would make a series of every request: remove it there",
+            metric.def.env_prefix()
+        ));
+    }
+    Some(label)
 }

@@ -33,7 +33,7 @@ pub use forward::{
     ForwardConfig, ForwardFraming, Sampling, StdoutForward, SyslogFormat, SyslogTarget,
     SyslogTransport,
 };
-use metrics::{cardinality, custom_labels, metric_configs};
+use metrics::{cardinality, custom_labels, exemplar_label, metric_configs};
 pub use reader::parse_duration;
 use reader::{list, Reader};
 pub use sources::AllowList;
@@ -185,12 +185,13 @@ impl Config {
         let log_level = log_level(&mut r);
         let log_output = log_output(&mut r);
         let metrics = metric_configs(&mut r, &custom);
-        let cardinality = cardinality(&mut r);
+        let mut cardinality = cardinality(&mut r);
+        cardinality.exemplar = exemplar_label(&mut r, &custom, &metrics);
         let udp_recv_buffer_bytes = r
             .number("HLE_UDP_RECV_BUFFER_BYTES", 0, MAX_RECV_BUFFER_BYTES)
             .filter(|&n| n > 0);
         let forward = forward::forward(&mut r);
-        let warnings = unused_custom_labels(&custom, &metrics, &forward);
+        let warnings = unused_custom_labels(&custom, &metrics, &forward, cardinality.exemplar);
         for problem in unknown_variables(r.env()) {
             r.problem(problem);
         }
@@ -240,12 +241,14 @@ fn unused_custom_labels(
     custom: &[Label],
     metrics: &[MetricConfig],
     forward: &ForwardConfig,
+    exemplar: Option<Label>,
 ) -> Vec<String> {
     if forward.stdout == StdoutForward::Json {
         return Vec::new();
     }
     custom
         .iter()
+        .filter(|&&label| Some(label) != exemplar)
         .filter(|label| !metrics.iter().any(|m| m.labels.contains(label)))
         .map(|label| {
             format!(

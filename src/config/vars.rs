@@ -160,6 +160,26 @@ const FIXED: &[(&str, &str, &str)] = &[
         "series not updated for this long leave the exposition (s, m, h); 0 never",
     ),
     (
+        "HLE_NATIVE_HISTOGRAMS",
+        "off",
+        "native histograms (sparse exponential buckets, served in the protobuf format to a Prometheus that asks for it): off, on (beside the classic buckets) or only (no classic buckets: one series per label set)",
+    ),
+    (
+        "HLE_NATIVE_HISTOGRAM_BUCKET_FACTOR",
+        "1.1",
+        "largest ratio between the bounds of a native bucket, above 1; it picks the resolution (1.1: 8 buckets per doubling, schema 3)",
+    ),
+    (
+        "HLE_NATIVE_HISTOGRAM_MAX_BUCKETS",
+        "160",
+        "populated buckets a native histogram series may have; beyond it the series halves its resolution; 0: no limit",
+    ),
+    (
+        "HLE_EXEMPLAR_LABEL",
+        "",
+        "a custom label (HLE_CUSTOM_LABELS) whose value each counter series and histogram bucket keeps as the exemplar of its latest observation (OpenMetrics and protobuf scrapes); a traceparent is reduced to its trace id; on no metric's label list; empty: no exemplars",
+    ),
+    (
         "HLE_UDP_RECV_BUFFER_BYTES",
         "4194304",
         "receive buffer of the UDP socket (SO_RCVBUF), up to net.core.rmem_max; 0: the kernel's default",

@@ -7,14 +7,16 @@
 mod aggregator;
 mod catalog;
 pub mod client_ip;
+mod exemplar;
 mod exposition;
 mod kernel;
 mod labels;
+mod native;
 pub mod path;
 mod selfmon;
 mod store;
 
-pub use aggregator::{Aggregator, Cardinality, DEFAULT_MAX_SERIES};
+pub use aggregator::{Aggregator, Cardinality, NativeHistograms, NativeMode, DEFAULT_MAX_SERIES};
 pub use catalog::{
     Kind, MetricConfig, MetricDef, Source, TimerField, METRICS, NAMESPACE, QUEUE_BUCKETS,
     SECONDS_BUCKETS,

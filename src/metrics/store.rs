@@ -5,7 +5,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::exemplar::Exemplar;
 use super::labels::Label;
+use super::native::NativeBuckets;
 
 /// The value of every label of the overflow series.
 pub const OVERFLOW: &str = "__overflow__";
@@ -27,6 +29,11 @@ pub(super) struct Group {
     pub stride: usize,
     /// Sums per series.
     pub sum_stride: usize,
+    /// Native histograms per series: one per histogram with `HLE_NATIVE_HISTOGRAMS` on.
+    pub native_stride: usize,
+    /// Exemplars per series: with `HLE_EXEMPLAR_LABEL`, one per counter and one per
+    /// classic bucket (`+Inf` included) of each histogram.
+    pub exemplar_stride: usize,
 }
 
 /// The series of one group, in parallel vectors indexed by slot.
@@ -40,6 +47,8 @@ pub(super) struct Series {
     /// Histogram sums in the unit HAProxy logs (milliseconds, queue slots): integers, so
     /// the sum does not depend on the order lines arrive in.
     pub sums: Vec<u64>,
+    pub natives: Vec<NativeBuckets>,
+    pub exemplars: Vec<Exemplar>,
     overflow: Option<usize>,
 }
 
@@ -124,6 +133,8 @@ impl Series {
             keys: self.keys.clone(),
             counts: self.counts.clone(),
             sums: self.sums.clone(),
+            natives: self.natives.clone(),
+            exemplars: self.exemplars.clone(),
             ..Series::default()
         }
     }
@@ -144,6 +155,12 @@ impl Series {
         self.touched.push(0);
         self.counts.resize(self.counts.len() + group.stride, 0);
         self.sums.resize(self.sums.len() + group.sum_stride, 0);
+        self.natives
+            .resize_with(self.natives.len() + group.native_stride, Default::default);
+        self.exemplars.resize_with(
+            self.exemplars.len() + group.exemplar_stride,
+            Default::default,
+        );
         slot
     }
 
@@ -155,6 +172,8 @@ impl Series {
         self.touched.swap_remove(slot);
         swap_remove_run(&mut self.counts, slot, last, group.stride);
         swap_remove_run(&mut self.sums, slot, last, group.sum_stride);
+        swap_remove_run(&mut self.natives, slot, last, group.native_stride);
+        swap_remove_run(&mut self.exemplars, slot, last, group.exemplar_stride);
         if self.overflow == Some(slot) {
             self.overflow = None;
         }
@@ -170,7 +189,11 @@ impl Series {
 }
 
 /// Removes the `width` values of `slot` from `values`, moving those of `last` there.
-fn swap_remove_run<T: Copy>(values: &mut Vec<T>, slot: usize, last: usize, width: usize) {
-    values.copy_within(last * width..(last + 1) * width, slot * width);
+fn swap_remove_run<T>(values: &mut Vec<T>, slot: usize, last: usize, width: usize) {
+    if slot != last {
+        for i in 0..width {
+            values.swap(slot * width + i, last * width + i);
+        }
+    }
     values.truncate(last * width);
 }

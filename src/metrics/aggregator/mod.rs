@@ -20,14 +20,18 @@ use tokio::time::Instant;
 
 use super::catalog::{Kind, MetricConfig, MetricDef, Source};
 use super::client_ip::ClientIpPrefix;
-use super::exposition;
+use super::exemplar::{exemplar_id, now_ms};
 use super::labels::Label;
+use super::native::NativeLayout;
 use super::path::PathNormaliser;
 use super::store::{Group, Series, SEPARATOR};
 use crate::haproxy::LogRecord;
 
+mod encode;
 #[cfg(test)]
 mod tests;
+
+pub use encode::Format;
 
 /// Default of `HLE_MAX_SERIES_PER_METRIC`.
 pub const DEFAULT_MAX_SERIES: usize = 10_000;
@@ -44,6 +48,43 @@ pub struct Cardinality {
     pub max_series: usize,
     /// `HLE_SERIES_TTL`: series not updated for this long leave the exposition.
     pub ttl: Option<Duration>,
+    /// `HLE_NATIVE_HISTOGRAM*`.
+    pub native: NativeHistograms,
+    /// `HLE_EXEMPLAR_LABEL`: the custom label whose value is kept as each series' and
+    /// bucket's exemplar.
+    pub exemplar: Option<Label>,
+}
+
+/// `HLE_NATIVE_HISTOGRAMS`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NativeMode {
+    /// Classic buckets only, as before native histograms existed.
+    #[default]
+    Off,
+    /// Classic and native buckets.
+    On,
+    /// Native buckets only.
+    Only,
+}
+
+/// The native histogram settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NativeHistograms {
+    pub mode: NativeMode,
+    /// `HLE_NATIVE_HISTOGRAM_BUCKET_FACTOR`: above 1.
+    pub bucket_factor: f64,
+    /// `HLE_NATIVE_HISTOGRAM_MAX_BUCKETS`: 0 for no limit.
+    pub max_buckets: usize,
+}
+
+impl Default for NativeHistograms {
+    fn default() -> Self {
+        NativeHistograms {
+            mode: NativeMode::Off,
+            bucket_factor: 1.1,
+            max_buckets: 160,
+        }
+    }
 }
 
 impl Default for Cardinality {
@@ -53,6 +94,8 @@ impl Default for Cardinality {
             client_ip: ClientIpPrefix::default(),
             max_series: DEFAULT_MAX_SERIES,
             ttl: None,
+            native: NativeHistograms::default(),
+            exemplar: None,
         }
     }
 }
@@ -63,6 +106,17 @@ struct Metric {
     full_name: String,
     /// Upper bounds of a histogram's buckets; empty for counters.
     buckets: Vec<f64>,
+    /// Whether the classic buckets are counted and exposed (not with
+    /// `HLE_NATIVE_HISTOGRAMS=only`, where a histogram counts only its total); the
+    /// bounds still place the exemplars.
+    classic: bool,
+    /// The native histogram's schema and bucket limit, with `HLE_NATIVE_HISTOGRAMS` on.
+    native: Option<NativeLayout>,
+    /// Where this metric's native histogram is in a series' natives.
+    native_index: usize,
+    /// Where this metric's exemplars start in a series' exemplars: one for a counter, one
+    /// per bucket (`+Inf` included) for a histogram.
+    exemplar_offset: usize,
     /// The same bounds in the unit HAProxy logs: the largest logged value that falls in
     /// each bucket, so that a line is bucketed by integer comparisons.
     thresholds: Vec<i64>,
@@ -218,6 +272,11 @@ impl Aggregator {
             other => other.value(record),
         };
 
+        let exemplar = self.cardinality.exemplar.and_then(|label| {
+            let id = exemplar_id(label.name(), label.value(record))?;
+            Some((id, now_ms()))
+        });
+
         let mut state = self.lock();
         let State { groups, key, now } = &mut *state;
         for (group, series) in self.groups.iter().zip(groups) {
@@ -238,18 +297,32 @@ impl Aggregator {
             series.touched[slot] = *now;
             let counts = &mut series.counts[slot * group.stride..][..group.stride];
             let sums = &mut series.sums[slot * group.sum_stride..][..group.sum_stride];
+            let natives = &mut series.natives[slot * group.native_stride..][..group.native_stride];
+            let exemplars =
+                &mut series.exemplars[slot * group.exemplar_stride..][..group.exemplar_stride];
             for &m in &group.metrics {
                 let metric = &self.metrics[m];
                 match observation(metric.def.source, record) {
                     None => continue,
-                    Some(Observation::Count(n)) => counts[metric.offset] += n,
+                    Some(Observation::Count(n)) => {
+                        counts[metric.offset] += n;
+                        if let Some((id, at)) = exemplar {
+                            exemplars[metric.exemplar_offset].set(n, at, id);
+                        }
+                    }
                     Some(Observation::Value(raw)) => {
                         // The first bound at or above the value; past the last one:
                         // `+Inf`. The thresholds ascend, so a binary search finds it.
                         let value = i64::try_from(raw).unwrap_or(i64::MAX);
                         let bucket = metric.thresholds.partition_point(|&t| t < value);
-                        counts[metric.offset + bucket] += 1;
+                        counts[metric.offset + if metric.classic { bucket } else { 0 }] += 1;
                         sums[metric.sum] = sums[metric.sum].saturating_add(raw);
+                        if let Some(layout) = &metric.native {
+                            natives[metric.native_index].observe(layout, raw);
+                        }
+                        if let Some((id, at)) = exemplar {
+                            exemplars[metric.exemplar_offset + bucket].set(raw, at, id);
+                        }
                     }
                 }
                 if overflowed {
@@ -295,49 +368,13 @@ impl Aggregator {
 
     /// Appends the traffic metrics in the Prometheus text format (version 0.0.4).
     pub fn encode(&self, out: &mut String) -> fmt::Result {
-        // Copy the numbers out and format them without holding the lock.
-        let numbers: Vec<Series> = self.lock().groups.iter().map(Series::numbers).collect();
-        let orders: Vec<Vec<usize>> = numbers.iter().map(Series::sorted_slots).collect();
-        let mut labels = String::new();
-        for metric in &self.metrics {
-            let group = &self.groups[metric.group];
-            let series = &numbers[metric.group];
-            let kind = match metric.def.kind {
-                Kind::Counter => "counter",
-                Kind::Histogram => "histogram",
-            };
-            let name = &metric.full_name;
-            exposition::write_header(out, name, metric.def.help, kind)?;
-            for &slot in &orders[metric.group] {
-                labels.clear();
-                let values = series.keys[slot].split(|&b| b == SEPARATOR);
-                for (label, value) in group.labels.iter().zip(values) {
-                    exposition::write_label(
-                        &mut labels,
-                        label.name(),
-                        &String::from_utf8_lossy(value),
-                    )?;
-                }
-                let counts = &series.counts[slot * group.stride + metric.offset..];
-                match metric.def.kind {
-                    Kind::Counter => exposition::write_counter(out, name, &labels, counts[0])?,
-                    Kind::Histogram => {
-                        let sum = series.sums[slot * group.sum_stride + metric.sum] as f64
-                            / per_base_unit(metric.def.source);
-                        let counts = &counts[..=metric.buckets.len()];
-                        exposition::write_histogram(
-                            out,
-                            name,
-                            &labels,
-                            &metric.buckets,
-                            counts,
-                            sum,
-                        )?;
-                    }
-                }
-            }
-        }
-        Ok(())
+        self.encode_with(&mut encode::Text::new(out))
+    }
+
+    /// Appends the traffic metrics in the OpenMetrics text format, with exemplars, without
+    /// the closing `# EOF`.
+    pub fn encode_openmetrics(&self, out: &mut String) -> fmt::Result {
+        self.encode_with(&mut encode::OpenMetrics::new(out))
     }
 }
 
@@ -379,13 +416,39 @@ fn layout(
     let mut groups: Vec<Group> = Vec::new();
     let mut metrics = Vec::with_capacity(configs.len());
     for config in configs {
-        let (buckets, width, sums) = match config.def.kind {
-            Kind::Counter => (Vec::new(), 1, 0),
-            Kind::Histogram => (config.buckets.clone(), config.buckets.len() + 1, 1),
+        let native_mode = cardinality.native.mode;
+        let histogram = config.def.kind == Kind::Histogram;
+        let classic = !histogram || native_mode != NativeMode::Only;
+        let buckets = if histogram {
+            config.buckets.clone()
+        } else {
+            Vec::new()
         };
-        // Prometheus series per label set: a histogram has one per bucket, `+Inf`
-        // included, plus `_sum` and `_count`.
-        let exposed = width + sums * 2;
+        // Counts per label set: a counter's one, a histogram's buckets with `+Inf`, or
+        // only its total without classic buckets.
+        let width = if classic { buckets.len() + 1 } else { 1 };
+        let sums = usize::from(histogram);
+        let native = (histogram && native_mode != NativeMode::Off)
+            .then(|| {
+                NativeLayout::new(
+                    cardinality.native.bucket_factor,
+                    per_base_unit(config.def.source),
+                    cardinality.native.max_buckets,
+                )
+            })
+            .flatten();
+        let exemplar_width = if cardinality.exemplar.is_some() {
+            buckets.len() + 1
+        } else {
+            0
+        };
+        // Prometheus series per label set: a classic histogram has one per bucket, `+Inf`
+        // included, plus `_sum` and `_count`; a native histogram is one series.
+        let exposed = match (histogram, classic, native.is_some()) {
+            (false, _, _) => 1,
+            (true, true, native) => width + 2 + usize::from(native),
+            (true, false, _) => 1,
+        };
         let same = |g: &Group| g.labels == config.labels && g.exposed == exposed;
         let group = match groups.iter().position(same) {
             Some(group) => group,
@@ -395,6 +458,8 @@ fn layout(
                     metrics: Vec::new(),
                     stride: 0,
                     sum_stride: 0,
+                    native_stride: 0,
+                    exemplar_stride: 0,
                     exposed,
                     max_label_sets: (cardinality.max_series / exposed).max(1),
                 });
@@ -417,17 +482,23 @@ fn layout(
             .collect();
         metrics.push(Metric {
             def: config.def,
+            native,
             thresholds,
             overflow: gauges.overflow.with_label_values(&[&full_name]),
             series: gauge,
             full_name,
             buckets,
+            classic,
+            native_index: g.native_stride,
+            exemplar_offset: g.exemplar_stride,
             group,
             offset: g.stride,
             sum: g.sum_stride,
         });
         g.stride += width;
         g.sum_stride += sums;
+        g.native_stride += usize::from(metrics.last().is_some_and(|m| m.native.is_some()));
+        g.exemplar_stride += exemplar_width;
     }
     (metrics, groups)
 }

@@ -2,7 +2,8 @@
 
 use super::*;
 use crate::haproxy::EntryKind;
-use crate::metrics::{MetricDef, OVERFLOW};
+use crate::metrics::exemplar::now_ms;
+use crate::metrics::{MetricDef, METRICS, OVERFLOW};
 
 #[test]
 fn thresholds_bucket_a_logged_value_as_its_value_in_base_units() {
@@ -316,4 +317,222 @@ fn removing_series_keeps_every_other_series_and_its_counts() {
     for (i, (_, sum)) in (1..10).step_by(2).zip(&sums) {
         assert!((sum - 30.0 * i as f64 / 1000.0).abs() < 1e-9, "{sums:?}");
     }
+}
+
+fn with_native(mode: NativeMode, exemplar: Option<Label>) -> Cardinality {
+    Cardinality {
+        native: NativeHistograms {
+            mode,
+            ..NativeHistograms::default()
+        },
+        exemplar,
+        ..Cardinality::default()
+    }
+}
+
+const TRACE: Label = Label::Custom {
+    slot: 0,
+    name: "trace_id",
+};
+
+fn traced(path: &str, status: &'static str, ms: u64, trace: &'static str) -> LogRecord<'static> {
+    let mut r = record(path, status, ms);
+    r.custom[0] = trace;
+    r
+}
+
+fn text_of(aggregator: &Aggregator) -> String {
+    let mut text = String::new();
+    aggregator.encode(&mut text).unwrap();
+    text
+}
+
+fn default_metrics() -> Vec<MetricConfig> {
+    METRICS
+        .iter()
+        .map(|def| MetricConfig {
+            def,
+            labels: def.default_labels.to_vec(),
+            buckets: def.default_buckets.to_vec(),
+        })
+        .collect()
+}
+
+#[test]
+fn native_on_and_exemplars_leave_the_text_format_as_it_was() {
+    let lines = [
+        traced(
+            "/a",
+            "200",
+            3,
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ),
+        traced("/a", "200", 40, "abc"),
+        traced("/b", "503", 20_000, ""),
+    ];
+    let text = |cardinality: Cardinality| {
+        let aggregator =
+            Aggregator::with_cardinality(&default_metrics(), cardinality, &Registry::new())
+                .unwrap();
+        for line in &lines {
+            aggregator.observe(line);
+        }
+        text_of(&aggregator)
+    };
+    let off = text(Cardinality::default());
+    assert!(off.contains("_bucket{"), "{off}");
+    assert_eq!(text(with_native(NativeMode::On, None)), off);
+    assert_eq!(text(with_native(NativeMode::On, Some(TRACE))), off);
+    assert_eq!(text(with_native(NativeMode::Off, Some(TRACE))), off);
+}
+
+#[test]
+fn native_only_keeps_one_bucket_and_one_series_per_label_set() {
+    let registry = Registry::new();
+    let cardinality = Cardinality {
+        max_series: 3,
+        ..with_native(NativeMode::Only, None)
+    };
+    let metrics = [config(
+        "response_processing_seconds",
+        &[Label::HttpRequestPath],
+    )];
+    let aggregator = Aggregator::with_cardinality(&metrics, cardinality, &registry).unwrap();
+    for (path, ms) in [("/a", 3), ("/a", 40), ("/b", 20_000), ("/c", 1), ("/d", 2)] {
+        aggregator.observe(&record(path, "200", ms));
+    }
+    let name = "haproxy_log_response_processing_seconds";
+    let got: Vec<String> = samples(&aggregator, &format!("{name}_bucket"))
+        .into_iter()
+        .map(|(s, v)| format!("{s} {v}"))
+        .collect();
+    // Three label sets fit in three series: two and the overflow one.
+    assert_eq!(
+        got,
+        [
+            format!("{name}_bucket{{http_request_path=\"/a\",le=\"+Inf\"}} 2"),
+            format!("{name}_bucket{{http_request_path=\"/b\",le=\"+Inf\"}} 1"),
+            format!("{name}_bucket{{http_request_path=\"{OVERFLOW}\",le=\"+Inf\"}} 2"),
+        ]
+    );
+    assert_eq!(total(&aggregator, &format!("{name}_count")), 5.0);
+    assert_eq!(total(&aggregator, &format!("{name}_sum")), 20.046);
+    assert_eq!(gauge(&registry, "haproxy_log_exporter_series", name), 3.0);
+}
+
+#[test]
+fn native_on_counts_the_native_series_against_the_cap() {
+    let registry = Registry::new();
+    let metrics = [config(
+        "response_processing_seconds",
+        &[Label::HttpRequestPath],
+    )];
+    let buckets = metrics[0].buckets.len();
+    // Classic: buckets, +Inf, sum, count; and the native series.
+    let per_set = buckets + 3 + 1;
+    let cardinality = Cardinality {
+        max_series: 2 * per_set,
+        ..with_native(NativeMode::On, None)
+    };
+    let aggregator = Aggregator::with_cardinality(&metrics, cardinality, &registry).unwrap();
+    for path in ["/a", "/b", "/c"] {
+        aggregator.observe(&record(path, "200", 5));
+    }
+    let name = "haproxy_log_response_processing_seconds";
+    assert_eq!(
+        gauge(&registry, "haproxy_log_exporter_series", name),
+        (2 * per_set) as f64
+    );
+}
+
+fn openmetrics_of(aggregator: &Aggregator) -> String {
+    let mut text = String::new();
+    aggregator.encode_openmetrics(&mut text).unwrap();
+    text
+}
+
+#[test]
+fn exemplars_in_openmetrics_keep_the_latest_observation_of_each_bucket() {
+    let metrics = [
+        config("requests_total", &[Label::StatusCode]),
+        config("response_processing_seconds", &[]),
+    ];
+    let aggregator = Aggregator::with_cardinality(
+        &metrics,
+        with_native(NativeMode::Off, Some(TRACE)),
+        &Registry::new(),
+    )
+    .unwrap();
+    let before = now_ms();
+    aggregator.observe(&traced(
+        "/a",
+        "200",
+        3,
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+    ));
+    aggregator.observe(&traced("/a", "200", 4, "second"));
+    aggregator.observe(&traced("/a", "200", 40, "slow"));
+    aggregator.observe(&traced("/a", "500", 60_000, "-"));
+    let after = now_ms();
+    let text = openmetrics_of(&aggregator);
+    assert!(
+        text.contains("# TYPE haproxy_log_requests counter\n"),
+        "{text}"
+    );
+    let line = |prefix: &str| {
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix} in {text}"))
+            .to_string()
+    };
+    // `value # {label} exemplar-value timestamp`, the timestamp in seconds.
+    let exemplar = |l: &str| -> Option<(String, f64, f64)> {
+        let (_, e) = l.split_once(" # ")?;
+        let (labels, rest) = e.split_once("} ")?;
+        let (value, at) = rest.split_once(' ')?;
+        Some((
+            labels.trim_start_matches('{').to_string(),
+            value.parse().ok()?,
+            at.parse().ok()?,
+        ))
+    };
+    let (labels, value, at) =
+        exemplar(&line("haproxy_log_requests_total{status_code=\"200\"} 3")).unwrap();
+    assert_eq!((labels.as_str(), value), ("trace_id=\"slow\"", 1.0));
+    assert!(at * 1000.0 >= before as f64 - 1.0 && at * 1000.0 <= after as f64 + 1.0);
+    // A missing value (`-`) leaves no exemplar.
+    assert_eq!(
+        exemplar(&line("haproxy_log_requests_total{status_code=\"500\"} 1")),
+        None
+    );
+    let h = "haproxy_log_response_processing_seconds_bucket";
+    let (labels, value, _) = exemplar(&line(&format!("{h}{{le=\"0.005\"}} 2"))).unwrap();
+    assert_eq!((labels.as_str(), value), ("trace_id=\"second\"", 0.004));
+    let (labels, value, _) = exemplar(&line(&format!("{h}{{le=\"0.05\"}} 3"))).unwrap();
+    assert_eq!((labels.as_str(), value), ("trace_id=\"slow\"", 0.04));
+    assert_eq!(exemplar(&line(&format!("{h}{{le=\"0.001\"}} 0"))), None);
+    assert_eq!(exemplar(&line(&format!("{h}{{le=\"+Inf\"}} 4"))), None);
+    assert!(text.contains("haproxy_log_response_processing_seconds_count 4\n"));
+}
+
+#[test]
+fn exemplars_without_classic_buckets_go_on_the_one_bucket() {
+    let metrics = [config("response_processing_seconds", &[])];
+    let aggregator = Aggregator::with_cardinality(
+        &metrics,
+        with_native(NativeMode::Only, Some(TRACE)),
+        &Registry::new(),
+    )
+    .unwrap();
+    aggregator.observe(&traced("/a", "200", 3, "first"));
+    aggregator.observe(&traced("/a", "200", 4000, "latest"));
+    let text = openmetrics_of(&aggregator);
+    let inf = text
+        .lines()
+        .find(|l| l.contains("le=\"+Inf\""))
+        .unwrap_or_default();
+    assert!(
+        inf.starts_with("haproxy_log_response_processing_seconds_bucket{le=\"+Inf\"} 2 # {trace_id=\"latest\"} 4 "),
+        "{text}"
+    );
 }
