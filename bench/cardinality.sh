@@ -8,6 +8,11 @@
 #   c) the labels of b) plus client_ip on haproxy_log_requests_total, and an attack: every
 #      line has a random path and a random client address; the default series cap.
 #
+# Then a second table: one histogram, haproxy_log_response_processing_seconds, by
+# http_request_path alone, on 10000 distinct paths (a cap that keeps them all), classic
+# against HLE_NATIVE_HISTOGRAMS=on and only, each scraped in the text format and, for the
+# native ones, in the protobuf format Prometheus asks for with native histograms on.
+#
 # Prints one Markdown table row per configuration: series in the exposition, series
 # folded (lines sent to overflow series), resident memory (VmRSS and its peak VmHWM),
 # the exposition's size, the fastest of three scrapes, and promtool's verdict.
@@ -99,18 +104,22 @@ run() {
     done
     ((counted >= LINES)) || die "$name: only $counted of $LINES lines counted in ${WAIT_SECONDS}s"
 
+    cp "$work/metrics.txt" "$work/text.txt"
     local best=999 t
     for i in 1 2 3; do
-        t=$(curl -sf "http://$web/metrics" -o "$work/metrics.txt" -w '%{time_total}')
+        t=$(curl -sf -H "Accept: ${ACCEPT:-*/*}" "http://$web/metrics" -o "$work/metrics.txt" -w '%{time_total}')
         best=$(awk -v a="$best" -v b="$t" 'BEGIN { print (b < a ? b : a) }')
     done
     local rss hwm series folded bytes verdict=skipped
     rss=$(awk '/^VmRSS/ { printf "%.1f", $2 / 1024 }' "/proc/$pid/status")
     hwm=$(awk '/^VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$pid/status")
     series=$(grep -v '^haproxy_log_exporter_' "$work/metrics.txt" | grep -c '^haproxy_log_' || true)
-    folded=$(value haproxy_log_exporter_series_overflow_total "$work/metrics.txt")
+    folded=$(value haproxy_log_exporter_series_overflow_total "$work/text.txt")
     bytes=$(wc -c <"$work/metrics.txt")
-    if command -v promtool >/dev/null; then
+    if [[ -n ${ACCEPT:-} ]]; then
+        series=-
+        verdict=n/a
+    elif command -v promtool >/dev/null; then
         if promtool check metrics <"$work/metrics.txt" >/dev/null 2>&1; then verdict=valid; else verdict=INVALID; fi
     fi
     printf '| %s | %d | %s | %s | %s MiB | %s MiB | %d KiB | %.0f ms | %s |\n' \
@@ -127,3 +136,38 @@ run "a) default labels" "$work/realistic.log"
 run "b) path, method, status, server" "$work/realistic.log" "${heavy_env[@]}"
 run "c) b) + client_ip, random paths and clients" "$work/attack.log" "${heavy_env[@]}" \
     "HLE_REQUESTS_TOTAL_LABELS=$heavy,client_ip"
+
+# 10000 distinct paths of random words (no template folds them), each line one of them.
+awk -v n="$LINES" 'BEGIN {
+    srand(7)
+    for (p = 0; p < 10000; p++) {
+        path = ""
+        for (s = 0; s < 2; s++) {
+            word = ""
+            for (k = 0; k < 8; k++) word = word sprintf("%c", 97 + int(rand() * 26))
+            path = path "/" word
+        }
+        paths[p] = path
+    }
+    for (i = 0; i < n; i++) {
+        ms = int(exp(rand() * 8))
+        printf "<134>Nov 25 10:00:00 haproxy[1234]: 10.0.0.1:4000 [25/Nov/2026:10:00:00.000] fe_main be_app/app1 0/0/1/%d/%d 200 512 - - ---- 1/1/0/0/0 0/0 \"GET %s HTTP/1.1\"\n",
+            ms, ms + 1, paths[i % 10000]
+    }
+}' >"$work/paths.log"
+
+protobuf='application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited'
+one=(HLE_ENABLED_METRICS=response_processing_seconds
+    HLE_RESPONSE_PROCESSING_SECONDS_LABELS=http_request_path)
+echo
+echo "| configuration | lines counted | sample lines | overflow_total, all metrics | RSS | peak RSS | exposition | scrape | promtool |"
+echo "|---|---|---|---|---|---|---|---|---|"
+run "d) classic, 10000 paths, text" "$work/paths.log" "${one[@]}" HLE_MAX_SERIES_PER_METRIC=200000
+run "e) on, 10000 paths, text" "$work/paths.log" "${one[@]}" HLE_MAX_SERIES_PER_METRIC=200000 \
+    HLE_NATIVE_HISTOGRAMS=on
+ACCEPT=$protobuf run "f) on, 10000 paths, protobuf" "$work/paths.log" "${one[@]}" \
+    HLE_MAX_SERIES_PER_METRIC=200000 HLE_NATIVE_HISTOGRAMS=on
+run "g) only, 10000 paths, text" "$work/paths.log" "${one[@]}" HLE_MAX_SERIES_PER_METRIC=20000 \
+    HLE_NATIVE_HISTOGRAMS=only
+ACCEPT=$protobuf run "h) only, 10000 paths, protobuf" "$work/paths.log" "${one[@]}" \
+    HLE_MAX_SERIES_PER_METRIC=20000 HLE_NATIVE_HISTOGRAMS=only

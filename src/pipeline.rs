@@ -12,7 +12,7 @@ use crate::config::Config;
 use crate::forward::Forwarders;
 use crate::haproxy::{ConnectionLine, Entry, Parser};
 use crate::metrics::{
-    Aggregator, Cardinality, CountingWatch, MetricConfig, SelfMetrics, Transport,
+    gathered, Aggregator, Cardinality, CountingWatch, Format, MetricConfig, SelfMetrics, Transport,
 };
 use crate::syslog;
 
@@ -139,6 +139,41 @@ impl Pipeline {
 
     /// The whole exposition: the registry's metrics (self-metrics, process) followed by
     /// the traffic metrics.
+    /// The exposition formats this configuration offers beside the text format: protobuf
+    /// with native histograms on, OpenMetrics with exemplars. Without either every scrape
+    /// gets the text format, as before they existed.
+    pub fn offers(&self) -> (bool, bool) {
+        self.aggregator.offers()
+    }
+
+    /// The self-metrics and the traffic metrics in `format`.
+    pub fn exposition_as(&self, format: Format) -> Result<Vec<u8>, String> {
+        match format {
+            Format::Text => self
+                .exposition()
+                .map(String::into_bytes)
+                .map_err(|e| e.to_string()),
+            Format::OpenMetrics => {
+                let mut text = String::new();
+                let written = gathered::write_openmetrics(&self.registry.gather(), &mut text)
+                    .and_then(|()| self.aggregator.encode_openmetrics(&mut text));
+                written.map_err(|e| format!("cannot write the exposition: {e}"))?;
+                text.push_str("# EOF\n");
+                Ok(text.into_bytes())
+            }
+            Format::Protobuf => {
+                let mut out = Vec::new();
+                for family in gathered::to_protobuf(&self.registry.gather()) {
+                    gathered::write_delimited(&family, &mut out);
+                }
+                self.aggregator
+                    .encode_protobuf(&mut out)
+                    .map_err(|e| format!("cannot write the exposition: {e}"))?;
+                Ok(out)
+            }
+        }
+    }
+
     pub fn exposition(&self) -> Result<String, prometheus::Error> {
         let mut text = Vec::new();
         TextEncoder::new().encode(&self.registry.gather(), &mut text)?;

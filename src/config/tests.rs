@@ -745,3 +745,68 @@ fn a_custom_label_no_metric_has_is_a_warning() {
         .warnings
         .is_empty());
 }
+
+#[test]
+fn native_histograms_and_the_exemplar_label() {
+    use crate::metrics::{NativeHistograms, NativeMode};
+    let config = Config::from_env(&HashMap::new()).unwrap();
+    assert_eq!(config.cardinality.native, NativeHistograms::default());
+    assert_eq!(config.cardinality.native.mode, NativeMode::Off);
+    assert_eq!(config.cardinality.exemplar, None);
+
+    let format = "%ci:%cp [%tr] %ft %b/%s %TR/%Tw/%Tc/%Tr/%Ta %ST %B %tsc %ac/%fc/%bc/%sc/%rc %sq/%bq {%hr} %{+Q}r";
+    let base = [
+        ("HLE_LOG_FORMAT", format),
+        ("HLE_CUSTOM_LABELS", "trace_id=%hr"),
+        ("HLE_NATIVE_HISTOGRAMS", "only"),
+        ("HLE_NATIVE_HISTOGRAM_BUCKET_FACTOR", "1.05"),
+        ("HLE_NATIVE_HISTOGRAM_MAX_BUCKETS", "0"),
+        ("HLE_EXEMPLAR_LABEL", "trace_id"),
+    ];
+    let config = Config::from_env(&env(&base)).unwrap();
+    assert_eq!(
+        config.cardinality.native,
+        NativeHistograms {
+            mode: NativeMode::Only,
+            bucket_factor: 1.05,
+            max_buckets: 0,
+        }
+    );
+    assert_eq!(
+        config.cardinality.exemplar.map(|l| l.name()),
+        Some("trace_id")
+    );
+    // The exemplar label is used: no warning that it is on no metric.
+    assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+
+    let problems = |pairs: &[(&str, &str)]| {
+        let mut vars = base.to_vec();
+        vars.extend_from_slice(pairs);
+        Config::from_env(&env(&vars)).unwrap_err().problems
+    };
+    assert_eq!(
+        problems(&[
+            ("HLE_NATIVE_HISTOGRAMS", "yes"),
+            ("HLE_NATIVE_HISTOGRAM_BUCKET_FACTOR", "1"),
+            ("HLE_NATIVE_HISTOGRAM_MAX_BUCKETS", "-1"),
+        ])
+        .len(),
+        3
+    );
+    for factor in ["0.9", "NaN", "inf", "70000", "x"] {
+        let p = problems(&[("HLE_NATIVE_HISTOGRAM_BUCKET_FACTOR", factor)]);
+        assert!(p[0].contains("above 1"), "{factor}: {p:?}");
+    }
+    let p = problems(&[("HLE_EXEMPLAR_LABEL", "request_id")]);
+    assert!(p[0].contains("defined: trace_id"), "{p:?}");
+    let p = problems(&[
+        ("HLE_EXEMPLAR_LABEL", "trace_id"),
+        ("HLE_REQUESTS_TOTAL_LABELS", "trace_id,status_code"),
+    ]);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(p[0].contains("HLE_REQUESTS_TOTAL_LABELS"), "{p:?}");
+    let p = Config::from_env(&env(&[("HLE_EXEMPLAR_LABEL", "trace_id")]))
+        .unwrap_err()
+        .problems;
+    assert!(p[0].contains("HLE_CUSTOM_LABELS defines none"), "{p:?}");
+}

@@ -2,7 +2,9 @@
 //! thread; the scrapes that arrive while it runs wait for it and get the same bytes
 //! (`Bytes` shares one copy between every response), and a rendering younger than
 //! `HLE_WEB_SCRAPE_CACHE_TTL` is served again. The gzip form (what Prometheus asks for)
-//! is made once per rendering too, when first asked for, and shared the same way.
+//! is made once per rendering too, when first asked for, and shared the same way. Each
+//! exposition format (text, OpenMetrics, protobuf: `negotiate`) has a rendering of its
+//! own; they share the one lock.
 //!
 //! Rendering is the expensive part of a scrape (a large exposition takes hundreds of
 //! milliseconds and its size in memory). Rendered once per arrival, concurrent scrapes
@@ -16,6 +18,7 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use super::counters::HttpCounters;
+use crate::metrics::Format;
 use crate::pipeline::Pipeline;
 
 /// The last rendering and the lock that makes renderings one at a time.
@@ -24,7 +27,25 @@ pub(super) struct Exposition {
     ttl: Duration,
     counters: HttpCounters,
     /// Held for the whole rendering: later arrivals queue on it (tokio's mutex is fair).
-    last: Mutex<Option<Rendering>>,
+    last: Mutex<Renderings>,
+}
+
+/// The last rendering of each format.
+#[derive(Default)]
+struct Renderings {
+    text: Option<Rendering>,
+    openmetrics: Option<Rendering>,
+    protobuf: Option<Rendering>,
+}
+
+impl Renderings {
+    fn of(&mut self, format: Format) -> &mut Option<Rendering> {
+        match format {
+            Format::Text => &mut self.text,
+            Format::OpenMetrics => &mut self.openmetrics,
+            Format::Protobuf => &mut self.protobuf,
+        }
+    }
 }
 
 struct Rendering {
@@ -46,19 +67,23 @@ impl Exposition {
             pipeline,
             ttl,
             counters,
-            last: Mutex::new(None),
+            last: Mutex::new(Renderings::default()),
         }
     }
 
     /// The exposition as of this call or later: a rendering that finished after the call
     /// began (it was running, or ran while this one waited), one younger than the TTL, or
     /// a new one.
-    pub(super) async fn get(self: &Arc<Self>, encoding: Encoding) -> Result<Bytes, String> {
+    pub(super) async fn get(
+        self: &Arc<Self>,
+        format: Format,
+        encoding: Encoding,
+    ) -> Result<Bytes, String> {
         let arrived = Instant::now();
         let this = self.clone();
         // A task of its own, so that a client that goes away while the rendering runs
         // neither cancels it for the scrapes queued behind nor lets the lock go early.
-        tokio::spawn(async move { this.shared_or_rendered(arrived, encoding).await })
+        tokio::spawn(async move { this.shared_or_rendered(arrived, format, encoding).await })
             .await
             .map_err(|e| format!("rendering task failed: {e}"))?
     }
@@ -66,9 +91,11 @@ impl Exposition {
     async fn shared_or_rendered(
         &self,
         arrived: Instant,
+        format: Format,
         encoding: Encoding,
     ) -> Result<Bytes, String> {
-        let mut last = self.last.lock().await;
+        let mut renderings = self.last.lock().await;
+        let last = renderings.of(format);
         let fresh = last.as_ref().is_some_and(|rendering| {
             rendering.finished >= arrived || rendering.finished.elapsed() < self.ttl
         });
@@ -77,11 +104,11 @@ impl Exposition {
             // hold theirs).
             *last = None;
             let pipeline = self.pipeline.clone();
-            let text = blocking(move || pipeline.exposition().map_err(|e| e.to_string())).await?;
+            let body = blocking(move || pipeline.exposition_as(format)).await?;
             self.counters.rendered();
             *last = Some(Rendering {
                 finished: Instant::now(),
-                body: Bytes::from(text.into_bytes()),
+                body: Bytes::from(body),
                 gzip: None,
             });
         }
@@ -146,7 +173,7 @@ mod tests {
                 let exposition = exposition.clone();
                 tokio::spawn(async move {
                     exposition
-                        .shared_or_rendered(arrived, Encoding::Identity)
+                        .shared_or_rendered(arrived, Format::Text, Encoding::Identity)
                         .await
                 })
             })
@@ -163,23 +190,23 @@ mod tests {
     #[tokio::test]
     async fn a_rendering_is_served_again_within_its_ttl_only() {
         let (exposition, counters) = with_ttl(Duration::from_secs(60));
-        let first = exposition.get(Encoding::Identity).await.unwrap();
-        let second = exposition.get(Encoding::Identity).await.unwrap();
+        let first = exposition.get(Format::Text, Encoding::Identity).await.unwrap();
+        let second = exposition.get(Format::Text, Encoding::Identity).await.unwrap();
         assert_eq!(first.as_ptr(), second.as_ptr());
         assert_eq!(counters.scrapes_and_renders().1, 1);
 
         let (exposition, counters) = with_ttl(Duration::ZERO);
-        exposition.get(Encoding::Identity).await.unwrap();
-        exposition.get(Encoding::Identity).await.unwrap();
+        exposition.get(Format::Text, Encoding::Identity).await.unwrap();
+        exposition.get(Format::Text, Encoding::Identity).await.unwrap();
         assert_eq!(counters.scrapes_and_renders().1, 2);
     }
 
     #[tokio::test]
     async fn the_gzip_form_is_made_once_per_rendering() {
         let (exposition, counters) = with_ttl(Duration::from_secs(60));
-        let plain = exposition.get(Encoding::Identity).await.unwrap();
-        let first = exposition.get(Encoding::Gzip).await.unwrap();
-        let second = exposition.get(Encoding::Gzip).await.unwrap();
+        let plain = exposition.get(Format::Text, Encoding::Identity).await.unwrap();
+        let first = exposition.get(Format::Text, Encoding::Gzip).await.unwrap();
+        let second = exposition.get(Format::Text, Encoding::Gzip).await.unwrap();
         assert_eq!(first.as_ptr(), second.as_ptr());
         assert_eq!(counters.scrapes_and_renders().1, 1);
         let mut unzipped = Vec::new();

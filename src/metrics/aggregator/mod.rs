@@ -28,6 +28,7 @@ use super::store::{Group, Series, SEPARATOR};
 use crate::haproxy::LogRecord;
 
 mod encode;
+mod protobuf;
 #[cfg(test)]
 mod tests;
 
@@ -375,6 +376,22 @@ impl Aggregator {
     /// the closing `# EOF`.
     pub fn encode_openmetrics(&self, out: &mut String) -> fmt::Result {
         self.encode_with(&mut encode::OpenMetrics::new(out))
+    }
+
+    /// Appends the traffic metrics in the Prometheus protobuf format, length-delimited
+    /// `MetricFamily` messages, with native histograms and exemplars.
+    pub fn encode_protobuf(&self, out: &mut Vec<u8>) -> fmt::Result {
+        self.encode_with(&mut protobuf::Protobuf::new(out))
+    }
+
+    /// Which formats are worth offering beside the text format: (protobuf, OpenMetrics).
+    /// Protobuf is what carries native histograms, OpenMetrics text exemplars; without
+    /// either, every scrape gets the text format as it did before they existed.
+    pub fn offers(&self) -> (bool, bool) {
+        (
+            self.cardinality.native.mode != NativeMode::Off,
+            self.cardinality.exemplar.is_some(),
+        )
     }
 }
 
