@@ -10,6 +10,7 @@ pub mod client_ip;
 mod exposition;
 mod kernel;
 mod labels;
+mod native;
 pub mod path;
 mod selfmon;
 mod store;
