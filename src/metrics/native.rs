@@ -28,11 +28,9 @@
 //! a series keeps its reduced schema for its lifetime.
 //!
 //! Memory: 48 bytes per series when empty (no allocation), then 8 bytes per bucket
-//! between the lowest and the highest populated one; the dense span is not bounded by
-//! the bucket limit (a few far outliers at a fine schema make it long).
-
-// wired by the aggregator
-#![allow(dead_code)]
+//! between the lowest and the highest populated one. With a bucket limit, that run too
+//! halves the resolution when it passes four times the limit, so a few far outliers at
+//! a fine schema cannot make a series large (at most 5 KiB at the default 160).
 
 use std::fmt;
 
@@ -47,6 +45,10 @@ pub(crate) const MIN_SCHEMA: i8 = -4;
 
 /// The largest raw value whose bucket index the layout keeps in its table.
 pub(crate) const TABLE_MAX_RAW: u64 = 16_384;
+
+/// A series keeps counts for every bucket between its lowest and highest populated ones;
+/// that run may be this many times the bucket limit before the resolution is halved.
+const WIDTH_PER_BUCKET: usize = 4;
 
 /// The table's mark of a raw value that goes to the zero bucket.
 const ZERO_MARK: i16 = i16::MIN;
@@ -263,7 +265,7 @@ impl NativeBuckets {
             return;
         };
         let k = ceil_shift(k, self.reduction);
-        if self.add(k, 1) && layout.max_buckets != 0 && self.populated() > layout.max_buckets {
+        if self.add(k, 1) && layout.max_buckets != 0 && self.over(layout) {
             self.reduce(layout);
         }
     }
@@ -311,11 +313,21 @@ impl NativeBuckets {
         self.populated += 1;
     }
 
+    /// Whether the series is over the bucket limit: more populated buckets than it, or a
+    /// run of counts (empty buckets between the lowest and highest included) more than
+    /// `WIDTH_PER_BUCKET` times it, which bounds a series' memory when a few outliers
+    /// sit far from the rest (client_golang stores buckets sparsely and needs no such
+    /// bound).
+    fn over(&self, layout: &NativeLayout) -> bool {
+        self.populated() > layout.max_buckets
+            || self.counts.len() > layout.max_buckets.saturating_mul(WIDTH_PER_BUCKET)
+    }
+
     /// Halves the resolution until the populated buckets fit the limit or the schema
     /// is the coarsest.
     #[cold]
     fn reduce(&mut self, layout: &NativeLayout) {
-        while self.populated() > layout.max_buckets && self.schema(layout) > MIN_SCHEMA {
+        while self.over(layout) && self.schema(layout) > MIN_SCHEMA {
             self.halve();
         }
     }
@@ -778,6 +790,25 @@ mod tests {
                 prop_assert!(offset > 2);
             }
         }
+    }
+
+    #[test]
+    fn far_outliers_halve_the_resolution_before_the_run_of_counts_grows_past_its_bound() {
+        // Two values 2^40 apart: two populated buckets, but at schema 3 a run of 321.
+        let l = layout(3, 1000.0, 10);
+        let mut h = NativeBuckets::default();
+        h.observe(&l, 1);
+        h.observe(&l, 1 << 40);
+        assert_eq!(h.populated(), 2);
+        assert!(h.counts.len() <= 10 * WIDTH_PER_BUCKET, "{}", h.counts.len());
+        assert!(h.schema(&l) < 3);
+        assert_eq!(h.count(), 2);
+        // Without a limit, no bound either.
+        let l = layout(3, 1000.0, 0);
+        let mut h = NativeBuckets::default();
+        h.observe(&l, 1);
+        h.observe(&l, 1 << 40);
+        assert_eq!(h.schema(&l), 3);
     }
 }
 
