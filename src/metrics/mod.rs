@@ -11,6 +11,7 @@ mod exposition;
 mod kernel;
 mod labels;
 pub mod path;
+pub(crate) mod proto;
 mod selfmon;
 mod store;
 
