@@ -8,6 +8,9 @@ mod aggregator;
 mod catalog;
 pub mod client_ip;
 mod exposition;
+// Until /metrics answers in these formats.
+#[allow(dead_code)]
+pub(crate) mod gathered;
 mod kernel;
 mod labels;
 pub mod path;
