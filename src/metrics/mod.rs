@@ -9,10 +9,14 @@ mod catalog;
 pub mod client_ip;
 mod exemplar;
 mod exposition;
+// Until /metrics answers in these formats.
+#[allow(dead_code)]
+pub(crate) mod gathered;
 mod kernel;
 mod labels;
 mod native;
 pub mod path;
+pub(crate) mod proto;
 mod selfmon;
 mod store;
 
