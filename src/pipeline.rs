@@ -137,8 +137,6 @@ impl Pipeline {
         self.aggregator.sweep(now);
     }
 
-    /// The whole exposition: the registry's metrics (self-metrics, process) followed by
-    /// the traffic metrics.
     /// The exposition formats this configuration offers beside the text format: protobuf
     /// with native histograms on, OpenMetrics with exemplars. Without either every scrape
     /// gets the text format, as before they existed.
@@ -174,6 +172,8 @@ impl Pipeline {
         }
     }
 
+    /// The whole exposition: the registry's metrics (self-metrics, process) followed by
+    /// the traffic metrics.
     pub fn exposition(&self) -> Result<String, prometheus::Error> {
         let mut text = Vec::new();
         TextEncoder::new().encode(&self.registry.gather(), &mut text)?;

@@ -9,12 +9,12 @@
 
 mod connection;
 pub mod counters;
-// Until /metrics answers in the negotiated format.
-#[allow(dead_code)]
 mod negotiate;
 mod respond;
 mod scrape;
 mod slots;
+
+use negotiate::Offered;
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
@@ -39,6 +39,8 @@ pub struct State {
     limits: WebConfig,
     counters: HttpCounters,
     exposition: Arc<Exposition>,
+    /// The formats offered beside text, fixed by the configuration.
+    offered: Offered,
     /// TLS and basic auth (`HLE_WEB_CONFIG_FILE`), if configured.
     security: Option<Arc<crate::web::Security>>,
 }
@@ -51,8 +53,13 @@ impl State {
         counters: HttpCounters,
         security: Option<Arc<crate::web::Security>>,
     ) -> State {
+        let (protobuf, openmetrics) = pipeline.offers();
         State {
             security,
+            offered: Offered {
+                protobuf,
+                openmetrics,
+            },
             telemetry_path,
             ready: false.into(),
             exposition: Arc::new(Exposition::new(

@@ -15,26 +15,16 @@
 //! with `q=0` or an unreadable `q` is refused rather than ranked last, and `*/*` means text
 //! at once rather than the server's first format.
 
-/// An exposition format and its `Content-Type`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Format {
-    /// The Prometheus text format 0.0.4.
-    Text,
-    /// OpenMetrics 1.0 text, for exemplars.
-    OpenMetrics,
-    /// Length-delimited `io.prometheus.client.MetricFamily` messages, for native
-    /// histograms.
-    Protobuf,
-}
+use crate::metrics::Format;
 
-impl Format {
-    pub(super) fn content_type(self) -> &'static str {
-        match self {
-            Format::Text => "text/plain; version=0.0.4; charset=utf-8",
-            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            Format::Protobuf => {
-                "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited"
-            }
+/// The `Content-Type` of an answer in this format. Text keeps the type it has always
+/// been sent with, so that a classic scrape's headers do not change.
+pub(super) fn content_type(format: Format) -> &'static str {
+    match format {
+        Format::Text => "text/plain; version=0.0.4",
+        Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        Format::Protobuf => {
+            "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited"
         }
     }
 }
@@ -325,21 +315,18 @@ mod tests {
 
     #[test]
     fn content_types() {
+        assert_eq!(content_type(Format::Text), "text/plain; version=0.0.4");
         assert_eq!(
-            Format::Text.content_type(),
-            "text/plain; version=0.0.4; charset=utf-8"
-        );
-        assert_eq!(
-            Format::OpenMetrics.content_type(),
+            content_type(Format::OpenMetrics),
             "application/openmetrics-text; version=1.0.0; charset=utf-8"
         );
         assert_eq!(
-            Format::Protobuf.content_type(),
+            content_type(Format::Protobuf),
             "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited"
         );
         // Each content type, sent back as an Accept, negotiates itself.
         for format in [Format::Text, Format::OpenMetrics, Format::Protobuf] {
-            assert_eq!(one(format.content_type(), BOTH), format);
+            assert_eq!(one(content_type(format), BOTH), format);
         }
     }
 

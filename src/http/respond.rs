@@ -6,12 +6,12 @@ use std::sync::atomic::Ordering;
 use bytes::Bytes;
 use hyper::body::{Body, Incoming};
 use hyper::header::{
-    HeaderMap, HeaderValue, ACCEPT_ENCODING, ALLOW, CONNECTION, CONTENT_ENCODING, CONTENT_TYPE,
-    VARY,
+    HeaderMap, HeaderValue, ACCEPT, ACCEPT_ENCODING, ALLOW, CONNECTION, CONTENT_ENCODING,
+    CONTENT_TYPE, VARY,
 };
 use hyper::{Method, Request, Response, StatusCode};
-use prometheus::{Encoder, TextEncoder};
 
+use super::negotiate::{content_type, negotiate, Offered};
 use super::scrape::Encoding;
 use super::State;
 
@@ -34,13 +34,25 @@ pub(super) async fn respond(state: &State, req: &Request<Incoming>) -> Response<
     let path = req.uri().path();
     if path == state.telemetry_path {
         let encoding = wanted_encoding(req.headers());
-        return match state.exposition.get(encoding).await {
+        let accept: Vec<&str> = req
+            .headers()
+            .get_all(ACCEPT)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .collect();
+        let format = negotiate(&accept, state.offered);
+        return match state.exposition.get(format, encoding).await {
             Ok(body) => {
                 state.counters.scraped();
-                let mut response =
-                    with_type(StatusCode::OK, body, TextEncoder::new().format_type());
+                let mut response = with_type(StatusCode::OK, body, content_type(format));
                 let headers = response.headers_mut();
-                headers.insert(VARY, HeaderValue::from_static("Accept-Encoding"));
+                // The answer depends on Accept only when there is a choice of format.
+                let vary = if state.offered == Offered::default() {
+                    "Accept-Encoding"
+                } else {
+                    "Accept, Accept-Encoding"
+                };
+                headers.insert(VARY, HeaderValue::from_static(vary));
                 if encoding == Encoding::Gzip {
                     headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
                 }

@@ -190,21 +190,36 @@ mod tests {
     #[tokio::test]
     async fn a_rendering_is_served_again_within_its_ttl_only() {
         let (exposition, counters) = with_ttl(Duration::from_secs(60));
-        let first = exposition.get(Format::Text, Encoding::Identity).await.unwrap();
-        let second = exposition.get(Format::Text, Encoding::Identity).await.unwrap();
+        let first = exposition
+            .get(Format::Text, Encoding::Identity)
+            .await
+            .unwrap();
+        let second = exposition
+            .get(Format::Text, Encoding::Identity)
+            .await
+            .unwrap();
         assert_eq!(first.as_ptr(), second.as_ptr());
         assert_eq!(counters.scrapes_and_renders().1, 1);
 
         let (exposition, counters) = with_ttl(Duration::ZERO);
-        exposition.get(Format::Text, Encoding::Identity).await.unwrap();
-        exposition.get(Format::Text, Encoding::Identity).await.unwrap();
+        exposition
+            .get(Format::Text, Encoding::Identity)
+            .await
+            .unwrap();
+        exposition
+            .get(Format::Text, Encoding::Identity)
+            .await
+            .unwrap();
         assert_eq!(counters.scrapes_and_renders().1, 2);
     }
 
     #[tokio::test]
     async fn the_gzip_form_is_made_once_per_rendering() {
         let (exposition, counters) = with_ttl(Duration::from_secs(60));
-        let plain = exposition.get(Format::Text, Encoding::Identity).await.unwrap();
+        let plain = exposition
+            .get(Format::Text, Encoding::Identity)
+            .await
+            .unwrap();
         let first = exposition.get(Format::Text, Encoding::Gzip).await.unwrap();
         let second = exposition.get(Format::Text, Encoding::Gzip).await.unwrap();
         assert_eq!(first.as_ptr(), second.as_ptr());

@@ -193,7 +193,7 @@ fn write_family(family: &gathered::MetricFamily, out: &mut String) -> fmt::Resul
                 line("_sum", None, Number::Float(summary.sample_sum()))?;
                 line("_count", None, Number::Int(summary.sample_count()))?;
             }
-            OmType::Histogram | OmType::GaugeHistogram => {
+            OmType::Histogram => {
                 let histogram = metric.get_histogram();
                 let mut inf_seen = false;
                 let mut negative = false;
@@ -226,7 +226,6 @@ pub(crate) enum OmType {
     Counter,
     Gauge,
     Histogram,
-    GaugeHistogram,
     Summary,
     Unknown,
 }
@@ -251,7 +250,6 @@ pub(crate) fn write_om_header(
         },
         OmType::Gauge => (name, "gauge"),
         OmType::Histogram => (name, "histogram"),
-        OmType::GaugeHistogram => (name, "gaugehistogram"),
         OmType::Summary => (name, "summary"),
         OmType::Unknown => (name, "unknown"),
     };
@@ -814,8 +812,8 @@ test_temperature_celsius -1.5
             "# TYPE a_b c gauge\n"
         );
         assert_eq!(
-            header("q_bytes", OmType::GaugeHistogram, "bytes", "H."),
-            "# TYPE q_bytes gaugehistogram\n# UNIT q_bytes bytes\n# HELP q_bytes H.\n"
+            header("q_bytes", OmType::Histogram, "bytes", "H."),
+            "# TYPE q_bytes histogram\n# UNIT q_bytes bytes\n# HELP q_bytes H.\n"
         );
         assert_eq!(
             header("u", OmType::Unknown, "", "H."),

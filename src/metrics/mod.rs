@@ -9,8 +9,6 @@ mod catalog;
 pub mod client_ip;
 mod exemplar;
 mod exposition;
-// Until /metrics answers in these formats.
-#[allow(dead_code)]
 pub(crate) mod gathered;
 mod kernel;
 mod labels;
@@ -20,7 +18,9 @@ pub(crate) mod proto;
 mod selfmon;
 mod store;
 
-pub use aggregator::{Aggregator, Cardinality, NativeHistograms, NativeMode, DEFAULT_MAX_SERIES};
+pub use aggregator::{
+    Aggregator, Cardinality, Format, NativeHistograms, NativeMode, DEFAULT_MAX_SERIES,
+};
 pub use catalog::{
     Kind, MetricConfig, MetricDef, Source, TimerField, METRICS, NAMESPACE, QUEUE_BUCKETS,
     SECONDS_BUCKETS,

@@ -81,6 +81,7 @@ pub(crate) fn growth_factor(schema: i8) -> f64 {
 }
 
 /// The upper bound of bucket `index` at `schema`: `2^(index / 2^schema)`.
+#[cfg(test)]
 pub(crate) fn upper_bound(index: i32, schema: i8) -> f64 {
     (f64::from(index) * (-f64::from(schema)).exp2()).exp2()
 }
@@ -199,21 +200,13 @@ impl NativeLayout {
     }
 
     /// The schema a new series starts at.
+    #[cfg(test)]
     pub(crate) fn schema(&self) -> i8 {
         self.schema
     }
 
-    /// The limit of populated buckets per series, 0 for none.
-    pub(crate) fn max_buckets(&self) -> usize {
-        self.max_buckets
-    }
-
-    /// Raw values per exposed unit.
-    pub(crate) fn per_unit(&self) -> f64 {
-        self.per_unit
-    }
-
     /// The tables' size in bytes.
+    #[cfg(test)]
     pub(crate) fn table_bytes(&self) -> usize {
         std::mem::size_of_val(&*self.table) + std::mem::size_of_val(&*self.bounds)
     }
@@ -367,6 +360,7 @@ impl NativeBuckets {
     }
 
     /// All observations, the zero bucket's included.
+    #[cfg(test)]
     pub(crate) fn count(&self) -> u64 {
         self.zero_count + self.counts.iter().sum::<u64>()
     }
@@ -413,6 +407,7 @@ impl NativeBuckets {
     }
 
     /// Heap memory held by the series.
+    #[cfg(test)]
     pub(crate) fn heap_bytes(&self) -> usize {
         self.counts.capacity() * std::mem::size_of::<u64>()
     }
@@ -800,7 +795,11 @@ mod tests {
         h.observe(&l, 1);
         h.observe(&l, 1 << 40);
         assert_eq!(h.populated(), 2);
-        assert!(h.counts.len() <= 10 * WIDTH_PER_BUCKET, "{}", h.counts.len());
+        assert!(
+            h.counts.len() <= 10 * WIDTH_PER_BUCKET,
+            "{}",
+            h.counts.len()
+        );
         assert!(h.schema(&l) < 3);
         assert_eq!(h.count(), 2);
         // Without a limit, no bound either.

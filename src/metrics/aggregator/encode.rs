@@ -5,11 +5,12 @@
 //! Prometheus protobuf format with native histograms (`protobuf::Protobuf`).
 
 use std::borrow::Cow;
-use std::fmt::{self, Write};
+use std::fmt;
 
 use super::{per_base_unit, Aggregator, Kind, Series, SEPARATOR};
 use crate::metrics::exemplar::Exemplar;
 use crate::metrics::exposition;
+use crate::metrics::gathered::{self, Number, OmType};
 use crate::metrics::native::{NativeBuckets, NativeLayout};
 
 /// An exposition format of `/metrics`.
@@ -40,9 +41,6 @@ pub(super) struct Histogram<'a> {
     pub sum: f64,
     /// How many of the logged unit make one of the exposed unit.
     pub per_unit: f64,
-    /// The configured bounds, which place the exemplars whether or not the classic
-    /// buckets are exposed.
-    pub exemplar_bounds: &'a [f64],
     /// One per configured bucket, `+Inf` included; empty without exemplars.
     pub exemplars: &'a [Exemplar],
     pub native: Option<(&'a NativeLayout, &'a NativeBuckets)>,
@@ -145,7 +143,6 @@ impl Aggregator {
                                 counts: &counts[..=bounds.len()],
                                 sum,
                                 per_unit,
-                                exemplar_bounds: &metric.buckets,
                                 exemplars,
                                 native,
                             },
@@ -224,7 +221,8 @@ impl Writer for Text<'_> {
     }
 }
 
-/// OpenMetrics 1.0 text: counters' family names without `_total`, and exemplars.
+/// OpenMetrics 1.0 text: counters' family names without `_total`, canonical numbers, and
+/// exemplars. The writers are `gathered`'s, which the self-metrics use too.
 pub(super) struct OpenMetrics<'a> {
     out: &'a mut String,
     name: String,
@@ -243,34 +241,25 @@ impl<'a> OpenMetrics<'a> {
     fn labels(&mut self, labels: &[(&str, Cow<'_, str>)]) -> fmt::Result {
         self.labels.clear();
         for (name, value) in labels {
-            exposition::write_label(&mut self.labels, name, value)?;
+            gathered::write_om_label(&mut self.labels, name, value)?;
         }
         Ok(())
     }
 }
 
-/// ` # {label="id"} value timestamp`, as OpenMetrics appends an exemplar to a sample.
 fn write_exemplar(out: &mut String, e: &ExemplarOut<'_>) -> fmt::Result {
-    let mut label = String::new();
-    exposition::write_label(&mut label, e.label, e.id)?;
-    let label = label.strip_suffix(',').unwrap_or(&label);
-    let seconds = e.at_ms.div_euclid(1000);
-    let millis = e.at_ms.rem_euclid(1000);
-    write!(out, " # {{{label}}} {} {seconds}.{millis:03}", e.value)
+    gathered::write_exemplar(out, e.label, e.id, e.value, e.at_ms as f64 / 1000.0)
 }
 
 impl Writer for OpenMetrics<'_> {
     fn family(&mut self, family: &Family<'_>) -> fmt::Result {
         self.name.clear();
         self.name.push_str(family.name);
-        let (name, kind) = match family.kind {
-            Kind::Counter => (
-                family.name.strip_suffix("_total").unwrap_or(family.name),
-                "counter",
-            ),
-            Kind::Histogram => (family.name, "histogram"),
+        let kind = match family.kind {
+            Kind::Counter => OmType::Counter,
+            Kind::Histogram => OmType::Histogram,
         };
-        exposition::write_header(self.out, name, family.help, kind)
+        gathered::write_om_header(self.out, family.name, kind, "", family.help)
     }
 
     fn counter(
@@ -280,8 +269,8 @@ impl Writer for OpenMetrics<'_> {
         exemplar: Option<ExemplarOut<'_>>,
     ) -> fmt::Result {
         self.labels(labels)?;
-        let braced = braces(&self.labels);
-        write!(self.out, "{}{braced} {value}", self.name)?;
+        let value = Number::Int(value);
+        gathered::write_om_sample(self.out, &self.name, "", &self.labels, None, value)?;
         if let Some(e) = exemplar {
             write_exemplar(self.out, &e)?;
         }
@@ -296,22 +285,20 @@ impl Writer for OpenMetrics<'_> {
         exemplar_label: &str,
     ) -> fmt::Result {
         self.labels(labels)?;
-        let name = &self.name;
+        let (name, labels) = (&self.name, &self.labels);
         let mut cumulative = 0;
         for (i, count) in h.counts.iter().enumerate() {
             cumulative += count;
-            match h.bounds.get(i) {
-                Some(bound) => write!(
-                    self.out,
-                    "{name}_bucket{{{}le=\"{bound}\"}} {cumulative}",
-                    self.labels
-                )?,
-                None => write!(
-                    self.out,
-                    "{name}_bucket{{{}le=\"+Inf\"}} {cumulative}",
-                    self.labels
-                )?,
-            }
+            let bound = h.bounds.get(i).copied().unwrap_or(f64::INFINITY);
+            let value = Number::Int(cumulative);
+            gathered::write_om_sample(
+                self.out,
+                name,
+                "_bucket",
+                labels,
+                Some(("le", bound)),
+                value,
+            )?;
             // Without classic buckets the one bucket, `+Inf`, carries the latest
             // exemplar of any.
             let exemplar = if h.bounds.is_empty() {
@@ -335,16 +322,17 @@ impl Writer for OpenMetrics<'_> {
             }
             self.out.push('\n');
         }
-        let braced = braces(&self.labels);
-        writeln!(self.out, "{name}_sum{braced} {}", h.sum)?;
-        writeln!(self.out, "{name}_count{braced} {cumulative}")
-    }
-}
-
-/// `{a="1",b="2"}` from `a="1",b="2",`; nothing for no labels.
-fn braces(labels: &str) -> Cow<'_, str> {
-    match labels.strip_suffix(',') {
-        Some(inner) => Cow::Owned(format!("{{{inner}}}")),
-        None => Cow::Borrowed(""),
+        gathered::write_om_sample(self.out, name, "_sum", labels, None, Number::Float(h.sum))?;
+        self.out.push('\n');
+        gathered::write_om_sample(
+            self.out,
+            name,
+            "_count",
+            labels,
+            None,
+            Number::Int(cumulative),
+        )?;
+        self.out.push('\n');
+        Ok(())
     }
 }

@@ -532,7 +532,7 @@ fn exemplars_without_classic_buckets_go_on_the_one_bucket() {
         .find(|l| l.contains("le=\"+Inf\""))
         .unwrap_or_default();
     assert!(
-        inf.starts_with("haproxy_log_response_processing_seconds_bucket{le=\"+Inf\"} 2 # {trace_id=\"latest\"} 4 "),
+        inf.starts_with("haproxy_log_response_processing_seconds_bucket{le=\"+Inf\"} 2 # {trace_id=\"latest\"} 4.0 "),
         "{text}"
     );
 }
