@@ -281,7 +281,10 @@ fn is_graphic(b: u8) -> bool {
 impl<'a> Walk<'a> {
     #[inline(always)]
     fn text(&self, start: usize, end: usize) -> &'a str {
-        self.line.get(start..end).unwrap_or_default()
+        self.line
+            .get(..end)
+            .and_then(|s| s.get(start..))
+            .unwrap_or_default()
     }
 
     /// Whether `at` is where a field ends: a space or the end of the line.

@@ -136,38 +136,108 @@ impl PathNormaliser {
 
 /// Stage 2: the path with every identifier-like segment replaced by `:id`, or `None` when
 /// no segment is one.
+///
+/// The `/`s are found eight bytes at a time; a segment shorter than 16 bytes is decided
+/// by its first byte unless that is a digit (only all-digit ones are identifiers), so most
+/// bytes are read once, as part of a word. Nothing is allocated unless a segment is
+/// replaced.
 fn fold_identifiers(path: &str) -> Option<String> {
     let bytes = path.as_bytes();
-    let mut out: Option<String> = None;
-    // `path[..copied]` is already in `out`.
-    let mut copied = 0;
+    let mut folder = Folder {
+        path,
+        out: None,
+        copied: 0,
+    };
+    // The segment being read begins at `start`.
     let mut start = 0;
-    loop {
-        let end = bytes[start..]
-            .iter()
-            .position(|&b| b == b'/')
-            .map_or(bytes.len(), |i| start + i);
-        if is_identifier(&bytes[start..end]) {
-            let out = out.get_or_insert_with(|| {
+    let mut words_at = |offset: usize, mut slashes: u64| {
+        while slashes != 0 {
+            let end = offset + (slashes.trailing_zeros() / 8) as usize;
+            folder.segment(start, end);
+            start = end + 1;
+            slashes &= slashes - 1;
+        }
+    };
+    let words = bytes.chunks_exact(8);
+    let tail = words.remainder();
+    for (i, word) in words.enumerate() {
+        if let Ok(word) = <[u8; 8]>::try_from(word) {
+            words_at(i * 8, slash_bits(u64::from_le_bytes(word)));
+        }
+    }
+    if !tail.is_empty() {
+        let offset = bytes.len() - tail.len();
+        // The last eight bytes, shifted so that those already read are gone (zeros are
+        // no `/`); or the short path itself.
+        let word = match bytes.last_chunk::<8>() {
+            Some(last) => u64::from_le_bytes(*last) >> (8 * (8 - tail.len())),
+            None => tail
+                .iter()
+                .rev()
+                .fold(0, |word, &b| word << 8 | u64::from(b)),
+        };
+        words_at(offset, slash_bits(word));
+    }
+    folder.segment(start, bytes.len());
+    folder.finish()
+}
+
+/// Bit 7 of each byte of `word` that is a `/`, and no other bit.
+#[inline(always)]
+fn slash_bits(word: u64) -> u64 {
+    const SLASHES: u64 = u64::from_le_bytes([b'/'; 8]);
+    const LOW7: u64 = u64::from_le_bytes([0x7f; 8]);
+    // A byte of `x` is 0 exactly where `word` has a `/`; adding 0x7f to its low seven
+    // bits sets bit 7 of every other byte, and no carry crosses a byte.
+    let x = word ^ SLASHES;
+    !((x & LOW7).wrapping_add(LOW7) | x | LOW7)
+}
+
+/// Stage 2's output, made at the first identifier.
+struct Folder<'a> {
+    path: &'a str,
+    out: Option<String>,
+    /// `path[..copied]` is already in `out`.
+    copied: usize,
+}
+
+impl Folder<'_> {
+    /// Replaces `path[start..end]`, a segment, by `:id` if it is an identifier.
+    #[inline(always)]
+    fn segment(&mut self, start: usize, end: usize) {
+        let Some(segment) = self.path.as_bytes().get(start..end) else {
+            return;
+        };
+        let identifier = match segment.first() {
+            None => false,
+            // Below 16 bytes only digits make an identifier.
+            Some(first) if segment.len() < 16 => {
+                first.is_ascii_digit() && segment.iter().all(u8::is_ascii_digit)
+            }
+            Some(_) => is_identifier(segment),
+        };
+        if identifier {
+            let path = self.path;
+            let out = self.out.get_or_insert_with(|| {
                 // Only a segment of one or two digits grows (to the three bytes of
                 // `:id`), so this bound is never exceeded: one allocation.
-                let segments_left = bytes[start..].iter().filter(|&&b| b == b'/').count() + 1;
+                let rest = path.as_bytes().get(start..).unwrap_or_default();
+                let segments_left = rest.iter().filter(|&&b| b == b'/').count() + 1;
                 String::with_capacity(path.len() + 2 * segments_left)
             });
             // `start` and `end` are next to a `/` or at an end: char boundaries.
-            out.push_str(&path[copied..start]);
+            out.push_str(path.get(self.copied..start).unwrap_or_default());
             out.push_str(ID);
-            copied = end;
+            self.copied = end;
         }
-        if end == bytes.len() {
-            break;
-        }
-        start = end + 1;
     }
-    out.map(|mut out| {
-        out.push_str(&path[copied..]);
-        out
-    })
+
+    /// The folded path, or `None` when no segment was replaced.
+    fn finish(self) -> Option<String> {
+        let mut out = self.out?;
+        out.push_str(self.path.get(self.copied..).unwrap_or_default());
+        Some(out)
+    }
 }
 
 /// Whether a segment looks like an identifier: all digits, a UUID, 16 or more hex digits,
@@ -230,5 +300,7 @@ fn segment_cut(path: &str, max: usize) -> Option<usize> {
     (!rest.is_empty() && rest != ELLIPSIS).then_some(cut)
 }
 
+#[cfg(test)]
+mod reference;
 #[cfg(test)]
 mod tests;
