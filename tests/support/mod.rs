@@ -15,6 +15,7 @@
 //!   and [`scrape_metrics`] for their inner half.
 //! - [`haproxy`]: the rest of the inner half that the end-to-end tests with a
 //!   real HAProxy share.
+//! - [`json`]: a small JSON reader (dashboards, Prometheus' API answers).
 //! - [`pki`]: a CA and certificates from the `openssl` CLI.
 //!
 //! Every test binary that declares `mod support;` compiles all of it but uses
@@ -22,6 +23,7 @@
 #![allow(dead_code)]
 
 pub mod haproxy;
+pub mod json;
 pub mod pki;
 pub mod relays;
 

@@ -138,6 +138,23 @@ applies.
 {{- if $v.metrics.seriesTTL }}
 {{- $_ = set $env "HLE_SERIES_TTL" (toString $v.metrics.seriesTTL) }}
 {{- end }}
+{{- $native := $v.metrics.nativeHistograms }}
+{{- if kindIs "bool" $native }}
+{{- /* YAML 1.1 reads an unquoted on or off as a boolean. */}}
+{{- $native = ternary "on" "off" $native }}
+{{- end }}
+{{- if and (not (kindIs "invalid" $native)) (ne (toString $native) "off") }}
+{{- $_ = set $env "HLE_NATIVE_HISTOGRAMS" (toString $native) }}
+{{- end }}
+{{- if not (kindIs "invalid" $v.metrics.nativeHistogramBucketFactor) }}
+{{- $_ = set $env "HLE_NATIVE_HISTOGRAM_BUCKET_FACTOR" (include "haproxy-log-exporter.scalar" $v.metrics.nativeHistogramBucketFactor) }}
+{{- end }}
+{{- if not (kindIs "invalid" $v.metrics.nativeHistogramMaxBuckets) }}
+{{- $_ = set $env "HLE_NATIVE_HISTOGRAM_MAX_BUCKETS" (toString (int64 $v.metrics.nativeHistogramMaxBuckets)) }}
+{{- end }}
+{{- if $v.metrics.exemplarLabel }}
+{{- $_ = set $env "HLE_EXEMPLAR_LABEL" $v.metrics.exemplarLabel }}
+{{- end }}
 {{- if $v.paths.rules }}
 {{- $_ = set $env "HLE_PATH_RULES" $v.paths.rules }}
 {{- end }}

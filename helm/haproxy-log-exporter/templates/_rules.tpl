@@ -8,7 +8,9 @@ Traffic alerts sum over pods and replicas by `prometheusRule.groupBy` and
 `backend_name`, and ignore backends with too little traffic to judge. They need
 the exporter's default labels (which `metrics.labels` can change): `status_class`
 and `backend_name` on haproxy_log_requests_total, `backend_name` on
-haproxy_log_response_processing_seconds.
+haproxy_log_response_processing_seconds. The response time alert reads the native
+histogram where Prometheus stores one (HLE_NATIVE_HISTOGRAMS), else the classic
+buckets.
 */}}
 {{- define "haproxy-log-exporter.ruleGroups" -}}
 {{- $r := .Values.prometheusRule }}
@@ -19,6 +21,7 @@ haproxy_log_response_processing_seconds.
 {{- $byExporter := join ", " (uniq (concat $r.groupBy (list "pod" "instance"))) }}
 {{- $requests := printf "haproxy_log_requests_total%s" (include "haproxy-log-exporter.promSelector" (list $sel)) }}
 {{- $requests5xx := printf "haproxy_log_requests_total%s" (include "haproxy-log-exporter.promSelector" (list "status_class=\"5xx\"" $sel)) }}
+{{- $trNative := printf "haproxy_log_response_processing_seconds%s" (include "haproxy-log-exporter.promSelector" (list $sel)) }}
 {{- $tr := printf "haproxy_log_response_processing_seconds_bucket%s" (include "haproxy-log-exporter.promSelector" (list $sel)) }}
 {{- $trCount := printf "haproxy_log_response_processing_seconds_count%s" (include "haproxy-log-exporter.promSelector" (list $sel)) }}
 {{- $rejected := printf "haproxy_log_exporter_lines_rejected_total%s" (include "haproxy-log-exporter.promSelector" (list $sel)) }}
@@ -62,11 +65,21 @@ haproxy_log_response_processing_seconds.
     {{- if $a.backendResponseTime.enabled }}
     - alert: HAProxyLogBackendResponseTimeHigh
       expr: |-
-        histogram_quantile({{ $a.backendResponseTime.quantile }},
-          sum by ({{ $by }}, le) (rate({{ $tr }}[{{ $w }}]))
+        (
+          histogram_quantile({{ $a.backendResponseTime.quantile }},
+            sum by ({{ $by }}) (rate({{ $trNative }}[{{ $w }}]))
+          )
+          or
+          histogram_quantile({{ $a.backendResponseTime.quantile }},
+            sum by ({{ $by }}, le) (rate({{ $tr }}[{{ $w }}]))
+          )
         ) > {{ $a.backendResponseTime.thresholdSeconds }}
         and on ({{ $by }})
-          sum by ({{ $by }}) (rate({{ $trCount }}[{{ $w }}])) >= {{ $a.backendResponseTime.minRequestRate }}
+          (
+            sum by ({{ $by }}) (histogram_count(rate({{ $trNative }}[{{ $w }}])))
+            or
+            sum by ({{ $by }}) (rate({{ $trCount }}[{{ $w }}]))
+          ) >= {{ $a.backendResponseTime.minRequestRate }}
       for: {{ $a.backendResponseTime.for }}
       labels:
         severity: {{ $a.backendResponseTime.severity }}
