@@ -536,3 +536,221 @@ fn exemplars_without_classic_buckets_go_on_the_one_bucket() {
         "{text}"
     );
 }
+
+fn protobuf_of(aggregator: &Aggregator) -> Vec<crate::metrics::proto::MetricFamily> {
+    use prost::Message;
+    let mut wire = Vec::new();
+    aggregator.encode_protobuf(&mut wire).unwrap();
+    let mut rest = wire.as_slice();
+    let mut families = Vec::new();
+    while !rest.is_empty() {
+        families
+            .push(crate::metrics::proto::MetricFamily::decode_length_delimited(&mut rest).unwrap());
+    }
+    families
+}
+
+fn family<'a>(
+    families: &'a [crate::metrics::proto::MetricFamily],
+    name: &str,
+) -> &'a crate::metrics::proto::MetricFamily {
+    families
+        .iter()
+        .find(|f| f.name() == name)
+        .unwrap_or_else(|| panic!("no family {name}"))
+}
+
+/// The native buckets of a protobuf histogram as (index, count), from its spans and
+/// deltas: what Prometheus reads.
+fn native_buckets(h: &crate::metrics::proto::Histogram) -> Vec<(i32, i64)> {
+    let mut out = Vec::new();
+    let mut deltas = h.positive_delta.iter();
+    let (mut index, mut count) = (0i32, 0i64);
+    // The first span's offset is its first index, a later one's the gap after the
+    // previous span: both add to the index after the last bucket.
+    for span in &h.positive_span {
+        index += span.offset();
+        for _ in 0..span.length() {
+            count += deltas.next().copied().unwrap();
+            out.push((index, count));
+            index += 1;
+        }
+    }
+    assert!(deltas.next().is_none(), "more deltas than the spans hold");
+    out.retain(|&(_, c)| c != 0);
+    out
+}
+
+#[test]
+fn protobuf_carries_native_buckets_that_place_each_value_by_the_schema() {
+    let metrics = [config(
+        "response_processing_seconds",
+        &[Label::HttpRequestPath],
+    )];
+    let aggregator = Aggregator::with_cardinality(
+        &metrics,
+        with_native(NativeMode::On, None),
+        &Registry::new(),
+    )
+    .unwrap();
+    let values = [0u64, 1, 3, 3, 40, 41, 1000, 20_000];
+    for ms in values {
+        aggregator.observe(&record("/a", "200", ms));
+    }
+    let families = protobuf_of(&aggregator);
+    let f = family(&families, "haproxy_log_response_processing_seconds");
+    assert_eq!(
+        f.r#type,
+        Some(crate::metrics::proto::MetricType::Histogram as i32)
+    );
+    assert_eq!(f.metric.len(), 1);
+    let m = &f.metric[0];
+    assert_eq!(
+        m.label
+            .iter()
+            .map(|l| (l.name(), l.value()))
+            .collect::<Vec<_>>(),
+        [("http_request_path", "/a")]
+    );
+    let h = m.histogram.as_ref().unwrap();
+    // The default factor 1.1 is schema 3.
+    assert_eq!(h.schema, Some(3));
+    assert_eq!(h.sample_count(), values.len() as u64);
+    assert!((h.sample_sum() - 21.088).abs() < 1e-9, "{}", h.sample_sum());
+    assert_eq!(h.zero_count(), 1);
+    assert!(h.zero_threshold() > 0.0);
+    // Each value in seconds lies in (2^((k-1)/8), 2^(k/8)] of its bucket k.
+    let mut expected: Vec<(i32, i64)> = Vec::new();
+    for &ms in values.iter().filter(|&&ms| ms > 0) {
+        let v = ms as f64 / 1000.0;
+        let k = (v.log2() * 8.0).ceil() as i32;
+        let k = if 2f64.powf(f64::from(k) / 8.0) < v {
+            k + 1
+        } else {
+            k
+        };
+        assert!(2f64.powf(f64::from(k - 1) / 8.0) < v && v <= 2f64.powf(f64::from(k) / 8.0));
+        match expected.last_mut() {
+            Some((last, count)) if *last == k => *count += 1,
+            _ => expected.push((k, 1)),
+        }
+    }
+    assert_eq!(native_buckets(h), expected);
+    // `on` keeps the classic buckets, cumulative, as the text format has them.
+    let classic: Vec<(f64, u64)> = h
+        .bucket
+        .iter()
+        .map(|b| (b.upper_bound(), b.cumulative_count()))
+        .collect();
+    assert_eq!(classic.len(), metrics[0].buckets.len());
+    let le = |bound: f64| {
+        values
+            .iter()
+            .filter(|&&ms| ms as f64 / 1000.0 <= bound)
+            .count() as u64
+    };
+    for (bound, cumulative) in classic {
+        assert_eq!(cumulative, le(bound), "le={bound}");
+    }
+}
+
+#[test]
+fn protobuf_without_classic_buckets_and_with_exemplars() {
+    let metrics = [
+        config("requests_total", &[Label::StatusCode]),
+        config("response_processing_seconds", &[]),
+    ];
+    let aggregator = Aggregator::with_cardinality(
+        &metrics,
+        with_native(NativeMode::Only, Some(TRACE)),
+        &Registry::new(),
+    )
+    .unwrap();
+    aggregator.observe(&traced(
+        "/a",
+        "200",
+        3,
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+    ));
+    aggregator.observe(&traced("/a", "200", 4000, "slow"));
+    let families = protobuf_of(&aggregator);
+    let counter = &family(&families, "haproxy_log_requests_total").metric[0];
+    let c = counter.counter.as_ref().unwrap();
+    assert_eq!(c.value(), 2.0);
+    let e = c.exemplar.as_ref().unwrap();
+    assert_eq!(
+        (e.label[0].name(), e.label[0].value(), e.value()),
+        ("trace_id", "slow", 1.0)
+    );
+    let h = family(&families, "haproxy_log_response_processing_seconds").metric[0]
+        .histogram
+        .as_ref()
+        .unwrap();
+    assert!(h.bucket.is_empty(), "{:?}", h.bucket);
+    assert_eq!(h.sample_count(), 2);
+    let mut ids: Vec<(&str, f64)> = h
+        .exemplars
+        .iter()
+        .map(|e| (e.label[0].value(), e.value()))
+        .collect();
+    ids.sort_by(|a, b| a.1.total_cmp(&b.1));
+    // The traceparent is reduced to its trace id.
+    assert_eq!(
+        ids,
+        [("4bf92f3577b34da6a3ce929d0e0e4736", 0.003), ("slow", 4.0)]
+    );
+    let ts = h.exemplars[0].timestamp.as_ref().unwrap();
+    assert!(ts.seconds > 1_600_000_000 && (0..1_000_000_000).contains(&ts.nanos));
+}
+
+#[test]
+fn protobuf_with_classic_buckets_puts_exemplars_on_them() {
+    let metrics = [config("response_processing_seconds", &[])];
+    let aggregator = Aggregator::with_cardinality(
+        &metrics,
+        with_native(NativeMode::On, Some(TRACE)),
+        &Registry::new(),
+    )
+    .unwrap();
+    aggregator.observe(&traced("/a", "200", 3, "fast"));
+    aggregator.observe(&traced("/a", "200", 4000, "slow"));
+    aggregator.observe(&traced("/a", "200", 100_000, "slowest"));
+    let families = protobuf_of(&aggregator);
+    let h = family(&families, "haproxy_log_response_processing_seconds").metric[0]
+        .histogram
+        .as_ref()
+        .unwrap();
+    let with: Vec<(f64, &str)> = h
+        .bucket
+        .iter()
+        .filter_map(|b| Some((b.upper_bound(), b.exemplar.as_ref()?.label[0].value())))
+        .collect();
+    let bounds = &metrics[0].buckets;
+    let first_above = |v: f64| bounds.iter().copied().find(|&b| v <= b).unwrap();
+    assert_eq!(
+        with,
+        [
+            (first_above(0.003), "fast"),
+            (first_above(4.0), "slow"),
+            (f64::INFINITY, "slowest")
+        ]
+    );
+    assert!(h.exemplars.is_empty());
+    assert_eq!(h.schema, Some(3));
+}
+
+#[test]
+fn protobuf_with_native_off_has_no_native_fields() {
+    let aggregator =
+        Aggregator::with_cardinality(&default_metrics(), Cardinality::default(), &Registry::new())
+            .unwrap();
+    aggregator.observe(&record("/a", "200", 5));
+    let families = protobuf_of(&aggregator);
+    let h = family(&families, "haproxy_log_response_processing_seconds").metric[0]
+        .histogram
+        .as_ref()
+        .unwrap();
+    assert_eq!(h.schema, None);
+    assert!(h.positive_span.is_empty() && h.zero_threshold.is_none());
+    assert_eq!(h.sample_count(), 1);
+}
