@@ -67,12 +67,13 @@ impl Pipeline {
     /// counted, rejected or ignored.
     pub fn process(&self, transport: Transport, frame: &[u8]) {
         let message = syslog::split(frame).message;
-        match self.parser.parse(message) {
+        // Matched by reference: the record is not moved out of the result.
+        match &self.parser.parse(message) {
             Ok(Entry::Traffic(record)) => {
-                self.aggregator.observe(&record);
+                self.aggregator.observe(record);
                 self.selfmon.counted();
                 if let Some(forward) = &self.forward {
-                    forward.give(frame, forward.keep(&record));
+                    forward.give(frame, forward.keep(record));
                 }
             }
             Ok(Entry::Notice(reason)) => {

@@ -73,15 +73,22 @@ impl Series {
 
     /// The slot of the series for `key`, created if there is room, else the overflow
     /// series.
+    #[inline]
     pub fn slot(&mut self, group: &Group, key: &[u8]) -> Slot {
-        if let Some(&slot) = self.index.get(key) {
-            let overflowed = Some(slot) == self.overflow;
-            return Slot {
+        match self.index.get(key) {
+            Some(&slot) => Slot {
                 slot,
-                overflowed,
+                overflowed: Some(slot) == self.overflow,
                 added: false,
-            };
+            },
+            None => self.new_slot(group, key),
         }
+    }
+
+    /// The slot for a key not seen yet: a new series, or the overflow one.
+    #[cold]
+    #[inline(never)]
+    fn new_slot(&mut self, group: &Group, key: &[u8]) -> Slot {
         // One series is kept for the overflow, so the cap holds once it exists.
         let regular = self.keys.len() - usize::from(self.overflow.is_some());
         if regular + 1 < group.max_label_sets {

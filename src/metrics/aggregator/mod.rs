@@ -121,6 +121,9 @@ struct Metric {
     /// The same bounds in the unit HAProxy logs: the largest logged value that falls in
     /// each bucket, so that a line is bucketed by integer comparisons.
     thresholds: Vec<i64>,
+    /// The thresholds of the counted buckets: `thresholds`, or none without classic
+    /// buckets, where every observation counts in the one bucket.
+    counted_thresholds: Vec<i64>,
     group: usize,
     /// Where this metric's counts start in a series' counts: one for a counter, one per
     /// bucket plus one above the last bound for a histogram (not cumulative).
@@ -139,6 +142,8 @@ struct State {
     key: Vec<u8>,
     /// Seconds since the aggregator started, as of the last sweep.
     now: u32,
+    /// The slot of the line's series in each group, for native histograms and exemplars.
+    slots: Vec<usize>,
 }
 
 /// What one line adds to one metric: counters count, histograms observe a value in the
@@ -208,6 +213,8 @@ pub struct Aggregator {
     cardinality: Cardinality,
     uses_path: bool,
     uses_client_ip: bool,
+    /// Native histograms or exemplars are on: series keep more than classic numbers.
+    extras: bool,
     start: Instant,
     state: Mutex<State>,
 }
@@ -232,10 +239,12 @@ impl Aggregator {
             groups: groups.iter().map(Series::new).collect(),
             key: Vec::new(),
             now: 0,
+            slots: Vec::with_capacity(groups.len()),
         };
         Ok(Aggregator {
             uses_path: uses(Label::HttpRequestPath) && !cardinality.path.is_identity(),
             uses_client_ip: uses(Label::ClientIp) && !cardinality.client_ip.is_identity(),
+            extras: cardinality.native.mode != NativeMode::Off || cardinality.exemplar.is_some(),
             metrics,
             groups,
             cardinality,
@@ -279,8 +288,14 @@ impl Aggregator {
         });
 
         let mut state = self.lock();
-        let State { groups, key, now } = &mut *state;
-        for (group, series) in self.groups.iter().zip(groups) {
+        let State {
+            groups,
+            key,
+            now,
+            slots,
+        } = &mut *state;
+        slots.clear();
+        for (group, series) in self.groups.iter().zip(groups.iter_mut()) {
             let (slot, overflowed) = if group.labels.is_empty() {
                 (0, false)
             } else {
@@ -295,9 +310,47 @@ impl Aggregator {
                 }
                 (found.slot, found.overflowed)
             };
+            if self.extras {
+                slots.push(slot);
+            }
             series.touched[slot] = *now;
             let counts = &mut series.counts[slot * group.stride..][..group.stride];
             let sums = &mut series.sums[slot * group.sum_stride..][..group.sum_stride];
+            for &m in &group.metrics {
+                let metric = &self.metrics[m];
+                match observation(metric.def.source, record) {
+                    None => continue,
+                    Some(Observation::Count(n)) => counts[metric.offset] += n,
+                    Some(Observation::Value(raw)) => {
+                        // The first bound at or above the value; past the last one:
+                        // `+Inf`. The thresholds ascend, so a binary search finds it.
+                        let value = i64::try_from(raw).unwrap_or(i64::MAX);
+                        let bucket = metric.counted_thresholds.partition_point(|&t| t < value);
+                        counts[metric.offset + bucket] += 1;
+                        sums[metric.sum] = sums[metric.sum].saturating_add(raw);
+                    }
+                }
+                if overflowed {
+                    metric.overflow.inc();
+                }
+            }
+        }
+        if self.extras {
+            self.observe_extras(groups, slots, record, exemplar);
+        }
+    }
+
+    /// The native histograms and exemplars of a line, in the series `observe` found:
+    /// a second pass, so that the classic one stays what it is without them.
+    #[inline(never)]
+    fn observe_extras(
+        &self,
+        groups: &mut [Series],
+        slots: &[usize],
+        record: &LogRecord<'_>,
+        exemplar: Option<(&str, i64)>,
+    ) {
+        for ((group, series), &slot) in self.groups.iter().zip(groups).zip(slots) {
             let natives = &mut series.natives[slot * group.native_stride..][..group.native_stride];
             let exemplars =
                 &mut series.exemplars[slot * group.exemplar_stride..][..group.exemplar_stride];
@@ -306,28 +359,20 @@ impl Aggregator {
                 match observation(metric.def.source, record) {
                     None => continue,
                     Some(Observation::Count(n)) => {
-                        counts[metric.offset] += n;
                         if let Some((id, at)) = exemplar {
                             exemplars[metric.exemplar_offset].set(n, at, id);
                         }
                     }
                     Some(Observation::Value(raw)) => {
-                        // The first bound at or above the value; past the last one:
-                        // `+Inf`. The thresholds ascend, so a binary search finds it.
-                        let value = i64::try_from(raw).unwrap_or(i64::MAX);
-                        let bucket = metric.thresholds.partition_point(|&t| t < value);
-                        counts[metric.offset + if metric.classic { bucket } else { 0 }] += 1;
-                        sums[metric.sum] = sums[metric.sum].saturating_add(raw);
                         if let Some(layout) = &metric.native {
                             natives[metric.native_index].observe(layout, raw);
                         }
                         if let Some((id, at)) = exemplar {
+                            let value = i64::try_from(raw).unwrap_or(i64::MAX);
+                            let bucket = metric.thresholds.partition_point(|&t| t < value);
                             exemplars[metric.exemplar_offset + bucket].set(raw, at, id);
                         }
                     }
-                }
-                if overflowed {
-                    metric.overflow.inc();
                 }
             }
         }
@@ -493,13 +538,18 @@ fn layout(
         } else {
             0
         });
-        let thresholds = buckets
+        let thresholds: Vec<i64> = buckets
             .iter()
             .map(|&bound| threshold(bound, per_base_unit(config.def.source)))
             .collect();
         metrics.push(Metric {
             def: config.def,
             native,
+            counted_thresholds: if classic {
+                thresholds.clone()
+            } else {
+                Vec::new()
+            },
             thresholds,
             overflow: gauges.overflow.with_label_values(&[&full_name]),
             series: gauge,
