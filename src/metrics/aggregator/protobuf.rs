@@ -1,6 +1,7 @@
 //! The traffic metrics in the Prometheus protobuf format: one `io.prometheus.client`
 //! `MetricFamily` message per metric, each written length-delimited as soon as it is
-//! complete. A histogram carries its native buckets with `HLE_NATIVE_HISTOGRAMS` on, its
+//! complete. Each series is encoded as it comes, as the family's repeated `metric`
+//! field, so that only bytes are held, not the messages of a family's every series. A histogram carries its native buckets with `HLE_NATIVE_HISTOGRAMS` on, its
 //! classic buckets unless it is `only`, and its exemplars: on the classic buckets (where
 //! every Prometheus version with native histograms reads them) and, without classic
 //! buckets, in the histogram's own list (read by later versions).
@@ -8,24 +9,40 @@
 use std::borrow::Cow;
 use std::fmt;
 
+use prost::Message;
+
 use super::encode::{ExemplarOut, Family, Histogram, Writer};
 use super::Kind;
 use crate::metrics::exemplar::Exemplar;
-use crate::metrics::gathered::write_delimited;
 use crate::metrics::native::ZERO_THRESHOLD;
 use crate::metrics::proto as pb;
 
 pub(super) struct Protobuf<'a> {
     out: &'a mut Vec<u8>,
+    /// The family's name, help and type, without its series.
     family: pb::MetricFamily,
+    /// The family's series so far, encoded as its `metric` fields.
+    metrics: Vec<u8>,
+    /// Whether the family has any series.
+    any: bool,
 }
+
+/// The field number of `MetricFamily.metric`.
+const METRIC_FIELD: u32 = 4;
 
 impl<'a> Protobuf<'a> {
     pub fn new(out: &'a mut Vec<u8>) -> Self {
         Protobuf {
             out,
             family: pb::MetricFamily::default(),
+            metrics: Vec::new(),
+            any: false,
         }
+    }
+
+    fn push(&mut self, metric: &pb::Metric) {
+        prost::encoding::message::encode(METRIC_FIELD, metric, &mut self.metrics);
+        self.any = true;
     }
 }
 
@@ -74,6 +91,8 @@ impl Writer for Protobuf<'_> {
             r#type: Some(kind as i32),
             ..pb::MetricFamily::default()
         };
+        self.metrics.clear();
+        self.any = false;
         Ok(())
     }
 
@@ -83,7 +102,7 @@ impl Writer for Protobuf<'_> {
         value: u64,
         e: Option<ExemplarOut<'_>>,
     ) -> fmt::Result {
-        self.family.metric.push(pb::Metric {
+        self.push(&pb::Metric {
             label: label_pairs(labels),
             counter: Some(pb::Counter {
                 value: Some(value as f64),
@@ -152,7 +171,7 @@ impl Writer for Protobuf<'_> {
                     .collect();
             }
         }
-        self.family.metric.push(pb::Metric {
+        self.push(&pb::Metric {
             label: label_pairs(labels),
             histogram: Some(histogram),
             ..pb::Metric::default()
@@ -161,12 +180,20 @@ impl Writer for Protobuf<'_> {
     }
 
     fn end_family(&mut self) -> fmt::Result {
-        let family = std::mem::take(&mut self.family);
         // A family without series is left out: the format has no place for its header
         // alone, and Prometheus would see nothing in it.
-        if !family.metric.is_empty() {
-            write_delimited(&family, self.out);
+        if !self.any {
+            return Ok(());
         }
+        // The header's fields, then the series' (field order is free in protobuf), as
+        // one length-delimited message.
+        let header = self.family.encoded_len();
+        prost::encoding::encode_varint((header + self.metrics.len()) as u64, self.out);
+        if self.family.encode(self.out).is_err() {
+            // Only a full buffer fails, and a Vec grows.
+            return Err(fmt::Error);
+        }
+        self.out.extend_from_slice(&self.metrics);
         Ok(())
     }
 }

@@ -547,6 +547,12 @@ fn protobuf_of(aggregator: &Aggregator) -> Vec<crate::metrics::proto::MetricFami
         families
             .push(crate::metrics::proto::MetricFamily::decode_length_delimited(&mut rest).unwrap());
     }
+    // Encoded series by series, the bytes are those of each whole message encoded at once.
+    let mut again = Vec::new();
+    for family in &families {
+        crate::metrics::gathered::write_delimited(family, &mut again);
+    }
+    assert_eq!(again, wire);
     families
 }
 
