@@ -61,7 +61,7 @@ fn braces(labels: &str) -> Cow<'_, str> {
     }
 }
 
-fn escape_value(value: &str) -> Cow<'_, str> {
+pub(super) fn escape_value(value: &str) -> Cow<'_, str> {
     if !value.contains(['\\', '"', '\n']) {
         return Cow::Borrowed(value);
     }

@@ -389,19 +389,8 @@ pub(crate) fn write_om_float(out: &mut impl Write, value: f64) -> fmt::Result {
 
 /// Escapes a label value or a help text: `\`, `"` and a line feed.
 pub(crate) fn escape(value: &str) -> Cow<'_, str> {
-    if !value.contains(['\\', '"', '\n']) {
-        return Cow::Borrowed(value);
-    }
-    let mut escaped = String::with_capacity(value.len() + 8);
-    for c in value.chars() {
-        match c {
-            '\\' => escaped.push_str("\\\\"),
-            '"' => escaped.push_str("\\\""),
-            '\n' => escaped.push_str("\\n"),
-            c => escaped.push(c),
-        }
-    }
-    Cow::Owned(escaped)
+    // The text format escapes label values the same way.
+    super::exposition::escape_value(value)
 }
 
 /// A formatting buffer on the stack for one number, so that writing floats allocates
